@@ -1,0 +1,7 @@
+#include "convert.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pymdbn's compiled kernels (internal: use the pymdbn package)";
+  pymdbn::bind::bind_config(m);
+  pymdbn::bind::bind_rbm(m);
+}

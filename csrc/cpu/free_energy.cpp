@@ -1,0 +1,36 @@
+#include <vector>
+
+#include "common.h"
+#include "pymdbn/ops.h"
+
+namespace pymdbn {
+
+template <class T>
+void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visible visible,
+                 Vec<T> out) {
+  std::vector<T> buf(v.rows * w.rows);
+  Mat<T> pre(buf.data(), v.rows, w.rows);
+  affine<T>(v, w, true, b_hidden, pre);
+  cpu::for_rows(v.rows, [&](index_t i) {
+    const T* p = pre.row(i);
+    const T* vi = v.row(i);
+    double hidden = 0, vis = 0;
+    for (index_t j = 0; j < pre.cols; ++j) hidden += double(softplus(p[j]));
+    if (visible == Visible::Gaussian) {
+      for (index_t j = 0; j < v.cols; ++j) {
+        const double d = double(vi[j]) - double(b_visible[j]);
+        vis += 0.5 * d * d;
+      }
+    } else {
+      for (index_t j = 0; j < v.cols; ++j) vis -= double(vi[j]) * double(b_visible[j]);
+    }
+    out[i] = T(vis - hidden);
+  });
+}
+
+template void free_energy<float>(CMat<float>, CMat<float>, CVec<float>, CVec<float>, Visible,
+                                 Vec<float>);
+template void free_energy<double>(CMat<double>, CMat<double>, CVec<double>, CVec<double>,
+                                  Visible, Vec<double>);
+
+}  // namespace pymdbn

@@ -1,0 +1,56 @@
+#include "common.h"
+#include "pymdbn/ops.h"
+
+namespace pymdbn {
+
+namespace {
+
+// Calls f(j, word) for the Bernoulli draw of each column j of one row.
+template <class F>
+inline void row_words(const CounterRNG& rng, index_t row, index_t cols, F&& f) {
+  for (index_t j0 = 0; j0 < cols; j0 += 4) {
+    const Philox4x32 r = rng.block(std::uint64_t(j0 / 4), std::uint64_t(row));
+    const index_t n = std::min<index_t>(4, cols - j0);
+    for (index_t t = 0; t < n; ++t) f(j0 + t, r.v[t]);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
+  cpu::for_rows(p.rows, [&](index_t i) {
+    const T* pi = p.row(i);
+    T* o = out.row(i);
+    row_words(rng, i, p.cols, [&](index_t j, std::uint32_t x) {
+      o[j] = u01(x) < double(pi[j]) ? T(1) : T(0);
+    });
+  });
+}
+
+template <class T>
+void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
+  cpu::for_rows(mean.rows, [&](index_t i) {
+    const T* m = mean.row(i);
+    T* o = out.row(i);
+    for (index_t j0 = 0; j0 < mean.cols; j0 += 2) {
+      const Philox4x32 r = rng.block(std::uint64_t(j0 / 2), std::uint64_t(i));
+      o[j0] = m[j0] + T(box_muller(r.v[0], r.v[1]));
+      if (j0 + 1 < mean.cols) o[j0 + 1] = m[j0 + 1] + T(box_muller(r.v[2], r.v[3]));
+    }
+  });
+}
+
+void random_bits(CounterRNG rng, Mat<std::uint32_t> out) {
+  cpu::for_rows(out.rows, [&](index_t i) {
+    std::uint32_t* o = out.row(i);
+    row_words(rng, i, out.cols, [&](index_t j, std::uint32_t x) { o[j] = x; });
+  });
+}
+
+template void sample_bernoulli<float>(CMat<float>, CounterRNG, Mat<float>);
+template void sample_bernoulli<double>(CMat<double>, CounterRNG, Mat<double>);
+template void sample_gaussian<float>(CMat<float>, CounterRNG, Mat<float>);
+template void sample_gaussian<double>(CMat<double>, CounterRNG, Mat<double>);
+
+}  // namespace pymdbn

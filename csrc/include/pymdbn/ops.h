@@ -1,0 +1,90 @@
+// One declaration per op. Each op has a CPU implementation in csrc/cpu/<op>.cpp;
+// a CUDA backend (csrc/cuda/, PYMDBN_CUDA) implements the same signatures.
+// Shapes: batch-major; an RBM's weights W are (n_hidden, n_visible), as in
+// scikit-learn's components_. All ops are templated on float and double.
+#pragma once
+#include <cstdint>
+
+#include "pymdbn/rng.h"
+#include "pymdbn/view.h"
+
+namespace pymdbn {
+
+enum class Visible : int { Bernoulli = 0, Gaussian = 1 };
+
+// out = sigma(clip(x op(w) + b, -c, c)), op(w) = w^T when trans_w; clip <= 0: none.
+template <class T>
+void affine_sigmoid(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b, T clip, Mat<T> out);
+
+// out = x op(w) + b.
+template <class T>
+void affine(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b, Mat<T> out);
+
+// out = 1[u < p] with u uniform from rng (see rng.h for the draw layout).
+template <class T>
+void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out);
+
+// out = mean + N(0, 1).
+template <class T>
+void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out);
+
+// The raw 32-bit words of a Bernoulli draw of shape (rows, cols), for testing twins.
+void random_bits(CounterRNG rng, Mat<std::uint32_t> out);
+
+// Half-step v -> h: prob = P(h=1|v), sample ~ prob.
+template <class T>
+void gibbs_hidden(CMat<T> v, CMat<T> w, CVec<T> b_hidden, T clip, CounterRNG rng,
+                  Mat<T> prob, Mat<T> sample);
+
+// Half-step h -> v: mean = E[v|h] (clipped sigmoid for Bernoulli units, linear for
+// unit-variance Gaussian units), sample ~ P(v|h).
+template <class T>
+void gibbs_visible(CMat<T> h, CMat<T> w, CVec<T> b_visible, Visible visible, T clip,
+                   CounterRNG rng, Mat<T> mean, Mat<T> sample);
+
+template <class T>
+struct CDConfig {
+  int k = 1;
+  bool persistent = false;
+  Visible visible = Visible::Bernoulli;
+  T clip = 0, learning_rate = 0, momentum = 0, weight_decay = 0;
+  T sparsity_target = 0, sparsity_cost = 0;
+  std::uint64_t seed = 0;
+};
+
+// Parameters, their velocities and (for PCD) the persistent hidden chain.
+template <class T>
+struct RBMState {
+  Mat<T> w;                  // (n_hidden, n_visible)
+  Vec<T> b_visible, b_hidden;
+  Mat<T> v_w;                // velocity of w
+  Vec<T> v_b_visible, v_b_hidden;
+  Mat<T> chain;              // (>= batch_size, n_hidden), read and written when persistent
+};
+
+struct EpochStats {
+  double sum_squared_error = 0;  // of v against E[v | h ~ P(h|v)], summed over entries
+  std::int64_t n_batches = 0;
+};
+
+// One epoch of CD-k (or PCD-k) over the rows x[order[0..n)], in mini-batches of
+// batch_size. Mini-batch s (0-based within the call) draws from streams
+// (first_step + s) * 256 + j, j < 2k + 2.
+template <class T>
+EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::int64_t batch_size,
+                    RBMState<T> state, const CDConfig<T>& config, std::uint64_t first_step);
+
+// Free energy per row: Bernoulli  F(v) = -v.b_v - sum_j softplus(v w_j + b_h,j);
+// Gaussian (unit variance)  F(v) = |v - b_v|^2 / 2 - sum_j softplus(...).
+template <class T>
+void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visible visible,
+                 Vec<T> out);
+
+// Annealed importance sampling (Salakhutdinov & Murray 2008) for a Bernoulli RBM:
+// log importance weights of n_runs chains annealed through betas (0 = base-rate model
+// with visible biases base_b_visible, 1 = the RBM). Chains draw from streams 0.. 2K.
+template <class T>
+void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> base_b_visible,
+                     CVec<double> betas, std::uint64_t seed, Vec<double> log_weights);
+
+}  // namespace pymdbn

@@ -1,0 +1,57 @@
+// Counter-based random numbers (Philox4x32-10, Salmon et al. 2011, "Parallel random
+// numbers: as easy as 1, 2, 3"). A draw depends only on (seed, stream, row, column), so
+// results are identical whatever the number of threads or the order rows are visited.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace pymdbn {
+
+struct Philox4x32 {
+  std::uint32_t v[4];
+};
+
+inline Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+                                std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
+  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  for (int r = 0; r < 10; ++r) {
+    const std::uint64_t p0 = std::uint64_t(M0) * c0;
+    const std::uint64_t p1 = std::uint64_t(M1) * c2;
+    const std::uint32_t hi0 = std::uint32_t(p0 >> 32), lo0 = std::uint32_t(p0);
+    const std::uint32_t hi1 = std::uint32_t(p1 >> 32), lo1 = std::uint32_t(p1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += W0;
+    k1 += W1;
+  }
+  return {{c0, c1, c2, c3}};
+}
+
+// The generator for one sampling call: `stream` tells calls apart under one seed.
+// Element (row, col) of a Bernoulli draw uses word col % 4 of block
+// (col / 4, row, stream.lo, stream.hi); a Gaussian draw uses words 2*(col % 2) and
+// 2*(col % 2) + 1 of block (col / 2, row, ...). pymdbn/_reference.py mirrors this.
+struct CounterRNG {
+  std::uint64_t seed, stream;
+
+  Philox4x32 block(std::uint64_t b, std::uint64_t row) const {
+    return philox4x32_10(std::uint32_t(b), std::uint32_t(row), std::uint32_t(stream),
+                         std::uint32_t(stream >> 32), std::uint32_t(seed),
+                         std::uint32_t(seed >> 32));
+  }
+};
+
+// Uniform in [0, 1) with 32 random bits; exact in double.
+inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
+
+// Box-Muller on one pair of words; |z| <= 6.66 since u1 is in [2^-32, 1].
+inline double box_muller(std::uint32_t a, std::uint32_t b) {
+  const double u1 = (double(a) + 1.0) * 0x1p-32;
+  const double u2 = double(b) * 0x1p-32;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+}  // namespace pymdbn

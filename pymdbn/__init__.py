@@ -1,0 +1,1 @@
+"""pymdbn: multimodal deep belief networks explained by layer-wise relevance propagation."""

@@ -1,0 +1,348 @@
+"""Classification metrics for diagnostic models, reported as plain dicts.
+
+The reports are JSON-serialisable (Python ``float``/``int``/``list`` only) so
+they can be written next to trained models and aggregated over seeds with
+:func:`summarize` into the "mean +/- sd" tables used in papers.
+
+References
+----------
+.. [1] T. Fawcett, "An introduction to ROC analysis", Pattern Recognition
+   Letters 27(8), 861-874, 2006.
+.. [2] K. H. Brodersen, C. S. Ong, K. E. Stephan, J. M. Buhmann, "The balanced
+   accuracy and its posterior distribution", ICPR 2010.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+__all__ = ["classification_report", "format_report", "summarize", "METRICS"]
+
+#: Scalar metrics of a report, in display order.
+METRICS = (
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "balanced_accuracy",
+    "roc_auc",
+)
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise ``num / den`` with 0.0 where ``den == 0`` (no warnings)."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.zeros(np.broadcast(num, den).shape)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve via the Mann-Whitney U statistic.
+
+    Ties in ``score`` get average ranks, which equals the trapezoidal area
+    under the ROC curve [1]_. Returns ``None`` when only one class is present.
+    """
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(score)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _as_labels(y: Any, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"{name} contains NaN")
+    return y
+
+
+def classification_report(
+    y_true: Any,
+    y_pred: Any,
+    y_score: Any = None,
+    pos_label: Any = 1,
+    labels: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Summarise a classifier's predictions with the usual diagnostic metrics.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like of shape (N,)
+        True and predicted class labels.
+    y_score : array_like of shape (N,), (N, 2) or (N, K), optional
+        Scores for ROC AUC. Binary problems accept scores of the positive
+        class (N,) or class probabilities (N, 2) whose columns follow
+        ``labels`` (sorted classes by default, as scikit-learn's
+        ``predict_proba``). Multi-class problems take (N, K) scores, one
+        column per entry of ``labels``.
+    pos_label : hashable, default 1
+        Positive (e.g. "cancer") class of a binary problem. Ignored for
+        multi-class problems.
+    labels : sequence, optional
+        All classes, in confusion-matrix order. Defaults to the sorted union
+        of ``y_true`` and ``y_pred``. Pass it explicitly when a class may be
+        absent from a split, so that the problem type and matrix layout do
+        not change between seeds.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``sensitivity`` (recall of the positive class),
+        ``specificity`` (recall of the negative class), ``precision``,
+        ``f1``, ``balanced_accuracy`` (mean recall over classes present in
+        ``y_true`` [2]_), ``roc_auc`` (only when ``y_score`` is given),
+        ``confusion_matrix`` (rows = true, columns = predicted, ordered as
+        ``labels``), ``labels``, ``n_samples`` and ``average``.
+
+        With at most two classes ``average`` is ``'binary'``: sensitivity,
+        specificity, precision and F1 refer to ``pos_label`` against all
+        other labels. With more classes it is ``'macro'``: sensitivity,
+        precision and F1 are unweighted means of the per-class
+        (one-vs-rest) values, specificity the mean of per-class
+        TN / (TN + FP), and ``roc_auc`` the mean one-vs-rest AUC over classes
+        that have both positive and negative samples.
+
+        Ratios with a zero denominator are reported as 0.0. ``roc_auc`` is
+        ``None`` when it is undefined (only one class in ``y_true``).
+
+    Raises
+    ------
+    ValueError
+        If inputs are empty or differ in length, labels are not 1-D or
+        contain NaN, a label is missing from ``labels``, ``pos_label`` is not
+        a class of a binary problem, or ``y_score`` has the wrong shape or
+        contains NaN or infinity.
+
+    Examples
+    --------
+    >>> r = classification_report([0, 1, 1, 0], [0, 1, 0, 0], y_score=[.1, .9, .4, .3])
+    >>> r["sensitivity"], r["specificity"], r["roc_auc"]
+    (0.5, 1.0, 1.0)
+    """
+    y_true = _as_labels(y_true, "y_true")
+    y_pred = _as_labels(y_pred, "y_pred")
+    if y_true.size != y_pred.size:
+        raise ValueError(
+            f"y_true and y_pred differ in length: {y_true.size} != {y_pred.size}"
+        )
+    n = y_true.size
+    if n == 0:
+        raise ValueError("y_true and y_pred are empty")
+
+    if labels is None:
+        classes = np.unique(np.concatenate([y_true, y_pred]))
+    else:
+        classes = np.asarray(labels)
+        if classes.ndim != 1 or classes.size == 0:
+            raise ValueError("labels must be a non-empty 1-D sequence")
+        if np.unique(classes).size != classes.size:
+            raise ValueError(f"labels contain duplicates: {classes.tolist()}")
+        for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+            unknown = np.setdiff1d(y, classes)
+            if unknown.size:
+                raise ValueError(
+                    f"{name} contains labels not in labels: {unknown.tolist()}"
+                )
+    k = classes.size
+
+    # Position of each sample's class in `classes` (which need not be sorted
+    # when user-given); a dense k x k matrix suits the few classes of a
+    # diagnostic task.
+    order = np.argsort(classes)
+    t_idx = order[np.searchsorted(classes, y_true, sorter=order)]
+    p_idx = order[np.searchsorted(classes, y_pred, sorter=order)]
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (t_idx, p_idx), 1)
+
+    tp_c = np.diag(cm).astype(float)
+    support = cm.sum(axis=1).astype(float)  # true count per class
+    predicted = cm.sum(axis=0).astype(float)
+    recall_c = _divide(tp_c, support)
+
+    report: dict[str, Any] = {"accuracy": float(np.trace(cm) / n)}
+    if k <= 2:
+        if k == 2 and pos_label not in classes.tolist():
+            raise ValueError(
+                f"pos_label={pos_label!r} is not one of the classes "
+                f"{classes.tolist()}"
+            )
+        pos = y_true == pos_label
+        hit = y_pred == pos_label
+        tp = float(np.sum(pos & hit))
+        fn = float(np.sum(pos & ~hit))
+        fp = float(np.sum(~pos & hit))
+        tn = float(np.sum(~pos & ~hit))
+        sens = float(_divide(tp, tp + fn))
+        prec = float(_divide(tp, tp + fp))
+        report.update(
+            sensitivity=sens,
+            specificity=float(_divide(tn, tn + fp)),
+            precision=prec,
+            f1=float(_divide(2 * tp, 2 * tp + fp + fn)),
+            average="binary",
+        )
+    else:
+        fp_c = predicted - tp_c
+        tn_c = n - support - fp_c
+        report.update(
+            sensitivity=float(recall_c.mean()),
+            specificity=float(_divide(tn_c, tn_c + fp_c).mean()),
+            precision=float(_divide(tp_c, predicted).mean()),
+            f1=float(_divide(2 * tp_c, support + predicted).mean()),
+            average="macro",
+        )
+    report["balanced_accuracy"] = float(recall_c[support > 0].mean())
+
+    if y_score is not None:
+        report["roc_auc"] = _roc_auc(y_true, y_score, classes, pos_label)
+
+    report.update(
+        confusion_matrix=cm.tolist(),
+        labels=classes.tolist(),
+        n_samples=int(n),
+    )
+    return report
+
+
+def _roc_auc(
+    y_true: np.ndarray, y_score: Any, classes: np.ndarray, pos_label: Any
+) -> float | None:
+    score = np.asarray(y_score, dtype=float)
+    n, k = y_true.size, classes.size
+    if score.shape[:1] != (n,):
+        raise ValueError(
+            f"y_score has {score.shape[0] if score.ndim else 0} rows but "
+            f"y_true has {n} samples"
+        )
+    if np.isnan(score).any():
+        raise ValueError("y_score contains NaN")
+    if np.isinf(score).any():
+        raise ValueError("y_score contains infinity")
+
+    if k <= 2:
+        if score.ndim == 2 and score.shape[1] == 2:
+            if k != 2:
+                raise ValueError(
+                    "y_score of shape (N, 2) needs two classes to know which "
+                    f"column is pos_label; got classes {classes.tolist()}, "
+                    "pass labels=[negative, positive]"
+                )
+            score = score[:, classes.tolist().index(pos_label)]
+        elif score.ndim != 1:
+            raise ValueError(
+                f"binary y_score must have shape (N,) or (N, 2), got {score.shape}"
+            )
+        return _auc(y_true == pos_label, score)
+
+    if score.shape != (n, k):
+        raise ValueError(
+            f"multi-class y_score must have shape (N, K) = ({n}, {k}), "
+            f"got {score.shape}"
+        )
+    aucs = [_auc(y_true == c, score[:, j]) for j, c in enumerate(classes)]
+    defined = [a for a in aucs if a is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def summarize(reports: Sequence[dict[str, Any]], ddof: int = 1) -> dict[str, Any]:
+    """Mean and standard deviation of each metric over repeated runs (seeds).
+
+    Parameters
+    ----------
+    reports : sequence of dict
+        Outputs of :func:`classification_report` for the same task.
+    ddof : int, default 1
+        Delta degrees of freedom of the standard deviation (1: sample sd).
+
+    Returns
+    -------
+    dict
+        ``{metric: {"mean": float, "sd": float | None, "n": int}}`` for every
+        metric of :data:`METRICS` present in the reports. Undefined values
+        (``roc_auc`` of ``None``) are skipped and ``n`` counts the runs used;
+        ``mean``/``sd`` are ``None`` when too few runs remain.
+
+    Raises
+    ------
+    ValueError
+        If ``reports`` is empty or mixes binary and macro-averaged reports.
+    """
+    if not reports:
+        raise ValueError("reports is empty")
+    averages = {r.get("average") for r in reports}
+    if len(averages) > 1:
+        raise ValueError(f"reports mix averaging modes {sorted(map(str, averages))}")
+    summary: dict[str, Any] = {}
+    for metric in METRICS:
+        if not any(metric in r for r in reports):
+            continue
+        values = np.array(
+            [r[metric] for r in reports if r.get(metric) is not None], dtype=float
+        )
+        m = values.size
+        summary[metric] = {
+            "mean": float(values.mean()) if m else None,
+            "sd": float(values.std(ddof=ddof)) if m > ddof else None,
+            "n": int(m),
+        }
+    return summary
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        mean, sd = value.get("mean"), value.get("sd")
+        if mean is None:
+            return "n/a"
+        return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Render a report, or a :func:`summarize` output, as a markdown table.
+
+    Parameters
+    ----------
+    report : dict
+        Output of :func:`classification_report` (single run; the confusion
+        matrix is appended as a second table) or of :func:`summarize`
+        (cells read "mean ± sd").
+
+    Returns
+    -------
+    str
+        Markdown text.
+    """
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {m} | {_cell(report[m])} |" for m in METRICS if m in report]
+    if "confusion_matrix" in report:
+        labels = [str(c) for c in report.get("labels", [])]
+        cm = report["confusion_matrix"]
+        if len(labels) != len(cm):
+            labels = [str(i) for i in range(len(cm))]
+        lines += [
+            "",
+            f"Confusion matrix (rows = true, columns = predicted), "
+            f"n = {report.get('n_samples', sum(map(sum, cm)))}:",
+            "",
+            "| true \\ pred | " + " | ".join(labels) + " |",
+            "|---" * (len(labels) + 1) + "|",
+        ]
+        lines += [
+            f"| {lab} | " + " | ".join(str(v) for v in row) + " |"
+            for lab, row in zip(labels, cm)
+        ]
+    return "\n".join(lines)
