@@ -1,1 +1,30 @@
-"""pymdbn: multimodal deep belief networks explained by layer-wise relevance propagation."""
+"""pymdbn: multimodal deep belief networks explained by layer-wise relevance propagation.
+
+The compiled core loads on first use of a model, so ``import pymdbn`` stays light.
+"""
+
+from pymdbn._version import __version__
+
+__all__ = ["__version__", "RBM", "show_config", "set_num_threads", "get_num_threads"]
+
+_LAZY = {
+    "RBM": ("pymdbn.rbm", "RBM"),
+    "show_config": ("pymdbn._config", "show_config"),
+    "set_num_threads": ("pymdbn._config", "set_num_threads"),
+    "get_num_threads": ("pymdbn._config", "get_num_threads"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pymdbn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = ["heatmaps", "relevance_bars", "modality_shares", "metric_bars"]
 
 _POSITIVE = "#d62728"  # red: evidence for the explained class, as in "bwr"
 _NEGATIVE = "#1f77b4"  # blue: evidence against it
+_MASK = "lime"  # mask contour: distinct from both ends of a red/blue map
 _PANEL_INCHES = 2.8
 
 
@@ -53,10 +54,15 @@ def _save(fig: Any, path: str | os.PathLike[str] | None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]
     fmt = suffix[1:].lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix or ".png")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    # os.open with 0o666 lets the umask set the final permissions, as a plain
+    # open() would (tempfile.mkstemp would leave the image private, 0o600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=150)
+            # "tight" keeps outer labels that constrained layout can clip when
+            # fixed-aspect images shrink inside their slots.
+            fig.savefig(fh, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.05)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -90,8 +96,9 @@ def heatmaps(
     against it (LRP, Bach et al. [1]_). The colour scale is symmetric,
     ``[-vmax, vmax]`` with ``vmax = max |R|`` over the *whole figure*, so
     equal colours mean equal relevance across samples and modalities, and
-    zero relevance is the neutral centre. The overlay's opacity grows with
-    ``|R|`` up to ``alpha``, so irrelevant regions leave the anatomy visible.
+    zero relevance is the neutral centre. The overlay's opacity grows
+    linearly with ``|R|`` up to ``alpha``, so irrelevant regions leave the
+    anatomy visible and faint colour honestly means little relevance.
     One colour bar labelled "relevance" is shared by all panels.
 
     Parameters
@@ -99,14 +106,16 @@ def heatmaps(
     images : array_like of shape (N, H, W), or dict of str -> such arrays
         Input images. A dict maps modality name -> images; the figure then
         has one row per sample and one column per modality (titled with the
-        modality name). Modalities may differ in H and W but not in N.
+        modality name). Modalities may differ in H and W but not in N. A
+        single (H, W) image counts as N = 1.
     relevance : same structure and shapes as ``images``
         Relevance maps.
     titles : sequence of str, optional
         One title per panel for array input; one label per row (sample) for
         dict input.
     masks : same structure and shapes as ``images``, optional
-        Ground-truth regions (e.g. lesions), drawn as a yellow contour.
+        Ground-truth regions (e.g. lesions), drawn as a green contour and
+        named in a legend.
     alpha : float, default 0.6
         Opacity of the overlay where ``|R| = vmax``.
     cmap : str, default 'bwr'
@@ -140,7 +149,8 @@ def heatmaps(
         if ncols is not None:
             raise ValueError("ncols applies to array input only; dict columns are modalities")
         keys = list(images)
-        if not keys or set(keys) != set(relevance) or (masks is not None and set(keys) != set(masks)):
+        same = set(keys) == set(relevance) and (masks is None or set(keys) == set(masks))
+        if not keys or not same:
             raise ValueError(
                 f"images, relevance and masks keys differ: {sorted(images)} vs "
                 f"{sorted(relevance)}" + ("" if masks is None else f" vs {sorted(masks)}")
@@ -199,11 +209,13 @@ def heatmaps(
             r,
             cmap=cmap,
             norm=norm,
+            # Opacity follows |R|: a constant alpha would wash the whole image
+            # out with the colormap's white centre.
             alpha=alpha * np.abs(r) / vmax,
             interpolation="nearest",
         )
         if msks is not None and msks[k][i].any():
-            ax.contour(msks[k][i].astype(float), levels=[0.5], colors="yellow", linewidths=1.2)
+            ax.contour(msks[k][i].astype(float), levels=[0.5], colors=_MASK, linewidths=1.2)
         ax.set_xticks([])
         ax.set_yticks([])
         if multimodal:
@@ -223,6 +235,14 @@ def heatmaps(
         ScalarMappable(norm=norm, cmap=overlay.get_cmap()), ax=axes, shrink=0.8
     )
     bar.set_label("relevance")
+    if msks is not None:
+        from matplotlib.lines import Line2D
+
+        fig.legend(
+            handles=[Line2D([], [], color=_MASK, linewidth=1.2, label="ground-truth mask")],
+            loc="outside lower center",
+            frameon=False,
+        )
     _save(fig, path)
     return fig
 
@@ -432,6 +452,6 @@ def metric_bars(
     ax.set_ylabel("Score")
     if values[:, :, 0].min() >= 0:
         ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small", loc="lower right")
+    fig.legend(loc="outside right upper", frameon=False)
     _save(fig, path)
     return fig

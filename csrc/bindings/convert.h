@@ -21,9 +21,16 @@ inline std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// Same type and native byte order (dtype objects are not unique, so compare fields).
+template <class T>
+bool has_dtype(const py::array& a) {
+  const py::dtype d = a.dtype(), want = py::dtype::of<T>();
+  return d.num() == want.num() && d.byteorder() != '>';
+}
+
 template <class T>
 void check_array(const py::array& a, const char* name, int ndim, bool writeable) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(a.dtype())));
@@ -74,8 +81,8 @@ inline Visible parse_visible(const std::string& s) {
 // Calls f(T{}) with T the array's floating dtype.
 template <class F>
 auto dispatch(const py::array& a, const char* name, F&& f) {
-  if (a.dtype().is(py::dtype::of<float>())) return f(float{});
-  if (a.dtype().is(py::dtype::of<double>())) return f(double{});
+  if (has_dtype<float>(a)) return f(float{});
+  if (has_dtype<double>(a)) return f(double{});
   throw py::type_error(std::string(name) + ": expected float32 or float64, got " +
                        std::string(py::str(a.dtype())));
 }

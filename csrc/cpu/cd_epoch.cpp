@@ -23,7 +23,7 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
     const std::uint64_t base = (first_step + std::uint64_t(step)) * 256u;
     auto rng = [&](std::uint64_t j) { return CounterRNG{cfg.seed, base + j}; };
 
-    cpu::for_rows(b, [&](index_t i) {
+    cpu::for_rows(b, nv, [&](index_t i) {
       std::copy_n(x.row(order[start + i]), nv, v0.row(i));
     });
 
@@ -33,7 +33,7 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
     double sq = 0;
     auto add_error = [&](CMat<T> mean) {
       std::vector<double> row_sq(b);
-      cpu::for_rows(b, [&](index_t i) {
+      cpu::for_rows(b, nv, [&](index_t i) {
         double acc = 0;
         for (index_t j = 0; j < nv; ++j) {
           const double d = double(v0(i, j)) - double(mean(i, j));
@@ -82,7 +82,7 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
       sp[j] = lr * pull;
     }
     const T decay = lr * cfg.weight_decay;
-    cpu::for_rows(nh, [&](index_t j) {
+    cpu::for_rows(nh, nv, [&](index_t j) {
       T* vw = s.v_w.row(j);
       T* wj = s.w.row(j);
       const T pj = sp[j];

@@ -11,10 +11,14 @@
 
 namespace pymdbn::cpu {
 
-// Calls f(i) for each row in parallel, with denormals flushed in every thread.
+// Below this many elements a parallel region costs more than it saves.
+constexpr index_t kParallelWork = 1 << 15;
+
+// Calls f(i) for each row, in parallel when rows * cols is large enough, with
+// denormals flushed in every thread.
 template <class F>
-void for_rows(index_t rows, F&& f) {
-#pragma omp parallel if (rows > 1)
+void for_rows(index_t rows, index_t cols, F&& f) {
+#pragma omp parallel if (rows > 1 && rows * cols >= kParallelWork)
   {
     ScopedFTZ ftz;
 #pragma omp for schedule(static)
@@ -26,7 +30,7 @@ void for_rows(index_t rows, F&& f) {
 template <class T, class Map>
 void affine_map(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b, Mat<T> out, Map map) {
   gemm<T>(false, trans_w, T(1), x, w, T(0), out);
-  for_rows(out.rows, [&](index_t i) {
+  for_rows(out.rows, out.cols, [&](index_t i) {
     T* o = out.row(i);
 #pragma omp simd
     for (index_t j = 0; j < out.cols; ++j) o[j] = map(o[j] + b[j]);
@@ -39,7 +43,7 @@ template <class T>
 void column_sums(CMat<T> a, T scale, T* sums) {
   constexpr index_t block = 64;
   const index_t nblocks = (a.cols + block - 1) / block;
-#pragma omp parallel for schedule(static) if (a.rows * a.cols > 32768)
+#pragma omp parallel for schedule(static) if (a.rows * a.cols >= kParallelWork)
   for (index_t cb = 0; cb < nblocks; ++cb) {
     const index_t j0 = cb * block, j1 = std::min(a.cols, j0 + block);
     T acc[block] = {};

@@ -11,7 +11,7 @@ void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visi
   std::vector<T> buf(v.rows * w.rows);
   Mat<T> pre(buf.data(), v.rows, w.rows);
   affine<T>(v, w, true, b_hidden, pre);
-  cpu::for_rows(v.rows, [&](index_t i) {
+  cpu::for_rows(v.rows, w.rows, [&](index_t i) {
     const T* p = pre.row(i);
     const T* vi = v.row(i);
     double hidden = 0, vis = 0;

@@ -19,7 +19,7 @@ inline void row_words(const CounterRNG& rng, index_t row, index_t cols, F&& f) {
 
 template <class T>
 void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
-  cpu::for_rows(p.rows, [&](index_t i) {
+  cpu::for_rows(p.rows, p.cols, [&](index_t i) {
     const T* pi = p.row(i);
     T* o = out.row(i);
     row_words(rng, i, p.cols, [&](index_t j, std::uint32_t x) {
@@ -30,7 +30,7 @@ void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
 
 template <class T>
 void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
-  cpu::for_rows(mean.rows, [&](index_t i) {
+  cpu::for_rows(mean.rows, 4 * mean.cols, [&](index_t i) {
     const T* m = mean.row(i);
     T* o = out.row(i);
     for (index_t j0 = 0; j0 < mean.cols; j0 += 2) {
@@ -42,7 +42,7 @@ void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
 }
 
 void random_bits(CounterRNG rng, Mat<std::uint32_t> out) {
-  cpu::for_rows(out.rows, [&](index_t i) {
+  cpu::for_rows(out.rows, out.cols, [&](index_t i) {
     std::uint32_t* o = out.row(i);
     row_words(rng, i, out.cols, [&](index_t j, std::uint32_t x) { o[j] = x; });
   });

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -44,7 +44,7 @@ __all__ = [
     "modality_attribution_accuracy",
 ]
 
-ArrayOrDict = Union[np.ndarray, Mapping[str, np.ndarray]]
+ArrayOrDict = np.ndarray | Mapping[str, np.ndarray]
 
 
 def _check_relevance(R: Any, name: str = "R") -> np.ndarray:
@@ -429,14 +429,15 @@ def modality_attribution_accuracy(
     if not shares:
         raise ValueError("shares is empty")
     keys = list(shares)
-    s = np.stack([np.asarray(shares[k], dtype=float) for k in keys])
-    les = np.stack([np.asarray(lesion_labels[k]) for k in keys])
-    if s.ndim != 2 or les.shape != s.shape:
+    shapes = {np.shape(d[k]) for d in (shares, lesion_labels) for k in keys}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(
             f"shares and lesion_labels must be 1-D arrays of one length; got "
             f"shapes {[np.shape(shares[k]) for k in keys]} and "
             f"{[np.shape(lesion_labels[k]) for k in keys]}"
         )
+    s = np.stack([np.asarray(shares[k], dtype=float) for k in keys])
+    les = np.stack([np.asarray(lesion_labels[k]) for k in keys])
     if not np.isfinite(s).all():
         raise ValueError("shares contain NaN or infinite values")
     les = les.astype(bool)

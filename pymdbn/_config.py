@@ -1,0 +1,46 @@
+"""Build and runtime configuration of the compiled core."""
+
+import json
+
+from pymdbn._loader import _core
+
+__all__ = ["show_config", "set_num_threads", "get_num_threads"]
+
+
+def get_num_threads():
+    """Threads used by pymdbn's OpenMP kernels and by its OpenBLAS, as a dict."""
+    omp, blas = _core.get_num_threads()
+    return {"openmp": int(omp), "blas": int(blas)}
+
+
+def set_num_threads(n):
+    """Set the threads of pymdbn's OpenMP kernels and of its OpenBLAS.
+
+    Results do not depend on it: random draws are counter-based and reductions are
+    summed in a fixed order.
+    """
+    _core.set_num_threads(int(n))
+
+
+def show_config(print_=False):
+    """Describe the build and runtime backend.
+
+    Parameters
+    ----------
+    print_ : bool, default=False
+        Also print the configuration as JSON.
+
+    Returns
+    -------
+    dict
+        ``version``, ``compiler``, ``openmp`` (spec date), ``openmp_threads``,
+        ``blas``, ``blas_config``, ``blas_threads`` and ``cuda`` (whether a CUDA
+        backend is built and a device is usable).
+    """
+    info = dict(_core.build_info())
+    threads = get_num_threads()
+    info["openmp_threads"] = threads["openmp"]
+    info["blas_threads"] = threads["blas"]
+    if print_:
+        print(json.dumps(info, indent=2))
+    return info

@@ -1,0 +1,271 @@
+"""Readable NumPy twins of the C++ kernels.
+
+Each function here computes what the kernel of the same name in ``pymdbn._core``
+computes, in plain NumPy, consuming the same counter-based random numbers. They are
+the specification the tests hold the kernels to, and a fallback to read when a result
+looks wrong. They favour clarity over speed.
+"""
+
+import numpy as np
+
+__all__ = [
+    "philox4x32_10",
+    "random_bits",
+    "uniform",
+    "standard_normal",
+    "sigmoid",
+    "clipped_sigmoid",
+    "affine",
+    "affine_sigmoid",
+    "sample_bernoulli",
+    "sample_gaussian",
+    "gibbs_hidden",
+    "gibbs_visible",
+    "cd_epoch",
+    "free_energy",
+    "ais_log_weights",
+    "log_partition_exact",
+]
+
+_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
+_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(counter, key):
+    """Philox4x32 with 10 rounds (Salmon et al., SC'11).
+
+    Parameters
+    ----------
+    counter : ndarray of uint32, shape (..., 4)
+    key : ndarray of uint32, shape (..., 2)
+
+    Returns
+    -------
+    ndarray of uint32, shape (..., 4)
+    """
+    c = [np.asarray(counter[..., i], dtype=np.uint64) for i in range(4)]
+    k0 = np.asarray(key[..., 0], dtype=np.uint32).copy()
+    k1 = np.asarray(key[..., 1], dtype=np.uint32).copy()
+    with np.errstate(over="ignore"):
+        for _ in range(10):
+            p0 = _M0 * c[0]
+            p1 = _M1 * c[2]
+            hi0, lo0 = p0 >> np.uint64(32), p0 & _MASK32
+            hi1, lo1 = p1 >> np.uint64(32), p1 & _MASK32
+            c = [
+                hi1 ^ c[1] ^ k0.astype(np.uint64),
+                lo1,
+                hi0 ^ c[3] ^ k1.astype(np.uint64),
+                lo0,
+            ]
+            k0 = k0 + _W0
+            k1 = k1 + _W1
+    return np.stack(c, axis=-1).astype(np.uint32)
+
+
+def _blocks(n_blocks, rows, seed, stream):
+    """Philox output for blocks (b, row, stream) -> shape (rows, n_blocks, 4)."""
+    b, r = np.meshgrid(np.arange(n_blocks), np.arange(rows))
+    counter = np.stack(
+        [
+            b.astype(np.uint32),
+            r.astype(np.uint32),
+            np.full(b.shape, stream & 0xFFFFFFFF, dtype=np.uint32),
+            np.full(b.shape, stream >> 32, dtype=np.uint32),
+        ],
+        axis=-1,
+    )
+    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    return philox4x32_10(counter, np.broadcast_to(key, counter.shape[:-1] + (2,)))
+
+
+def random_bits(rows, cols, seed, stream):
+    """The 32-bit words of a Bernoulli draw: word ``col % 4`` of block ``col // 4``."""
+    words = _blocks((cols + 3) // 4, rows, seed, stream).reshape(rows, -1)
+    return words[:, :cols]
+
+
+def uniform(rows, cols, seed, stream):
+    """Uniforms in [0, 1) (float64, 32 random bits) used by ``sample_bernoulli``."""
+    return random_bits(rows, cols, seed, stream).astype(np.float64) * 2.0**-32
+
+
+def standard_normal(rows, cols, seed, stream):
+    """Normals used by ``sample_gaussian``: Box-Muller on word pairs of each block."""
+    words = _blocks((cols + 1) // 2, rows, seed, stream).astype(np.float64)
+    u1 = (words[..., 0::2] + 1.0) * 2.0**-32  # words 0 and 2 of each block
+    u2 = words[..., 1::2] * 2.0**-32  # words 1 and 3
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return z.reshape(rows, -1)[:, :cols]
+
+
+def sigmoid(x):
+    """Logistic function."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def clipped_sigmoid(x, clip=None):
+    """sigma(clip(x, -c, c)); ``clip=None`` is the plain sigmoid."""
+    if clip is not None:
+        x = np.clip(x, -clip, clip)
+    return sigmoid(x)
+
+
+def affine(x, w, b, trans_w=False):
+    """x op(w) + b with op(w) = w.T when ``trans_w``."""
+    return x @ (w.T if trans_w else w) + b
+
+
+def affine_sigmoid(x, w, b, clip=None, trans_w=False):
+    """sigma(clip(x op(w) + b))."""
+    return clipped_sigmoid(affine(x, w, b, trans_w), clip).astype(x.dtype, copy=False)
+
+
+def sample_bernoulli(p, seed, stream):
+    """1 where the uniform draw is below p, else 0."""
+    u = uniform(p.shape[0], p.shape[1], seed, stream)
+    return (u < p.astype(np.float64)).astype(p.dtype)
+
+
+def sample_gaussian(mean, seed, stream):
+    """mean + N(0, 1)."""
+    z = standard_normal(mean.shape[0], mean.shape[1], seed, stream)
+    return mean + z.astype(mean.dtype)
+
+
+def gibbs_hidden(v, w, b_hidden, clip, seed, stream):
+    """v -> h for an RBM with weights w of shape (n_hidden, n_visible)."""
+    prob = affine_sigmoid(v, w, b_hidden, clip, trans_w=True)
+    return prob, sample_bernoulli(prob, seed, stream)
+
+
+def gibbs_visible(h, w, b_visible, visible, clip, seed, stream):
+    """h -> v: Bernoulli units use the clipped sigmoid, Gaussian units are linear."""
+    if visible == "gaussian":
+        mean = affine(h, w, b_visible)
+        return mean, sample_gaussian(mean, seed, stream)
+    mean = affine_sigmoid(h, w, b_visible, clip)
+    return mean, sample_bernoulli(mean, seed, stream)
+
+
+def cd_epoch(x, order, batch_size, state, *, k, persistent, visible, clip, learning_rate,
+             momentum, weight_decay, sparsity_target, sparsity_cost, seed, first_step):
+    """One epoch of CD-k / PCD-k; updates ``state`` in place.
+
+    ``state`` holds ``w`` (n_hidden, n_visible), ``b_visible``, ``b_hidden``, their
+    velocities ``v_w``, ``v_b_visible``, ``v_b_hidden`` and, for PCD, ``chain``
+    (batch_size, n_hidden) of hidden states. Returns (sum of squared reconstruction
+    errors, number of mini-batches).
+
+    The gradient is the usual CD estimate (Hinton 2002): positive statistics from
+    P(h|v0), negative statistics from the sampled visible states and the hidden
+    probabilities at the end of the chain. The sparsity term (Lee et al. 2008; Hinton
+    2010, sec. 11) pulls the mean hidden probability of the batch towards the target.
+    """
+    s = state
+    dt = x.dtype.type
+    sq_err, n_batches = 0.0, 0
+    for step, start in enumerate(range(0, len(order), batch_size)):
+        v0 = x[order[start:start + batch_size]]
+        b = len(v0)
+        base = (first_step + step) * 256
+        ph0, h0 = gibbs_hidden(v0, s["w"], s["b_hidden"], clip, seed, base)
+        if persistent:
+            if visible == "gaussian":
+                recon = affine(h0, s["w"], s["b_visible"])
+            else:
+                recon = affine_sigmoid(h0, s["w"], s["b_visible"], clip)
+            sq_err += float(np.sum((v0.astype(np.float64) - recon) ** 2))
+            hc = s["chain"][:b]
+        else:
+            hc = h0
+        for t in range(k):
+            vm, vs = gibbs_visible(hc, s["w"], s["b_visible"], visible, clip, seed,
+                                   base + 1 + 2 * t)
+            if t == 0 and not persistent:
+                sq_err += float(np.sum((v0.astype(np.float64) - vm) ** 2))
+            phn = affine_sigmoid(vs, s["w"], s["b_hidden"], clip, trans_w=True)
+            if t + 1 < k or persistent:
+                hc = sample_bernoulli(phn, seed, base + 2 + 2 * t)
+        if persistent:
+            s["chain"][:b] = hc
+
+        lr, mom = dt(learning_rate), dt(momentum)
+        qhat = ph0.mean(axis=0)
+        vbar = v0.mean(axis=0)
+        pull = dt(sparsity_cost) * (dt(sparsity_target) - qhat) if sparsity_cost > 0 else 0 * qhat
+        grad_w = (ph0.T @ v0 - phn.T @ vs) / dt(b)
+        s["v_w"][...] = (mom * s["v_w"] + lr * grad_w + lr * pull[:, None] * vbar[None, :]
+                         - lr * dt(weight_decay) * s["w"])
+        s["v_b_visible"][...] = mom * s["v_b_visible"] + lr * (vbar - vs.mean(axis=0))
+        s["v_b_hidden"][...] = mom * s["v_b_hidden"] + lr * (qhat - phn.mean(axis=0) + pull)
+        s["w"] += s["v_w"]
+        s["b_visible"] += s["v_b_visible"]
+        s["b_hidden"] += s["v_b_hidden"]
+        n_batches += 1
+    return sq_err, n_batches
+
+
+def softplus(x):
+    """log(1 + exp(x))."""
+    return np.logaddexp(0, x)
+
+
+def free_energy(v, w, b_visible, b_hidden, visible="bernoulli"):
+    """F(v) with P(v) = exp(-F(v)) / Z; unit-variance Gaussian units for 'gaussian'."""
+    hidden = softplus(affine(v, w, b_hidden, trans_w=True)).sum(axis=1)
+    if visible == "gaussian":
+        return 0.5 * ((v - b_visible) ** 2).sum(axis=1) - hidden
+    return -(v @ b_visible) - hidden
+
+
+def ais_log_weights(w, b_visible, b_hidden, base_b_visible, betas, n_runs, seed):
+    """Log importance weights of AIS runs (Salakhutdinov & Murray, ICML 2008).
+
+    The chain anneals from the base-rate model (independent visible units with biases
+    ``base_b_visible``, hidden units uniform) at beta = 0 to the RBM at beta = 1. Then
+    log Z ~= log Z_base + log mean exp(weights), log Z_base = sum softplus(a) + n_h log 2.
+    """
+    m = n_runs
+    p = np.broadcast_to(sigmoid(base_b_visible), (m, len(base_b_visible))).astype(w.dtype)
+    v = sample_bernoulli(p, seed, 0)
+    logw = np.zeros(m)
+
+    def log_p(pre, dot_base, dot_model, beta):
+        return ((1 - beta) * dot_base + beta * dot_model
+                + softplus((beta * pre.astype(np.float64)).astype(w.dtype)).sum(axis=1))
+
+    for k in range(1, len(betas)):
+        beta, prev = betas[k], betas[k - 1]
+        pre = affine(v, w, b_hidden, trans_w=True)
+        v64 = v.astype(np.float64)
+        dot_base, dot_model = v64 @ base_b_visible, v64 @ b_visible
+        logw += log_p(pre, dot_base, dot_model, beta) - log_p(pre, dot_base, dot_model, prev)
+        if k + 1 == len(betas):
+            break
+        h = sample_bernoulli(sigmoid(w.dtype.type(beta) * pre), seed, 2 * k - 1)
+        pv = sigmoid(w.dtype.type(1 - beta) * base_b_visible
+                     + w.dtype.type(beta) * affine(h, w, b_visible))
+        v = sample_bernoulli(pv, seed, 2 * k)
+    return logw
+
+
+def log_partition_exact(w, b_visible, b_hidden):
+    """log Z of a Bernoulli RBM by enumerating the smaller layer (up to ~20 units)."""
+    w = np.asarray(w, dtype=np.float64)
+    b_visible = np.asarray(b_visible, dtype=np.float64)
+    b_hidden = np.asarray(b_hidden, dtype=np.float64)
+    n_h, n_v = w.shape
+    if n_h > 24 and n_v > 24:
+        raise ValueError("log_partition_exact enumerates 2**min(n_hidden, n_visible) states; "
+                         f"({n_h}, {n_v}) is too large")
+    if n_h <= n_v:  # sum over h: log Z = logsumexp_h [c.h + sum_i softplus(b_i + (W^T h)_i)]
+        states = ((np.arange(2**n_h)[:, None] >> np.arange(n_h)) & 1).astype(np.float64)
+        terms = states @ b_hidden + softplus(states @ w + b_visible).sum(axis=1)
+    else:
+        states = ((np.arange(2**n_v)[:, None] >> np.arange(n_v)) & 1).astype(np.float64)
+        terms = states @ b_visible + softplus(states @ w.T + b_hidden).sum(axis=1)
+    top = terms.max()
+    return float(top + np.log(np.exp(terms - top).sum()))
