@@ -269,3 +269,124 @@ def log_partition_exact(w, b_visible, b_hidden):
         terms = states @ b_visible + softplus(states @ w.T + b_hidden).sum(axis=1)
     top = terms.max()
     return float(top + np.log(np.exp(terms - top).sum()))
+
+
+# --- dense networks (fine-tuning) ------------------------------------------------------
+# Layers store weights as (n_in, n_out). A 'sigmoid' layer computes
+# a = sigma(clip(z, -c, c)), z = x w + b; a 'linear' layer a = z.
+
+
+def dense_forward(x, w, b, clip=None, activation="sigmoid"):
+    """Returns (z, a) of one dense layer."""
+    z = x @ w + b
+    if activation == "linear":
+        return z, z
+    return z, clipped_sigmoid(z, clip).astype(x.dtype, copy=False)
+
+
+def dense_backward(grad_a, z, a, x, w, clip=None, activation="sigmoid", need_grad_x=True):
+    """Backpropagation through one dense layer.
+
+    The clipped sigmoid has derivative a (1 - a) where |z| < c and 0 where clipped.
+    Returns (grad_x or None, grad_w, grad_b).
+    """
+    if activation == "linear":
+        dz = grad_a
+    else:
+        dz = grad_a * a * (1 - a)
+        if clip is not None:
+            dz = dz * (np.abs(z) < clip)
+    grad_w = x.T @ dz
+    grad_b = dz.sum(axis=0)
+    grad_x = dz @ w.T if need_grad_x else None
+    return grad_x, grad_w, grad_b
+
+
+def softmax_cross_entropy(logits, y, sample_weight=None):
+    """Weighted mean cross-entropy of softmax(logits) against integer labels y.
+
+    Returns (loss, grad_logits, proba); the gradient is of the weighted mean loss.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    proba = np.exp(log_p)
+    weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    total = weight.sum()
+    rows = np.arange(len(y))
+    loss = float(-(weight * log_p[rows, y]).sum() / total)
+    grad = proba.copy()
+    grad[rows, y] -= 1
+    grad *= (weight / total)[:, None].astype(logits.dtype)
+    return loss, grad.astype(logits.dtype, copy=False), proba.astype(logits.dtype, copy=False)
+
+
+def sgd_momentum_update(param, grad, velocity, learning_rate, momentum, weight_decay=0.0):
+    """In place: v = momentum v - lr (grad + wd param); param += v."""
+    velocity *= momentum
+    velocity -= learning_rate * (grad + weight_decay * param)
+    param += velocity
+
+
+def adam_update(param, grad, m, v, learning_rate, beta1, beta2, epsilon, t, weight_decay=0.0):
+    """In place Adam step t >= 1 (Kingma & Ba 2015), with L2 weight decay in the gradient."""
+    g = grad + weight_decay * param
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    param -= learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
+
+
+# --- layer-wise relevance propagation --------------------------------------------------
+# Rules as defined by zennit (Anders et al. 2021). x: (B, n_in) layer input,
+# w: (n_in, n_out), relevance: (B, n_out) at the layer's output.
+
+
+def stabilize(z, epsilon):
+    """z + epsilon * sign(z) with sign(0) = +1, so nothing divides 0 by 0."""
+    return z + np.where(z >= 0, epsilon, -epsilon).astype(z.dtype)
+
+
+def lrp_dense(x, w, b, relevance, rule="epsilon", *, epsilon=1e-6, gamma=0.25, alpha=1.0,
+              beta=0.0, low=None, high=None, use_bias=True):
+    """Relevance at the input of one dense layer, z = x w + b.
+
+    Rules: 'epsilon' (the method's eq. 3), 'zplus', 'alpha_beta', 'gamma', 'zbox'
+    (bounded input, per-feature ``low``/``high``), 'flat' and 'wsquare'. Biases enter
+    the denominators when ``use_bias``; 'flat' and 'wsquare' ignore them.
+    """
+    bias = b if use_bias else np.zeros_like(b)
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    bp, bn = np.maximum(bias, 0), np.minimum(bias, 0)
+    if rule == "epsilon":
+        s = relevance / stabilize(x @ w + bias, epsilon)
+        return x * (s @ w.T)
+    if rule == "gamma":
+        wg, bg = w + gamma * wp, bias + gamma * bp
+        s = relevance / stabilize(x @ wg + bg, epsilon)
+        return x * (s @ wg.T)
+    if rule in ("zplus", "alpha_beta"):
+        if rule == "zplus":
+            alpha, beta = 1.0, 0.0
+        xp, xn = np.maximum(x, 0), np.minimum(x, 0)
+        # Positive contributions: x+ w+ and x- w-; negative ones: x+ w- and x- w+.
+        s_pos = relevance / stabilize(xp @ wp + xn @ wn + bp, epsilon)
+        r_pos = xp * (s_pos @ wp.T) + xn * (s_pos @ wn.T)
+        if beta == 0:
+            return alpha * r_pos
+        s_neg = relevance / stabilize(xp @ wn + xn @ wp + bn, epsilon)
+        r_neg = xp * (s_neg @ wn.T) + xn * (s_neg @ wp.T)
+        return alpha * r_pos - beta * r_neg
+    if rule == "zbox":
+        low = np.broadcast_to(np.asarray(low, x.dtype), (x.shape[1],))
+        high = np.broadcast_to(np.asarray(high, x.dtype), (x.shape[1],))
+        s = relevance / stabilize(x @ w - low @ wp - high @ wn + bias, epsilon)
+        return x * (s @ w.T) - low * (s @ wp.T) - high * (s @ wn.T)
+    if rule == "flat":
+        return np.repeat(relevance.sum(axis=1, keepdims=True) / x.shape[1], x.shape[1], axis=1)
+    if rule == "wsquare":
+        w2 = w * w
+        return relevance @ (w2 / stabilize(w2.sum(axis=0), epsilon)).T
+    raise ValueError(f"unknown LRP rule {rule!r}")
