@@ -350,18 +350,20 @@ def stabilize(z, epsilon):
 
 
 def lrp_dense(x, w, b, relevance, rule="epsilon", *, epsilon=1e-6, gamma=0.25, alpha=1.0,
-              beta=0.0, low=None, high=None, use_bias=True):
+              beta=0.0, low=None, high=None, use_bias=True, z=None):
     """Relevance at the input of one dense layer, z = x w + b.
 
     Rules: 'epsilon' (the method's eq. 3), 'zplus', 'alpha_beta', 'gamma', 'zbox'
     (bounded input, per-feature ``low``/``high``), 'flat' and 'wsquare'. Biases enter
-    the denominators when ``use_bias``; 'flat' and 'wsquare' ignore them.
+    the denominators when ``use_bias``; 'flat' and 'wsquare' ignore them. ``z``, the
+    layer's pre-activation x w + b from the forward pass, saves the epsilon rule a GEMM.
     """
     bias = b if use_bias else np.zeros_like(b)
     wp, wn = np.maximum(w, 0), np.minimum(w, 0)
     bp, bn = np.maximum(bias, 0), np.minimum(bias, 0)
     if rule == "epsilon":
-        s = relevance / stabilize(x @ w + bias, epsilon)
+        zz = x @ w + bias if z is None else (z if use_bias else z - b)
+        s = relevance / stabilize(zz, epsilon)
         return x * (s @ w.T)
     if rule == "gamma":
         wg, bg = w + gamma * wp, bias + gamma * bp
