@@ -95,7 +95,17 @@ inline double parse_clip(const py::object& c) {
   return v;
 }
 
+// A contiguous array of any shape as a flat vector (for element-wise updates).
+template <class T>
+Vec<T> flat(py::array& a, const char* name) {
+  if (!has_dtype<T>(a) || !(a.flags() & py::array::c_style) || !a.writeable())
+    fail(std::string(name) + ": expected a writeable C-contiguous array of the parameters' dtype");
+  return Vec<T>(static_cast<T*>(a.mutable_data()), a.size());
+}
+
 void bind_rbm(py::module_& m);
+void bind_nn(py::module_& m);
+void bind_lrp(py::module_& m);
 void bind_config(py::module_& m);
 
 }  // namespace pymdbn::bind

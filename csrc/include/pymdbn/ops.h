@@ -87,4 +87,54 @@ template <class T>
 void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> base_b_visible,
                      CVec<double> betas, std::uint64_t seed, Vec<double> log_weights);
 
+// --- dense networks; weights (n_in, n_out) ------------------------------------------
+
+enum class Activation : int { Sigmoid = 0, Linear = 1 };
+
+// z = x w + b; a = sigma(clip(z)) (Sigmoid) or a copy of z (Linear).
+template <class T>
+void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<T> z, Mat<T> a);
+
+// Backpropagation through one layer. dz = grad_a * a (1 - a) * 1[|z| < clip] (Sigmoid) or
+// grad_a (Linear); grad_w = x^T dz, grad_b = column sums of dz, grad_x = dz w^T (skipped
+// when grad_x is empty). dz is workspace of grad_a's shape.
+template <class T>
+void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, T clip,
+                    Activation act, Mat<T> grad_x, Mat<T> grad_w, Vec<T> grad_b, Mat<T> dz);
+
+// Weighted mean cross-entropy of softmax(logits) against labels y (weights may be null);
+// writes softmax probabilities and the gradient of the loss w.r.t. the logits.
+template <class T>
+double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double* weight,
+                             Mat<T> grad, Mat<T> proba);
+
+// In place: v = momentum v - lr (g + wd p); p += v.
+template <class T>
+void sgd_momentum_update(Vec<T> param, CVec<T> grad, Vec<T> velocity, T lr, T momentum, T wd);
+
+// In place Adam step t >= 1 with L2 decay added to the gradient.
+template <class T>
+void adam_update(Vec<T> param, CVec<T> grad, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2, T eps,
+                 std::int64_t t, T wd);
+
+// --- layer-wise relevance propagation through a dense layer ----------------------------
+
+enum class LrpRule : int { Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, Flat, WSquare };
+
+template <class T>
+struct LrpParams {
+  LrpRule rule = LrpRule::Epsilon;
+  T epsilon = T(1e-6), gamma = T(0.25), alpha = T(1), beta = T(0);
+  bool use_bias = true;
+  const T* low = nullptr;   // ZBox: per-input lower bounds (n_in)
+  const T* high = nullptr;  // ZBox: per-input upper bounds (n_in)
+};
+
+// Relevance at the input of z = x w + b given relevance at its output (zennit's rule
+// definitions; stabiliser z + eps sign(z), sign(0) = +1). z, when not empty, is the
+// forward pre-activation and saves the epsilon rule its forward GEMM.
+template <class T>
+void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z,
+               const LrpParams<T>& params, Mat<T> out);
+
 }  // namespace pymdbn

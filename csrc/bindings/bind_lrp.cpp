@@ -1,0 +1,79 @@
+// Binding of the LRP op.
+#include "convert.h"
+
+namespace pymdbn::bind {
+
+namespace {
+
+using py::arg;
+
+LrpRule parse_rule(const std::string& s) {
+  if (s == "epsilon") return LrpRule::Epsilon;
+  if (s == "zplus") return LrpRule::ZPlus;
+  if (s == "alpha_beta") return LrpRule::AlphaBeta;
+  if (s == "gamma") return LrpRule::Gamma;
+  if (s == "zbox") return LrpRule::ZBox;
+  if (s == "flat") return LrpRule::Flat;
+  if (s == "wsquare") return LrpRule::WSquare;
+  fail("unknown LRP rule '" + s + "'");
+}
+
+py::array lrp_dense_py(py::array x, py::array w, py::array b, py::array relevance,
+                       const std::string& rule, double epsilon, double gamma, double alpha,
+                       double beta, py::object low, py::object high, bool use_bias,
+                       py::object z) {
+  const LrpRule r = parse_rule(rule);
+  expect(epsilon >= 0, "epsilon must be >= 0");
+  return dispatch(x, "x", [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    auto xv = cmat<T>(x, "x");
+    auto wv = cmat<T>(w, "w");
+    auto bv = cvec<T>(b, "b");
+    auto rv = cmat<T>(relevance, "relevance");
+    expect(xv.cols == wv.rows, "x has " + std::to_string(xv.cols) + " columns but w has " +
+                                   std::to_string(wv.rows) + " rows");
+    expect(bv.size == wv.cols, "b must have n_out entries");
+    expect(rv.rows == xv.rows && rv.cols == wv.cols, "relevance must be (n_samples, n_out)");
+    LrpParams<T> p;
+    p.rule = r;
+    p.epsilon = T(epsilon);
+    p.gamma = T(gamma);
+    p.alpha = T(alpha);
+    p.beta = T(beta);
+    p.use_bias = use_bias;
+    py::array lo, hi;
+    if (r == LrpRule::ZBox) {
+      expect(!low.is_none() && !high.is_none(), "the zbox rule needs low and high");
+      lo = low.cast<py::array>();
+      hi = high.cast<py::array>();
+      auto lv = cvec<T>(lo, "low");
+      auto hv = cvec<T>(hi, "high");
+      expect(lv.size == xv.cols && hv.size == xv.cols, "low and high must have n_in entries");
+      p.low = lv.data;
+      p.high = hv.data;
+    }
+    CMat<T> zv;
+    py::array za;
+    if (!z.is_none()) {
+      za = z.cast<py::array>();
+      zv = cmat<T>(za, "z");
+      expect(zv.rows == xv.rows && zv.cols == wv.cols, "z must be (n_samples, n_out)");
+    }
+    auto out = empty<T>(xv.rows, xv.cols);
+    auto ov = mat<T>(out, "out");
+    py::gil_scoped_release nogil;
+    lrp_dense<T>(xv, wv, bv, rv, zv, p, ov);
+    return std::move(out);
+  });
+}
+
+}  // namespace
+
+void bind_lrp(py::module_& m) {
+  m.def("lrp_dense", &lrp_dense_py, arg("x"), arg("w"), arg("b"), arg("relevance"),
+        arg("rule") = "epsilon", arg("epsilon") = 1e-6, arg("gamma") = 0.25, arg("alpha") = 1.0,
+        arg("beta") = 0.0, arg("low") = py::none(), arg("high") = py::none(),
+        arg("use_bias") = true, arg("z") = py::none());
+}
+
+}  // namespace pymdbn::bind

@@ -1,0 +1,195 @@
+#include <vector>
+
+#include "common.h"
+#include "pymdbn/ops.h"
+
+namespace pymdbn {
+
+namespace {
+
+template <class T>
+inline T stabilize(T z, T eps) {
+  return z + (z >= T(0) ? eps : -eps);
+}
+
+// s = relevance / stabilize(z + shift), row by row (shift may be null).
+template <class T>
+void divide(CMat<T> relevance, Mat<T> z, const T* shift, T eps) {
+  cpu::for_rows(z.rows, z.cols, [&](index_t i) {
+    const T* r = relevance.row(i);
+    T* zi = z.row(i);
+    for (index_t j = 0; j < z.cols; ++j) zi[j] = r[j] / stabilize(zi[j] + (shift ? shift[j] : T(0)), eps);
+  });
+}
+
+// out (op)= x * back, element-wise; sign = 0 overwrites.
+template <class T>
+void multiply_into(CMat<T> x, CMat<T> back, T scale, bool accumulate, Mat<T> out) {
+  cpu::for_rows(out.rows, out.cols, [&](index_t i) {
+    const T* xi = x.row(i);
+    const T* bi = back.row(i);
+    T* o = out.row(i);
+#pragma omp simd
+    for (index_t j = 0; j < out.cols; ++j)
+      o[j] = (accumulate ? o[j] : T(0)) + scale * xi[j] * bi[j];
+  });
+}
+
+template <class T>
+struct Split {
+  std::vector<T> pos, neg;
+};
+
+template <class T>
+Split<T> split(const T* data, index_t n) {
+  Split<T> s{std::vector<T>(n), std::vector<T>(n)};
+  for (index_t i = 0; i < n; ++i) {
+    s.pos[i] = data[i] > T(0) ? data[i] : T(0);
+    s.neg[i] = data[i] < T(0) ? data[i] : T(0);
+  }
+  return s;
+}
+
+}  // namespace
+
+template <class T>
+void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
+               const LrpParams<T>& prm, Mat<T> out) {
+  const index_t n = x.rows, n_in = w.rows, n_out = w.cols;
+  const T eps = prm.epsilon;
+  std::vector<T> zero_bias(n_out, T(0));
+  const T* bias = prm.use_bias ? b.data : zero_bias.data();
+  std::vector<T> buf_s(n * n_out), buf_back(n * n_in);
+  Mat<T> s(buf_s.data(), n, n_out), back(buf_back.data(), n, n_in);
+  auto backward = [&](CMat<T> sv, CMat<T> wv, Mat<T> dst) { gemm<T>(false, true, T(1), sv, wv, T(0), dst); };
+
+  switch (prm.rule) {
+    case LrpRule::Epsilon: {
+      if (!z_in.empty()) {  // reuse the forward pre-activation (it includes the bias)
+        cpu::for_rows(n, n_out, [&](index_t i) { std::copy_n(z_in.row(i), n_out, s.row(i)); });
+        std::vector<T> minus_b(n_out);
+        for (index_t j = 0; j < n_out; ++j) minus_b[j] = prm.use_bias ? T(0) : -b[j];
+        divide<T>(relevance, s, minus_b.data(), eps);
+      } else {
+        gemm<T>(false, false, T(1), x, w, T(0), s);
+        divide<T>(relevance, s, bias, eps);
+      }
+      backward(s, w, back);
+      multiply_into<T>(x, back, T(1), false, out);
+      return;
+    }
+    case LrpRule::Gamma: {
+      std::vector<T> wg(n_in * n_out), bg(n_out);
+      for (index_t i = 0; i < n_in * n_out; ++i) {
+        const T v = w.data[(i / n_out) * w.ld + i % n_out];
+        wg[i] = v + prm.gamma * (v > T(0) ? v : T(0));
+      }
+      for (index_t j = 0; j < n_out; ++j) bg[j] = bias[j] + prm.gamma * (bias[j] > T(0) ? bias[j] : T(0));
+      CMat<T> wgv(wg.data(), n_in, n_out);
+      gemm<T>(false, false, T(1), x, wgv, T(0), s);
+      divide<T>(relevance, s, bg.data(), eps);
+      backward(s, wgv, back);
+      multiply_into<T>(x, back, T(1), false, out);
+      return;
+    }
+    case LrpRule::ZPlus:
+    case LrpRule::AlphaBeta: {
+      const T alpha = prm.rule == LrpRule::ZPlus ? T(1) : prm.alpha;
+      const T beta = prm.rule == LrpRule::ZPlus ? T(0) : prm.beta;
+      std::vector<T> wcopy(n_in * n_out);
+      for (index_t i = 0; i < n_in; ++i) std::copy_n(w.row(i), n_out, wcopy.data() + i * n_out);
+      const Split<T> ws = split(wcopy.data(), n_in * n_out), bs = split(bias, n_out);
+      CMat<T> wp(ws.pos.data(), n_in, n_out), wn(ws.neg.data(), n_in, n_out);
+      bool has_negative = false;
+      for (index_t i = 0; i < n && !has_negative; ++i)
+        for (index_t j = 0; j < n_in; ++j) has_negative |= x(i, j) < T(0);
+      std::vector<T> buf_xp, buf_xn;
+      CMat<T> xp = x, xn;
+      if (has_negative) {  // inputs of both signs: x = x+ + x-
+        buf_xp.resize(n * n_in);
+        buf_xn.resize(n * n_in);
+        for (index_t i = 0; i < n; ++i)
+          for (index_t j = 0; j < n_in; ++j) {
+            const T v = x(i, j);
+            buf_xp[i * n_in + j] = v > T(0) ? v : T(0);
+            buf_xn[i * n_in + j] = v < T(0) ? v : T(0);
+          }
+        xp = CMat<T>(buf_xp.data(), n, n_in);
+        xn = CMat<T>(buf_xn.data(), n, n_in);
+      }
+      // One part: z = xp wa + xn wb + bias_part; out += scale (xp (s wa^T) + xn (s wb^T)).
+      auto part = [&](CMat<T> wa, CMat<T> wb, const T* bias_part, T scale, bool accumulate) {
+        gemm<T>(false, false, T(1), xp, wa, T(0), s);
+        if (has_negative) gemm<T>(false, false, T(1), xn, wb, T(1), s);
+        divide<T>(relevance, s, bias_part, eps);
+        backward(s, wa, back);
+        multiply_into<T>(xp, back, scale, accumulate, out);
+        if (has_negative) {
+          backward(s, wb, back);
+          multiply_into<T>(xn, back, scale, true, out);
+        }
+      };
+      part(wp, wn, bs.pos.data(), alpha, false);
+      if (beta != T(0)) part(wn, wp, bs.neg.data(), -beta, true);
+      return;
+    }
+    case LrpRule::ZBox: {
+      std::vector<T> wcopy(n_in * n_out);
+      for (index_t i = 0; i < n_in; ++i) std::copy_n(w.row(i), n_out, wcopy.data() + i * n_out);
+      const Split<T> ws = split(wcopy.data(), n_in * n_out);
+      CMat<T> wp(ws.pos.data(), n_in, n_out), wn(ws.neg.data(), n_in, n_out);
+      // z = x w - low w+ - high w- + b: the bound terms are one vector per layer.
+      std::vector<T> shift(n_out);
+      for (index_t j = 0; j < n_out; ++j) {
+        double acc = double(bias[j]);
+        for (index_t i = 0; i < n_in; ++i)
+          acc -= double(prm.low[i]) * double(wp(i, j)) + double(prm.high[i]) * double(wn(i, j));
+        shift[j] = T(acc);
+      }
+      gemm<T>(false, false, T(1), x, w, T(0), s);
+      divide<T>(relevance, s, shift.data(), eps);
+      backward(s, w, back);
+      multiply_into<T>(x, back, T(1), false, out);
+      std::vector<T> buf_b2(n * n_in);
+      Mat<T> back2(buf_b2.data(), n, n_in);
+      backward(s, wp, back);
+      backward(s, wn, back2);
+      cpu::for_rows(n, n_in, [&](index_t i) {
+        T* o = out.row(i);
+        const T* bp = back.row(i);
+        const T* bn = back2.row(i);
+        for (index_t j = 0; j < n_in; ++j) o[j] -= prm.low[j] * bp[j] + prm.high[j] * bn[j];
+      });
+      return;
+    }
+    case LrpRule::Flat: {
+      cpu::for_rows(n, n_in, [&](index_t i) {
+        double total = 0;
+        const T* r = relevance.row(i);
+        for (index_t j = 0; j < n_out; ++j) total += double(r[j]);
+        std::fill_n(out.row(i), n_in, T(total / double(n_in)));
+      });
+      return;
+    }
+    case LrpRule::WSquare: {
+      std::vector<T> w2(n_in * n_out), col(n_out, T(0));
+      for (index_t i = 0; i < n_in; ++i)
+        for (index_t j = 0; j < n_out; ++j) {
+          const T v = w(i, j) * w(i, j);
+          w2[i * n_out + j] = v;
+          col[j] += v;
+        }
+      for (index_t i = 0; i < n_in; ++i)
+        for (index_t j = 0; j < n_out; ++j) w2[i * n_out + j] /= stabilize(col[j], eps);
+      gemm<T>(false, true, T(1), relevance, CMat<T>(w2.data(), n_in, n_out), T(0), out);
+      return;
+    }
+  }
+}
+
+template void lrp_dense<float>(CMat<float>, CMat<float>, CVec<float>, CMat<float>, CMat<float>,
+                               const LrpParams<float>&, Mat<float>);
+template void lrp_dense<double>(CMat<double>, CMat<double>, CVec<double>, CMat<double>,
+                                CMat<double>, const LrpParams<double>&, Mat<double>);
+
+}  // namespace pymdbn
