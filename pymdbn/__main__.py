@@ -1,0 +1,5 @@
+import sys
+
+from pymdbn.cli import main
+
+sys.exit(main())

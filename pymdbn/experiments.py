@@ -1,0 +1,238 @@
+"""The main job (``pymdbn demo``) and the source paper's comparison (``table1``)."""
+
+import json
+import os
+import time
+
+import numpy as np
+
+__all__ = ["SYSTEMS", "split_indices", "run_demo", "run_table1"]
+
+#: Systems of the paper's Table 1, in its order; "CNN" needs the [baselines] extra.
+SYSTEMS = ("CNN", "DBN", "MDBN", "e-MDBN", "proposed")
+TABLE_METRICS = ("accuracy", "specificity", "f1", "sensitivity")
+
+
+def _log(verbose, msg):
+    if verbose:
+        print(msg, flush=True)
+
+
+def split_indices(y, test_fraction=0.25, random_state=0):
+    """Stratified train/test split of sample indices (same split for every system)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    return train_test_split(idx, test_size=test_fraction, stratify=y, random_state=random_state)
+
+
+def _take(X, idx):
+    return {name: arr[idx] for name, arr in X.items()}
+
+
+def _write_text(path, text):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path, obj):
+    _write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def _make_system(name, seed, verbose, **overrides):
+    from pymdbn import presets
+
+    if name == "CNN":
+        from pymdbn.baselines import SmallCNN
+
+        return SmallCNN(random_state=seed, verbose=verbose)
+    factory = {"DBN": presets.early_fusion_dbn, "MDBN": presets.mdbn, "e-MDBN": presets.e_mdbn,
+               "proposed": presets.proposed}[name]
+    return factory(random_state=seed, verbose=verbose, **overrides)
+
+
+def _positive_scores(model, X):
+    proba = model.predict_proba(X)
+    return proba[:, list(model.classes_).index(1)] if proba.shape[1] == 2 else proba
+
+
+def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon"):
+    """LRP localisation scores of the explained positive class, per modality."""
+    from pymdbn.lrp import explain
+    from pymdbn.lrp import metrics as lm
+
+    expl = explain(model, X, target=1, composite=composite)
+    rows = {}
+    for name in expl.relevance:
+        has = np.asarray(lesion_labels[name], bool)
+        if not has.any():
+            continue
+        R, M = expl.relevance[name][has], masks[name][has]
+        rows[name] = {
+            "n": int(has.sum()),
+            "relevance_mass_accuracy": float(np.nanmean(lm.relevance_mass_accuracy(R, M))),
+            "relevance_rank_accuracy": float(np.nanmean(lm.relevance_rank_accuracy(R, M))),
+            "pointing_game": float(np.mean(lm.pointing_game(R, M))),
+            "pointing_game_tolerance_2px": float(np.mean(lm.pointing_game(R, M, tolerance=2))),
+            "mask_fraction": float(M.mean()),
+        }
+    shares = {k: np.asarray(v) for k, v in expl.shares.items()}
+    rows["modality_attribution_accuracy"] = float(lm.modality_attribution_accuracy(
+        shares, lesion_labels, mean=True))
+    return expl, rows
+
+
+def run_demo(out, n_patients=1600, size=64, difficulty=0.5, random_state=0, n_heatmaps=4,
+             verbose=True):
+    """Generate phantoms, train the proposed model, evaluate and explain it.
+
+    Writes to ``out``: ``metrics.md`` / ``metrics.json`` (held-out classification
+    report), ``heatmaps.png`` (per-modality LRP heatmaps of cancer patients),
+    ``modality_shares.png``, ``relevance_bars.png``, ``explanation_quality.json`` /
+    ``.md`` (relevance mass accuracy, pointing game, modality attribution accuracy
+    against the phantoms' lesion masks) and ``model.npz``.
+
+    Returns
+    -------
+    dict
+        The metrics and explanation-quality figures.
+    """
+    from pymdbn import plot
+    from pymdbn.datasets import make_phantoms
+    from pymdbn.metrics import classification_report, format_report
+
+    os.makedirs(out, exist_ok=True)
+    t0 = time.perf_counter()
+    _log(verbose, f"Generating {n_patients} phantom patients ({size}x{size}, 3 modalities)")
+    data = make_phantoms(n_patients, size=size, difficulty=difficulty, random_state=random_state)
+    train, test = split_indices(data.y, random_state=random_state)
+    Xtr, Xte = _take(data.X, train), _take(data.X, test)
+    model = _make_system("proposed", random_state, verbose)
+    _log(verbose, f"Training the proposed model on {len(train)} patients")
+    model.fit(Xtr, data.y[train])
+    y_pred = model.predict(Xte)
+    report = classification_report(data.y[test], y_pred, _positive_scores(model, Xte))
+    _write_json(os.path.join(out, "metrics.json"), report)
+    _write_text(os.path.join(out, "metrics.md"),
+                "# Held-out metrics: proposed model on phantoms\n\n" + format_report(report)
+                + "\n")
+    _log(verbose, format_report(report))
+
+    masks_te = _take(data.masks, test)
+    lesions_te = _take(data.lesion_labels, test)
+    expl, quality = _explanation_quality(model, Xte, masks_te, lesions_te)
+    _write_json(os.path.join(out, "explanation_quality.json"), quality)
+    lines = ["# LRP localisation against lesion masks (epsilon rule, class 'cancer')", "",
+             "| modality | n | relevance mass acc. | rank acc. | pointing game | mask fraction |",
+             "|---|---|---|---|---|---|"]
+    for name, row in quality.items():
+        if isinstance(row, dict):
+            lines.append(f"| {name} | {row['n']} | {row['relevance_mass_accuracy']:.3f} | "
+                         f"{row['relevance_rank_accuracy']:.3f} | {row['pointing_game']:.3f} |"
+                         f" {row['mask_fraction']:.3f} |")
+    lines += ["", "Modality attribution accuracy (largest share on a lesioned modality): "
+              f"{quality['modality_attribution_accuracy']:.3f}", ""]
+    _write_text(os.path.join(out, "explanation_quality.md"), "\n".join(lines))
+
+    # Heatmaps of the first few correctly detected cancer patients.
+    pos = np.flatnonzero((data.y[test] == 1) & (y_pred == 1))[:n_heatmaps]
+    if len(pos):
+        plot.heatmaps(_take(Xte, pos), {k: v[pos] for k, v in expl.relevance.items()},
+                      masks=_take(masks_te, pos), path=os.path.join(out, "heatmaps.png"))
+        plot.relevance_bars(np.concatenate([expl.relevance[k][pos[0]].ravel()
+                                            for k in expl.relevance]), top=40,
+                            path=os.path.join(out, "relevance_bars.png"))
+    plot.modality_shares(expl.shares, path=os.path.join(out, "modality_shares.png"))
+    model.save(os.path.join(out, "model.npz"))
+    summary = {"metrics": report, "explanation_quality": quality,
+               "seconds": time.perf_counter() - t0, "n_train": int(len(train)),
+               "n_test": int(len(test))}
+    _log(verbose, f"Done in {summary['seconds']:.0f} s; results in {out}")
+    return summary
+
+
+def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=0.5,
+               systems=SYSTEMS, verbose=True):
+    """Reproduce the paper's Table 1 and Figures 1-4 on phantoms.
+
+    Every system is trained on the same split per seed (the seed sets the phantoms'
+    split and each model's initialisation). Writes ``table1.md``, ``table1.csv``,
+    ``figure4.png`` (grouped bars of the metrics), ``figure1_brain.png``,
+    ``figure2_breast.png``, ``figure3_bone.png`` (heatmaps of the proposed model)
+    and ``localisation.json`` (LRP localisation scores of the proposed model).
+    CNN is skipped, with a note in the table, when PyTorch is not installed.
+    """
+    from pymdbn import plot
+    from pymdbn.datasets import make_phantoms
+    from pymdbn.metrics import classification_report, summarize
+
+    os.makedirs(out, exist_ok=True)
+    data = make_phantoms(n_patients, size=size, difficulty=difficulty, random_state=0)
+    reports = {s: [] for s in systems}
+    notes, localisation = [], []
+    for seed in seeds:
+        train, test = split_indices(data.y, random_state=seed)
+        Xtr, Xte = _take(data.X, train), _take(data.X, test)
+        for system in systems:
+            try:
+                model = _make_system(system, seed, False)
+            except ImportError as exc:
+                if system == "CNN":
+                    notes.append(f"CNN skipped: {exc}")
+                    reports.pop("CNN", None)
+                    systems = tuple(s for s in systems if s != "CNN")
+                    continue
+                raise
+            t = time.perf_counter()
+            model.fit(Xtr, data.y[train])
+            rep = classification_report(data.y[test], model.predict(Xte),
+                                        _positive_scores(model, Xte))
+            rep["fit_seconds"] = time.perf_counter() - t
+            reports[system].append(rep)
+            _log(verbose, f"seed {seed} {system:9s} accuracy {rep['accuracy']:.3f} "
+                          f"({rep['fit_seconds']:.0f} s)")
+            if system == "proposed":
+                expl, quality = _explanation_quality(model, Xte, _take(data.masks, test),
+                                                     _take(data.lesion_labels, test))
+                localisation.append(quality)
+                if seed == seeds[0]:
+                    y_te = data.y[test]
+                    for i, name in enumerate(("brain", "breast", "bone"), start=1):
+                        if name not in expl.relevance:
+                            continue
+                        sel = np.flatnonzero(np.asarray(data.lesion_labels[name])[test]
+                                             & (y_te == 1))[:4]
+                        if len(sel):
+                            plot.heatmaps(Xte[name][sel], expl.relevance[name][sel],
+                                          masks=data.masks[name][test][sel],
+                                          path=os.path.join(out, f"figure{i}_{name}.png"))
+    table = {s: summarize(r) for s, r in reports.items() if r}
+    header = "| system | " + " | ".join(TABLE_METRICS) + " |"
+    rows = [header, "|" + "---|" * (len(TABLE_METRICS) + 1)]
+    csv = ["system," + ",".join(f"{m}_mean,{m}_sd" for m in TABLE_METRICS)]
+    for s, summ in table.items():
+        cells = [f"{summ[m]['mean']:.3f} ± {summ[m]['sd']:.3f}" for m in TABLE_METRICS]
+        rows.append(f"| {s} | " + " | ".join(cells) + " |")
+        csv.append(s + "," + ",".join(f"{summ[m]['mean']:.4f},{summ[m]['sd']:.4f}"
+                                      for m in TABLE_METRICS))
+    text = (f"# Table 1 on phantoms ({n_patients} patients, {size}x{size}, difficulty "
+            f"{difficulty}, seeds {list(seeds)}; mean ± sd)\n\n" + "\n".join(rows) + "\n")
+    if notes:
+        text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    _write_text(os.path.join(out, "table1.md"), text)
+    _write_text(os.path.join(out, "table1.csv"), "\n".join(csv) + "\n")
+    plot.metric_bars({s: {m: summ[m] for m in TABLE_METRICS} for s, summ in table.items()},
+                     path=os.path.join(out, "figure4.png"))
+    loc = {}
+    for name in ("brain", "breast", "bone"):
+        vals = [q[name] for q in localisation if name in q]
+        if vals:
+            loc[name] = {k: float(np.mean([v[k] for v in vals]))
+                         for k in ("relevance_mass_accuracy", "pointing_game", "mask_fraction")}
+    _write_json(os.path.join(out, "localisation.json"), loc)
+    _write_json(os.path.join(out, "table1.json"), {"table": table, "reports": reports,
+                                                   "notes": notes})
+    _log(verbose, text)
+    return {"table": table, "localisation": loc, "notes": notes}
