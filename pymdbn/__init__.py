@@ -5,13 +5,17 @@ The compiled core loads on first use of a model, so ``import pymdbn`` stays ligh
 
 from pymdbn._version import __version__
 
-__all__ = ["__version__", "RBM", "show_config", "set_num_threads", "get_num_threads"]
+__all__ = ["__version__", "RBM", "show_config", "set_num_threads", "get_num_threads",
+           "DBN", "MDBN", "load"]
 
 _LAZY = {
     "RBM": ("pymdbn.rbm", "RBM"),
     "show_config": ("pymdbn._config", "show_config"),
     "set_num_threads": ("pymdbn._config", "set_num_threads"),
     "get_num_threads": ("pymdbn._config", "get_num_threads"),
+    "DBN": ("pymdbn.dbn", "DBN"),
+    "MDBN": ("pymdbn.mdbn", "MDBN"),
+    "load": ("pymdbn.io", "load"),
 }
 
 

@@ -1,0 +1,381 @@
+"""Feed-forward networks built from pretrained RBMs, and their fine-tuning.
+
+One structure serves every supervised model in the package: named *pathways* of
+sigmoid layers (one per modality; a single unnamed one for a plain DBN), whose top
+activations are concatenated in a fixed order into the *code*, followed by optional
+*joint* sigmoid layers and a linear *output* layer whose logits feed a softmax. Each
+layer is a dict ``{'W': (n_in, n_out), 'b': (n_out,)}`` and computes
+``sigmoid(clip(x W + b))`` -- the same numbers as the RBM it came from
+(``W = components_.T``), and the layout that :meth:`pymdbn.MDBN.to_dict` exposes.
+
+The arithmetic runs in the C++ kernels ``dense_forward``, ``dense_backward``,
+``softmax_cross_entropy``, ``sgd_momentum_update`` and ``adam_update``; their
+NumPy twins in :mod:`pymdbn._reference` define them.
+"""
+
+import time
+from numbers import Integral, Real
+
+import numpy as np
+
+from pymdbn._loader import _core
+from pymdbn._progress import Progress
+
+__all__ = ["Network", "Optimizer", "train", "fit_supervised", "check_training", "encode_labels",
+           "class_sample_weight"]
+
+_ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
+_PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
+
+
+def new_layer(n_in, n_out, rng, dtype, scale=0.01):
+    """A dense layer with N(0, scale^2) weights and zero biases."""
+    return {"W": np.ascontiguousarray(rng.normal(0.0, scale, (n_in, n_out)), dtype=dtype),
+            "b": np.zeros(n_out, dtype=dtype)}
+
+
+def layer_from_rbm(rbm):
+    """The recognition layer of a fitted RBM: ``W = components_.T``, ``b = intercept_hidden_``."""
+    return {"W": np.ascontiguousarray(rbm.components_.T), "b": rbm.intercept_hidden_.copy()}
+
+
+class Network:
+    """Pathways -> concatenation -> joint sigmoid layers -> linear output.
+
+    Parameters
+    ----------
+    pathways : dict of str to list of dict
+        Modality name -> layers ``{'W', 'b'}``, bottom first. A pathway may have no
+        layers; its input is then its code (used to train a softmax on frozen codes).
+    order : sequence of str
+        The order in which pathway tops are concatenated.
+    joint : list of dict
+        Sigmoid layers on the concatenated code, bottom first.
+    output : dict
+        The linear output layer, ``W`` of shape (n_code, n_classes).
+    clip : float or None
+        Pre-activations of the sigmoid layers are clipped to [-clip, clip].
+
+    Notes
+    -----
+    The layer dicts are held by reference: training updates the arrays in place, so
+    an estimator that owns them sees every step.
+    """
+
+    def __init__(self, pathways, order, joint, output, clip):
+        self.pathways = pathways
+        self.order = list(order)
+        self.joint = joint
+        self.output = output
+        self.clip = clip
+
+    def parameters(self, output_only=False):
+        """Trainable arrays, pathways in ``order`` then joint then output, W before b."""
+        layers = [] if output_only else (
+            [layer for name in self.order for layer in self.pathways[name]] + self.joint)
+        return [p for layer in layers + [self.output] for p in (layer["W"], layer["b"])]
+
+    def _stack(self, x, layers, steps):
+        for layer in layers:
+            z, a = _core.dense_forward(x, layer["W"], layer["b"], self.clip, "sigmoid")
+            if steps is not None:
+                steps.append((x, z, a))
+            x = a
+        return x
+
+    def codes(self, X, steps=None):
+        """Top activation of each pathway; ``steps`` (a dict) collects (x, z, a) per layer."""
+        tops = {}
+        for name in self.order:
+            record = None if steps is None else steps.setdefault(name, [])
+            tops[name] = self._stack(X[name], self.pathways[name], record)
+        return tops
+
+    def fuse(self, tops):
+        """Concatenate pathway tops in ``order``."""
+        parts = [tops[name] for name in self.order]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def head(self, fused, steps=None):
+        """Joint layers then output logits from a fused code; returns (code, logits)."""
+        code = self._stack(fused, self.joint, steps)
+        logits, _ = _core.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
+        return code, logits
+
+    def forward(self, X):
+        """Full forward pass keeping every layer's input, pre-activation and activation.
+
+        Returns
+        -------
+        cache : dict
+            ``pathways`` (name -> list of (x, z, a)), ``widths`` (width of each
+            pathway top, in ``order``), ``fused`` (concatenated pathway tops), ``joint`` (list of (x, z, a)), ``code`` (input of the output layer)
+            and ``logits``.
+        """
+        cache = {"pathways": {}, "joint": []}
+        tops = self.codes(X, cache["pathways"])
+        cache["widths"] = [tops[name].shape[1] for name in self.order]
+        cache["fused"] = self.fuse(tops)
+        cache["code"], cache["logits"] = self.head(cache["fused"], cache["joint"])
+        return cache
+
+    def _chunks(self, X, which):
+        n = len(X[self.order[0]])
+        out = [self.head(self.fuse(self.codes({k: X[k][s:s + _PREDICT_ROWS] for k in X})))
+               [which] for s in range(0, n, _PREDICT_ROWS)]
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def logits(self, X):
+        """Logits, computed in chunks of rows (inference only, nothing kept)."""
+        return self._chunks(X, 1)
+
+    def encode(self, X):
+        """The code entering the output layer (after the joint layers), in chunks."""
+        return self._chunks(X, 0)
+
+    def backward(self, cache, grad_logits, output_only=False):
+        """Gradients of the loss w.r.t. :meth:`parameters`, from d loss / d logits."""
+        lower = [layer for name in self.order for layer in self.pathways[name]] + self.joint
+        need = not output_only and bool(lower)
+        g, gw, gb = _core.dense_backward(grad_logits, cache["logits"], cache["logits"],
+                                      cache["code"], self.output["W"], None, "linear", need)
+        grads = [gw, gb]
+        if not need:
+            return grads
+        has_pathway_layers = any(self.pathways[name] for name in self.order)
+        for i in range(len(self.joint) - 1, -1, -1):
+            x, z, a = cache["joint"][i]
+            need_x = i > 0 or has_pathway_layers
+            g, gw, gb = _core.dense_backward(g, z, a, x, self.joint[i]["W"], self.clip,
+                                          "sigmoid", need_x)
+            grads = [gw, gb] + grads
+        pathway_grads, start = [], 0
+        for name, width in zip(self.order, cache["widths"]):
+            steps = cache["pathways"][name]
+            gp = np.ascontiguousarray(g[:, start:start + width]) if steps else None
+            start += width
+            local = []
+            for i in range(len(steps) - 1, -1, -1):
+                x, z, a = steps[i]
+                gp, gw, gb = _core.dense_backward(gp, z, a, x, self.pathways[name][i]["W"],
+                                               self.clip, "sigmoid", i > 0)
+                local = [gw, gb] + local
+            pathway_grads += local
+        return pathway_grads + grads
+
+
+class Optimizer:
+    """Mini-batch SGD with momentum, or Adam, over a list of arrays updated in place.
+
+    Weight decay (L2) applies to weight matrices only, not to biases. Adam uses
+    beta1=0.9, beta2=0.999, epsilon=1e-8 (Kingma & Ba 2015).
+    """
+
+    def __init__(self, params, kind, learning_rate, momentum, weight_decay):
+        self.kind = kind
+        self.learning_rate = float(learning_rate)
+        self.momentum = float(momentum)
+        self.decay = [float(weight_decay) if p.ndim == 2 else 0.0 for p in params]
+        per_param = 1 if kind == "sgd" else 2
+        self.slots = [np.zeros_like(p) for p in params for _ in range(per_param)]
+        self.t = 0
+
+    def step(self, params, grads):
+        self.t += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            g = np.ascontiguousarray(g, dtype=p.dtype)
+            if self.kind == "sgd":
+                _core.sgd_momentum_update(p, g, self.slots[i], self.learning_rate, self.momentum,
+                                       self.decay[i])
+            else:
+                _core.adam_update(p, g, self.slots[2 * i], self.slots[2 * i + 1],
+                               self.learning_rate, _ADAM["beta1"], _ADAM["beta2"],
+                               _ADAM["epsilon"], self.t, self.decay[i])
+
+
+def _loss(net, X, y, sample_weight):
+    """Weighted mean cross-entropy and accuracy of ``net`` on (X, y)."""
+    logits = net.logits(X)
+    loss, _, _ = _core.softmax_cross_entropy(logits, y, sample_weight)
+    return float(loss), float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+def validation_split(y, fraction, seed):
+    """Stratified (train, validation) row indices, reproducible from ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    train, val = train_test_split(rows, test_size=fraction, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, momentum,
+          weight_decay, batch_size, max_epochs, early_stopping, validation_fraction,
+          n_iter_no_change, tol, seed, progress, state=None, on_epoch=None):
+    """Minimise the softmax cross-entropy of ``net`` by mini-batch gradient descent.
+
+    Each epoch visits the training rows in the order ``default_rng([seed, epoch])``
+    draws, so an interrupted run resumed from its ``state`` takes the same steps as an
+    uninterrupted one. With ``early_stopping`` a stratified ``validation_fraction`` of
+    the rows is held out; training stops once the validation loss has not improved by
+    ``tol`` for ``n_iter_no_change`` epochs, and the best parameters are restored.
+
+    Parameters
+    ----------
+    net : Network
+    X : dict of str to ndarray
+        Inputs of each pathway, C-contiguous, the network's dtype.
+    y : ndarray of int64
+        Class indices 0..K-1.
+    sample_weight : ndarray of float64 or None
+    output_only : bool
+        Train only the output layer.
+    progress : pymdbn._progress.Progress
+    state : dict or None
+        A training state from a previous call's ``on_epoch`` to resume from.
+    on_epoch : callable or None
+        Called as ``on_epoch(state)`` after each epoch; ``state`` holds ``epoch``,
+        ``t``, ``slots`` (optimiser arrays), ``best_loss``, ``no_improve``,
+        ``best_params``, ``stopped`` and ``history``.
+
+    Returns
+    -------
+    history : list of dict
+        Per epoch: ``epoch``, ``loss`` (weighted training loss averaged over the
+        epoch's batches), ``val_loss`` and ``val_accuracy`` (with early stopping) and
+        ``time``.
+    """
+    rows = np.arange(len(y))
+    val = None
+    if early_stopping:
+        rows, val = validation_split(y, validation_fraction, seed)
+        X_val = {k: v[val] for k, v in X.items()}
+        sw_val = None if sample_weight is None else sample_weight[val]
+    params = net.parameters(output_only)
+    opt = Optimizer(params, optimizer, learning_rate, momentum, weight_decay)
+    if state is None:
+        state = {"epoch": 0, "best_loss": None, "no_improve": 0, "best_params": None,
+                 "stopped": False, "history": []}
+    else:
+        if len(state["slots"]) != len(opt.slots):
+            raise ValueError("the checkpoint's optimiser state does not fit this network")
+        for slot, saved in zip(opt.slots, state["slots"]):
+            np.copyto(slot, saved)
+        opt.t = state["t"]
+    history = state["history"]
+    if state["epoch"]:
+        progress.update(state["epoch"])
+    while state["epoch"] < max_epochs and not state["stopped"]:
+        t0 = time.perf_counter()
+        epoch = state["epoch"]
+        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+        total, weight = 0.0, 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            cache = net.forward({k: v[idx] for k, v in X.items()})
+            sw = None if sample_weight is None else np.ascontiguousarray(sample_weight[idx])
+            loss, grad, _ = _core.softmax_cross_entropy(cache["logits"], y[idx], sw)
+            if not np.isfinite(loss):
+                raise FloatingPointError("fine-tuning diverged (non-finite loss); lower "
+                                         "learning_rate")
+            opt.step(params, net.backward(cache, grad, output_only))
+            w = len(idx) if sw is None else float(sw.sum())
+            total += loss * w
+            weight += w
+        entry = {"epoch": epoch + 1, "loss": total / weight}
+        if early_stopping:
+            entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y[val], sw_val)
+            best = state["best_loss"]
+            if best is None or entry["val_loss"] < best - tol:
+                state["best_loss"] = entry["val_loss"]
+                state["no_improve"] = 0
+                state["best_params"] = [p.copy() for p in params]
+            else:
+                state["no_improve"] += 1
+            state["stopped"] = state["no_improve"] >= n_iter_no_change
+        entry["time"] = time.perf_counter() - t0
+        history.append(entry)
+        state["epoch"] = epoch + 1
+        state["t"] = opt.t
+        state["slots"] = opt.slots
+        progress.update(1, **{k: v for k, v in entry.items() if k in ("loss", "val_loss")})
+        if on_epoch is not None:
+            on_epoch(state)
+    if early_stopping and state["best_params"] is not None:
+        for p, best in zip(params, state["best_params"]):
+            np.copyto(p, best)
+    return history
+
+
+def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=None,
+                   on_epoch=None, **options):
+    """Train the output layer of ``net`` and, with ``fine_tune``, every layer below it.
+
+    Without ``fine_tune`` the codes entering the output layer are computed once and a
+    softmax regression is trained on them (the layers below stay as pretrained).
+    ``options`` are the optimisation arguments of :func:`train`. Returns the history.
+    """
+    if not fine_tune:
+        X = {"code": net.encode(X)}
+        net = Network({"code": []}, ["code"], [], net.output, net.clip)
+    progress = Progress(options["max_epochs"], "fine-tune" if fine_tune else "softmax",
+                        enabled=verbose)
+    try:
+        return train(net, X, y, sample_weight, output_only=not fine_tune, seed=seed,
+                     progress=progress, state=state, on_epoch=on_epoch, **options)
+    finally:
+        progress.close()
+
+
+def check_training(*, optimizer, learning_rate, momentum, weight_decay, batch_size,
+                   max_epochs, early_stopping, validation_fraction, n_iter_no_change, tol,
+                   class_weight, fine_tune):
+    """Validate the fine-tuning hyperparameters shared by DBN and MDBN."""
+    from pymdbn.rbm import _check_param
+
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    _check_param("learning_rate", learning_rate, Real, 0, low_open=True)
+    _check_param("momentum", momentum, Real, 0, 1)
+    if momentum >= 1:
+        raise ValueError(f"momentum must be < 1, got {momentum!r}")
+    _check_param("weight_decay", weight_decay, Real, 0)
+    _check_param("batch_size", batch_size, Integral, 1)
+    _check_param("max_epochs", max_epochs, Integral, 0)
+    _check_param("validation_fraction", validation_fraction, Real, 0, 1, low_open=True)
+    if validation_fraction >= 1:
+        raise ValueError(f"validation_fraction must be < 1, got {validation_fraction!r}")
+    _check_param("n_iter_no_change", n_iter_no_change, Integral, 1)
+    _check_param("tol", tol, Real, 0)
+    for name, flag in (("early_stopping", early_stopping), ("fine_tune", fine_tune)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be a bool, got {flag!r}")
+    if not (class_weight is None or class_weight == "balanced" or isinstance(class_weight, dict)):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict, got "
+                         f"{class_weight!r}")
+
+
+def encode_labels(y, n_samples):
+    """(classes, int64 indices) of a label vector, with the usual target checks."""
+    from sklearn.utils.multiclass import check_classification_targets
+
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n_samples:
+        raise ValueError(f"y must be 1-D with one label per sample ({n_samples}), got shape "
+                         f"{y.shape}")
+    check_classification_targets(y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"y needs at least 2 classes, got {len(classes)}")
+    return classes, y_idx.astype(np.int64)
+
+
+def class_sample_weight(class_weight, classes, y_idx):
+    """float64 per-sample weights for ``class_weight`` (None when unweighted)."""
+    if class_weight is None:
+        return None
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    if isinstance(class_weight, dict):
+        class_weight = {i: class_weight.get(c, 1.0) for i, c in enumerate(classes.tolist())}
+    return np.ascontiguousarray(compute_sample_weight(class_weight, y_idx), dtype=np.float64)

@@ -1,0 +1,393 @@
+"""Deep belief networks: greedily stacked RBMs, optionally fine-tuned as classifiers."""
+
+import time
+from numbers import Integral
+
+import numpy as np
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pymdbn import _nn
+from pymdbn._loader import _core
+from pymdbn._progress import Progress
+from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, set_state,
+                       to_json, unnest)
+from pymdbn.rbm import RBM, _check_param
+
+__all__ = ["DBN"]
+
+_DEFAULT_LR = {"gaussian": 0.005, "bernoulli": 0.05}
+_DTYPES = ("float32", "float64")
+
+
+def fit_rbm(rbm, X, desc, verbose):
+    """Fit ``rbm`` to X exactly as :meth:`RBM.fit` does, showing a progress bar per epoch.
+
+    RBM.fit runs all epochs in one call; reproducing its loop here (same validation,
+    initialisation and per-epoch shuffles) lets the bar report each epoch's
+    reconstruction error. ``tests/test_dbn.py`` checks the results stay identical.
+    """
+    rbm._validate_params()
+    X = validate_data(rbm, X, dtype=rbm._dtypes(), order="C", ensure_min_samples=1)
+    rbm._initialize(X.shape[1], X.dtype, rbm.random_state)
+    progress = Progress(rbm.n_iter, desc, enabled=verbose)
+    try:
+        for epoch in range(rbm.n_iter):
+            t0 = time.perf_counter()
+            order = np.random.default_rng([rbm.seed_, epoch]).permutation(len(X))
+            rbm._record(X, rbm._run_epoch(X, order), t0)
+            progress.update(1, recon=rbm.history_[-1]["reconstruction_error"])
+    finally:
+        progress.close()
+    return rbm
+
+
+def propagate(x, layers, clip):
+    """Mean-field activations of the top layer: sigmoid(clip(x W + b)) per layer."""
+    for layer in layers:
+        x = _core.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
+    return x
+
+
+class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+    """Deep belief network: RBMs pretrained greedily, layer by layer.
+
+    Unsupervised, ``fit(X)`` trains the first RBM on X, the second on the first's
+    hidden probabilities, and so on [1]_ [2]_; :meth:`transform` returns the top
+    layer's mean-field code. Supervised, ``fit(X, y)`` additionally puts a softmax
+    layer on top and fine-tunes every layer by backpropagation (the "DBN" baseline
+    of the MDBN paper), giving :meth:`predict`, :meth:`predict_proba` and
+    :meth:`score`.
+
+    Parameters
+    ----------
+    hidden_layers : tuple of int, default=(512, 256)
+        Hidden units of each RBM, bottom first.
+    visible : {'gaussian', 'bernoulli'}, default='gaussian'
+        Visible units of the first RBM: 'gaussian' (unit variance) for z-scored
+        real-valued input, 'bernoulli' for data in [0, 1]. Higher RBMs are
+        Bernoulli-Bernoulli.
+    learning_rate : float, tuple of float or None, default=None
+        Pretraining step size, scalar or one per layer. None gives 0.005 for a
+        Gaussian layer (larger rates diverge on unbounded input) and 0.05 for
+        Bernoulli layers.
+    n_iter : int or tuple of int, default=10
+        Pretraining epochs, scalar or one per layer.
+    batch_size : int, default=32
+        Pretraining mini-batch size.
+    k : int, default=1
+        Gibbs steps per update (CD-k).
+    persistent : bool, default=False
+        Persistent CD instead of CD-k. The method uses CD-1.
+    momentum : float, default=0.5
+        Momentum of the pretraining updates.
+    weight_decay : float, default=0.0
+        L2 penalty during pretraining.
+    clip : float or None, default=None
+        Clip every sigmoid's pre-activation to [-clip, clip] (pretraining,
+        transform and fine-tuning alike). None is the plain sigmoid.
+    layer_params : list of dict or None, default=None
+        Per-layer overrides of any :class:`~pymdbn.RBM` parameter, one dict per
+        layer, applied last (e.g. ``[{'learning_rate': 0.001, 'n_iter': 20}, {}]``).
+    fine_tune : bool, default=True
+        Supervised fit: backpropagate through all layers. False trains only the
+        softmax layer on the frozen codes.
+    optimizer : {'sgd', 'adam'}, default='sgd'
+        Fine-tuning optimiser: mini-batch SGD with momentum, or Adam [3]_.
+    fine_tune_learning_rate : float, default=0.1
+    fine_tune_momentum : float, default=0.9
+        SGD momentum (ignored by Adam).
+    fine_tune_weight_decay : float, default=1e-4
+        L2 penalty on the weights (not biases) during fine-tuning.
+    fine_tune_batch_size : int, default=32
+    fine_tune_epochs : int, default=30
+        Maximum number of fine-tuning epochs.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the samples (stratified) and stop when
+        the validation loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs; the best weights are restored.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
+    tol : float, default=1e-4
+    class_weight : None, 'balanced' or dict, default=None
+        Weights of the classes in the softmax loss; 'balanced' weighs each class
+        inversely to its frequency.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every RBM, the softmax initialisation, the validation split and the
+        epoch shuffles; an int makes ``fit`` reproducible.
+    verbose : int, default=0
+        Show a progress bar on stderr per pretrained layer and for fine-tuning.
+    dtype : {'float32', 'float64'}, default='float32'
+        Working precision.
+
+    Attributes
+    ----------
+    rbms_ : list of RBM
+        The pretrained RBMs.
+    layers_ : list of dict
+        The network's layers ``{'W': (n_in, n_out), 'b': (n_out,)}``, bottom first;
+        ``W = rbms_[i].components_.T`` until fine-tuning changes them.
+    history_ : list of list of dict
+        Per layer, the RBM's per-epoch ``history_``.
+    classes_ : ndarray of shape (n_classes,)
+        Supervised fit only.
+    output_ : dict
+        Supervised fit only: softmax layer ``{'W': (n_code, n_classes), 'b'}``.
+    fine_tune_history_ : list of dict
+        Supervised fit only: per epoch ``loss`` (and ``val_loss``, ``val_accuracy``
+        with early stopping) and ``time``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when X has feature names that are all strings.
+
+    References
+    ----------
+    .. [1] G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning algorithm for
+           deep belief nets", Neural Computation 18(7), 2006.
+    .. [2] G. E. Hinton and R. R. Salakhutdinov, "Reducing the dimensionality of data
+           with neural networks", Science 313(5786), 2006.
+    .. [3] D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization",
+           ICLR 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pymdbn import DBN
+    >>> X = np.random.default_rng(0).standard_normal((60, 20)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> dbn = DBN(hidden_layers=(16, 8), n_iter=2, fine_tune_epochs=5, random_state=0)
+    >>> dbn.fit(X, y).predict_proba(X).shape
+    (60, 2)
+    """
+
+    def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
+                 n_iter=10, batch_size=32, k=1, persistent=False, momentum=0.5,
+                 weight_decay=0.0, clip=None, layer_params=None, fine_tune=True,
+                 optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
+                 fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 class_weight=None, random_state=None, verbose=0, dtype="float32"):
+        self.hidden_layers = hidden_layers
+        self.visible = visible
+        self.learning_rate = learning_rate
+        self.n_iter = n_iter
+        self.batch_size = batch_size
+        self.k = k
+        self.persistent = persistent
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.clip = clip
+        self.layer_params = layer_params
+        self.fine_tune = fine_tune
+        self.optimizer = optimizer
+        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.fine_tune_momentum = fine_tune_momentum
+        self.fine_tune_weight_decay = fine_tune_weight_decay
+        self.fine_tune_batch_size = fine_tune_batch_size
+        self.fine_tune_epochs = fine_tune_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # -- configuration ----------------------------------------------------------------
+    def _per_layer(self, name, value, n):
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} layers")
+        return values
+
+    def _rbm_params(self, seeds):
+        """RBM parameters of every layer, defaults first, overrides last."""
+        sizes = tuple(self.hidden_layers) if isinstance(self.hidden_layers, (tuple, list)) \
+            else None
+        if not sizes:
+            raise ValueError(f"hidden_layers must be a non-empty tuple of int, got "
+                             f"{self.hidden_layers!r}")
+        for size in sizes:
+            _check_param("hidden_layers entries", size, Integral, 1)
+        if self.visible not in _DEFAULT_LR:
+            raise ValueError(f"visible must be 'gaussian' or 'bernoulli', got {self.visible!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        n = len(sizes)
+        rates = self._per_layer("learning_rate", self.learning_rate, n)
+        epochs = self._per_layer("n_iter", self.n_iter, n)
+        overrides = self.layer_params if self.layer_params is not None else [{}] * n
+        if len(overrides) != n or not all(isinstance(o, dict) for o in overrides):
+            raise ValueError(f"layer_params must be a list of {n} dicts, got "
+                             f"{self.layer_params!r}")
+        params = []
+        for i in range(n):
+            visible = self.visible if i == 0 else "bernoulli"
+            p = dict(n_components=sizes[i], visible=visible,
+                     learning_rate=_DEFAULT_LR[visible] if rates[i] is None else rates[i],
+                     n_iter=epochs[i], batch_size=self.batch_size, k=self.k,
+                     persistent=self.persistent, momentum=self.momentum,
+                     weight_decay=self.weight_decay, clip=self.clip, dtype=self.dtype,
+                     random_state=int(seeds[i]))
+            p.update(overrides[i])
+            params.append(p)
+        return params
+
+    def _check_training(self):
+        _nn.check_training(optimizer=self.optimizer,
+                           learning_rate=self.fine_tune_learning_rate,
+                           momentum=self.fine_tune_momentum,
+                           weight_decay=self.fine_tune_weight_decay,
+                           batch_size=self.fine_tune_batch_size,
+                           max_epochs=self.fine_tune_epochs,
+                           early_stopping=self.early_stopping,
+                           validation_fraction=self.validation_fraction,
+                           n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                           class_weight=self.class_weight, fine_tune=self.fine_tune)
+
+    def _train_options(self):
+        return dict(optimizer=self.optimizer, learning_rate=self.fine_tune_learning_rate,
+                    momentum=self.fine_tune_momentum,
+                    weight_decay=self.fine_tune_weight_decay,
+                    batch_size=self.fine_tune_batch_size, max_epochs=self.fine_tune_epochs,
+                    early_stopping=self.early_stopping,
+                    validation_fraction=self.validation_fraction,
+                    n_iter_no_change=self.n_iter_no_change, tol=self.tol)
+
+    # -- fitting ------------------------------------------------------------------------
+    def pretrain(self, X, seeds, desc="pretrain"):
+        """Greedy layer-wise pretraining on validated X; sets ``rbms_``, ``layers_``."""
+        self.rbms_, self.history_ = [], []
+        params = self._rbm_params(seeds)
+        for i, p in enumerate(params):
+            rbm = fit_rbm(RBM(**p), X, f"{desc} layer {i + 1}/{len(params)}", self.verbose)
+            self.rbms_.append(rbm)
+            self.history_.append(rbm.history_)
+            if i + 1 < len(params):
+                X = rbm.transform(X)
+        self.layers_ = [_nn.layer_from_rbm(rbm) for rbm in self.rbms_]
+        return self
+
+    def fit(self, X, y=None):
+        """Pretrain the stack on X; with ``y``, also train a softmax and fine-tune.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, z-scored for Gaussian visible units.
+        y : array-like of shape (n_samples,) or None
+            Class labels (any hashable values) for the supervised mode.
+
+        Returns
+        -------
+        self : DBN
+        """
+        rng = check_random_state(self.random_state)
+        if y is not None:
+            self._check_training()
+        X = validate_data(self, X, dtype=np.dtype(self.dtype) if self.dtype in _DTYPES
+                          else None, order="C", ensure_min_samples=1)
+        for name in ("classes_", "output_", "fine_tune_history_"):
+            self.__dict__.pop(name, None)
+        n_layers = len(self.hidden_layers) if isinstance(self.hidden_layers, (tuple, list)) \
+            else 1
+        seeds = rng.randint(0, 2**31 - 1, size=n_layers + 2)
+        self.pretrain(X, seeds[:n_layers])
+        if y is None:
+            return self
+        self.classes_, y_idx = _nn.encode_labels(y, len(X))
+        sw = _nn.class_sample_weight(self.class_weight, self.classes_, y_idx)
+        self.output_ = _nn.new_layer(self.layers_[-1]["W"].shape[1], len(self.classes_),
+                                     np.random.default_rng(seeds[-2]), X.dtype)
+        net = self._network()
+        self.fine_tune_history_ = _nn.fit_supervised(
+            net, {"x": X}, y_idx, sw, fine_tune=self.fine_tune, seed=int(seeds[-1]),
+            verbose=self.verbose, **self._train_options())
+        return self
+
+    def _network(self):
+        return _nn.Network({"x": self.layers_}, ["x"], [], self.output_, self.clip)
+
+    # -- inference ------------------------------------------------------------------------
+    def _validate(self, X):
+        check_is_fitted(self, "layers_")
+        return validate_data(self, X, reset=False, dtype=self.layers_[0]["W"].dtype,
+                             order="C", ensure_min_samples=1)
+
+    def transform(self, X):
+        """Top-layer code: mean-field probabilities through every layer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, hidden_layers[-1])
+        """
+        return propagate(self._validate(X), self.layers_, self.clip)
+
+    def _forward_layers(self, X):
+        """Per-layer (input, pre-activation, activation) and logits of validated X.
+
+        Returns the :meth:`pymdbn._nn.Network.forward` cache; the pathway is named
+        ``'x'``. Supervised fit only.
+        """
+        check_is_fitted(self, "output_")
+        return self._network().forward({"x": self._validate(X)})
+
+    def decision_function(self, X):
+        """Logits of each class, shape (n_samples, n_classes)."""
+        check_is_fitted(self, "output_")
+        return self._network().logits({"x": self._validate(X)})
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""
+        return softmax(self.decision_function(X).astype(np.float64), axis=1)
+
+    def predict(self, X):
+        """Most probable class of each sample."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    # -- persistence ------------------------------------------------------------------------
+    def _get_state(self):
+        arrays, meta = {}, {"n_features_in": self.n_features_in_, "rbms": []}
+        for i, rbm in enumerate(self.rbms_):
+            a, m = get_state(rbm)
+            arrays.update(nest(f"rbm{i}", a))
+            meta["rbms"].append({"params": encode_params(rbm.get_params()), "state": m})
+        for i, layer in enumerate(self.layers_):
+            arrays.update(nest(f"layer{i}", layer))
+        if hasattr(self, "feature_names_in_"):
+            arrays["feature_names_in_"] = self.feature_names_in_.astype(str)
+        if hasattr(self, "output_"):
+            arrays.update(nest("output", self.output_))
+            arrays["classes_"] = self.classes_
+            meta["fine_tune_history"] = to_json(self.fine_tune_history_)
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        self.n_features_in_ = int(meta["n_features_in"])
+        self.rbms_ = []
+        for i, m in enumerate(meta["rbms"]):
+            rbm = RBM(**decode_params(m["params"]))
+            self.rbms_.append(set_state(rbm, unnest(f"rbm{i}", arrays), m["state"]))
+        self.history_ = [rbm.history_ for rbm in self.rbms_]
+        self.layers_ = [{k: np.ascontiguousarray(v) for k, v in unnest(f"layer{i}", arrays)
+                         .items()} for i in range(len(self.rbms_))]
+        if "feature_names_in_" in arrays:
+            self.feature_names_in_ = arrays["feature_names_in_"].astype(object)
+        if "classes_" in arrays:
+            self.classes_ = arrays["classes_"]
+            self.output_ = {k: np.ascontiguousarray(v) for k, v in unnest("output", arrays)
+                            .items()}
+            self.fine_tune_history_ = meta["fine_tune_history"]
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags

@@ -1,0 +1,586 @@
+"""Multimodal deep belief networks: one DBN pathway per modality, fused, fine-tuned."""
+
+import numpy as np
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from pymdbn import _nn, io
+from pymdbn._loader import _core
+from pymdbn._version import __version__
+from pymdbn.dbn import DBN, propagate
+from pymdbn.preprocessing import ModalityScaler, check_modalities
+from pymdbn.rbm import _check_param
+
+__all__ = ["MDBN"]
+
+DEFAULT_MODALITIES = {"brain": (512, 256), "breast": (512, 256), "bone": (512, 256)}
+_FUSIONS = ("concat", "joint")
+_MISSING = ("error", "infer")
+# Parameters a checkpoint must share with the estimator resuming from it: they fix the
+# network's structure, the data it was trained on and the optimiser's state layout.
+_RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "dtype",
+                 "fine_tune", "optimizer", "early_stopping", "validation_fraction",
+                 "class_weight", "batch_size")
+
+
+class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
+    """Multimodal deep belief network classifier.
+
+    Each modality (e.g. brain MRI, mammogram, bone X-ray) is z-scored
+    (:class:`~pymdbn.preprocessing.ModalityScaler`) and encoded by its own DBN
+    pathway, pretrained greedily with a Gaussian-Bernoulli RBM at the bottom and
+    Bernoulli RBMs above [1]_. The pathway codes are concatenated; with
+    ``fusion='joint'`` one or more joint RBMs are pretrained on that
+    concatenation [2]_. A softmax layer is trained on top and, with
+    ``fine_tune=True``, every layer is then fine-tuned by backpropagation.
+
+    Parameters
+    ----------
+    modalities : dict of str to tuple of int or None, default=None
+        Modality name -> hidden layer sizes of its pathway, in fusion order. None
+        is ``{'brain': (512, 256), 'breast': (512, 256), 'bone': (512, 256)}``.
+    fusion : {'joint', 'concat'}, default='joint'
+        'concat': the classifier sees the concatenated pathway codes; 'joint':
+        joint RBM layer(s) are pretrained on them first.
+    joint_units : tuple of int, default=(256,)
+        Sizes of the joint layers (``fusion='joint'``).
+    clip : float or None, default=None
+        Clip every sigmoid pre-activation to [-clip, clip]; None is the plain
+        sigmoid.
+    pretrain_learning_rate : float or None, default=None
+        RBM step size; None gives 0.005 for the Gaussian bottom layers and 0.05
+        for Bernoulli layers.
+    pretrain_epochs : int, default=10
+    pretrain_batch_size : int, default=32
+    pretrain_momentum : float, default=0.5
+    k : int, default=1
+        Gibbs steps of contrastive divergence (CD-1 as in the method).
+    persistent : bool, default=False
+    pathway_params : dict of str to dict or None, default=None
+        Per-modality overrides of :class:`~pymdbn.DBN` parameters, also ``'joint'``
+        for the joint stack, e.g. ``{'brain': {'learning_rate': (0.001, 0.05)}}``.
+    per_feature : bool, default=False
+        Standardise each pixel separately instead of each modality as a whole.
+    fine_tune : bool, default=True
+        Backpropagate through all layers; False trains the softmax on frozen codes.
+    optimizer : {'sgd', 'adam'}, default='sgd'
+        Mini-batch SGD with momentum, or Adam [3]_ (beta1 0.9, beta2 0.999).
+    learning_rate : float, default=0.1
+        Fine-tuning (or softmax) step size.
+    momentum : float, default=0.9
+        SGD momentum.
+    weight_decay : float, default=1e-4
+        L2 penalty on the weights (not the biases) during fine-tuning.
+    batch_size : int, default=32
+    max_epochs : int, default=30
+        Maximum number of fine-tuning epochs.
+    early_stopping : bool, default=False
+        Hold out a stratified ``validation_fraction`` and stop once the
+        validation loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, restoring the best weights.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
+    tol : float, default=1e-4
+    class_weight : None, 'balanced' or dict, default=None
+        Sample weights of the softmax loss for imbalanced cohorts.
+    missing : {'error', 'infer'}, default='error'
+        What prediction does when a modality is absent from X. 'infer'
+        (``fusion='joint'`` only) infers its code in the first joint RBM, see Notes.
+    n_gibbs : int, default=10
+        Mean-field steps of that inference.
+    checkpoint_every : int or None, default=None
+        Save a resumable checkpoint to ``checkpoint_path`` every this many
+        fine-tuning epochs (and at the last one).
+    checkpoint_path : str or None, default=None
+    random_state : int, RandomState instance or None, default=None
+        Seeds every RBM, the softmax initialisation, the validation split and the
+        epoch shuffles; an int makes ``fit`` reproducible.
+    verbose : int, default=0
+        Progress bars on stderr, one per pretrained layer and one for fine-tuning,
+        with the running loss.
+    dtype : {'float32', 'float64'}, default='float32'
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    modalities_ : list of str
+        Modality names in fusion order.
+    scaler_ : ModalityScaler
+    pathways_ : dict of str to list of dict
+        Per modality, the layers ``{'W': (n_in, n_out), 'b': (n_out,)}``.
+    joint_ : list of dict
+        The joint layers (empty for ``fusion='concat'``).
+    joint_visible_bias_ : ndarray or None
+        Visible biases of the first joint RBM, used by ``missing='infer'``.
+    output_ : dict
+        Softmax layer ``{'W': (n_code, n_classes), 'b': (n_classes,)}``.
+    pretrain_history_ : dict of str to list of list of dict
+        Per pathway (and ``'joint'``), per layer, the RBM's per-epoch history.
+    history_ : list of dict
+        Per fine-tuning epoch: ``epoch``, ``loss``, ``val_loss`` and
+        ``val_accuracy`` (early stopping) and ``time``.
+    seed_ : int
+        Seed of the fine-tuning shuffles and validation split.
+
+    Notes
+    -----
+    **Forward pass.** Each pathway computes ``a = sigmoid(clip(x W + b))`` layer
+    by layer on the z-scored, flattened input; the fused code is the
+    concatenation of the pathway tops in ``modalities_`` order; the joint layers
+    apply the same sigmoid; the logits are ``code W + b`` of the output layer.
+
+    **Dictionary layout** of :meth:`to_dict` / :meth:`from_dict` (NumPy arrays;
+    ``meta`` is JSON-serialisable)::
+
+        {'modalities': [name, ...],                      # fusion order
+         'pathways': {name: [{'W': (n_in, n_out), 'b': (n_out,)}, ...]},
+         'joint': [{'W': (n_in, n_out), 'b': (n_out,)}, ...],   # [] for 'concat'
+         'output': {'W': (n_code, n_classes), 'b': (n_classes,)},
+         'clip': float or None,
+         'scalers': {name: {'mean': ndarray, 'scale': ndarray}},
+         'meta': {'classes': [...], 'image_shapes': {name: [H, W]}, 'fusion': str,
+                  'version': str, 'params': {...}, 'dtype': str,
+                  'per_feature': bool, 'n_samples_seen': int,
+                  'joint_visible_bias': [float, ...] or None,
+                  'history': [...], 'pretrain_history': {...}, 'seed': int}}
+
+    ``W`` is (n_in, n_out), the transpose of an RBM's ``components_``;
+    ``mean``/``scale`` are 0-d (one pair per modality) or of the image shape
+    (``per_feature``).
+
+    **Missing modalities** (``missing='infer'``, ``fusion='joint'``). The codes of
+    the modalities present are clamped, the missing code starts at 0.5, and
+    ``n_gibbs`` mean-field steps alternate h = sigmoid(clip(v W + b)) and, for the
+    missing units only, v = sigmoid(clip(h W^T + c)) in the first joint RBM
+    (weights and hidden biases as fine-tuned, visible biases ``c`` as
+    pretrained) [2]_. Mean-field rather than sampled steps keep predictions
+    deterministic.
+
+    **Checkpoints and resuming.** With ``checkpoint_every=N`` a checkpoint (a
+    model file, see :mod:`pymdbn.io`, plus the optimiser's state) is written
+    atomically to ``checkpoint_path`` every N fine-tuning epochs.
+    ``fit(X, y, resume_from=path)`` skips pretraining and continues fine-tuning
+    from it up to ``max_epochs``; because each epoch's shuffle depends only on
+    the seed and the epoch number, the result equals an uninterrupted fit.
+
+    References
+    ----------
+    .. [1] G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning algorithm for
+           deep belief nets", Neural Computation 18(7), 2006.
+    .. [2] N. Srivastava and R. Salakhutdinov, "Multimodal learning with deep
+           Boltzmann machines", NIPS 2012.
+    .. [3] D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization",
+           ICLR 2015.
+    .. [4] G. E. Hinton and R. R. Salakhutdinov, "Reducing the dimensionality of
+           data with neural networks", Science 313(5786), 2006.
+
+    Examples
+    --------
+    >>> from pymdbn import MDBN
+    >>> from pymdbn.datasets import make_phantoms
+    >>> X, y, _, _ = make_phantoms(60, size=16, random_state=0)
+    >>> model = MDBN({"brain": (32,), "breast": (32,), "bone": (32,)}, joint_units=(16,),
+    ...              pretrain_epochs=2, max_epochs=3, random_state=0).fit(X, y)
+    >>> model.predict_proba(X).shape
+    (60, 2)
+    """
+
+    def __init__(self, modalities=None, *, fusion="joint", joint_units=(256,), clip=None,
+                 pretrain_learning_rate=None, pretrain_epochs=10, pretrain_batch_size=32,
+                 pretrain_momentum=0.5, k=1, persistent=False, pathway_params=None,
+                 per_feature=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
+                 momentum=0.9, weight_decay=1e-4, batch_size=32, max_epochs=30,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
+                 checkpoint_path=None, random_state=None, verbose=0, dtype="float32"):
+        self.modalities = modalities
+        self.fusion = fusion
+        self.joint_units = joint_units
+        self.clip = clip
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_batch_size = pretrain_batch_size
+        self.pretrain_momentum = pretrain_momentum
+        self.k = k
+        self.persistent = persistent
+        self.pathway_params = pathway_params
+        self.per_feature = per_feature
+        self.fine_tune = fine_tune
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.class_weight = class_weight
+        self.missing = missing
+        self.n_gibbs = n_gibbs
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_path = checkpoint_path
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # -- configuration ------------------------------------------------------------------
+    def _modality_sizes(self):
+        mods = DEFAULT_MODALITIES if self.modalities is None else self.modalities
+        if not isinstance(mods, dict) or not mods:
+            raise ValueError(f"modalities must be a non-empty dict name -> layer sizes, got "
+                             f"{self.modalities!r}")
+        for name, sizes in mods.items():
+            if not isinstance(name, str):
+                raise ValueError(f"modality names must be str, got {name!r}")
+            if (not isinstance(sizes, (tuple, list)) or not sizes
+                    or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes)):
+                raise ValueError(f"modality {name!r}: layer sizes must be a non-empty tuple "
+                                 f"of positive int, got {sizes!r}")
+        return {name: tuple(int(s) for s in sizes) for name, sizes in mods.items()}
+
+    def _validate_params(self):
+        sizes = self._modality_sizes()
+        if self.fusion not in _FUSIONS:
+            raise ValueError(f"fusion must be one of {_FUSIONS}, got {self.fusion!r}")
+        if self.fusion == "joint" and (not isinstance(self.joint_units, (tuple, list))
+                                       or not self.joint_units):
+            raise ValueError(f"joint_units must be a non-empty tuple of int, got "
+                             f"{self.joint_units!r}")
+        if self.missing not in _MISSING:
+            raise ValueError(f"missing must be one of {_MISSING}, got {self.missing!r}")
+        if self.missing == "infer" and self.fusion != "joint":
+            raise ValueError("missing='infer' needs fusion='joint' (the joint RBM infers "
+                             "the absent modality's code)")
+        _check_param("n_gibbs", self.n_gibbs, int, 1)
+        _check_param("clip", self.clip, (int, float), 0, low_open=True, allow_none=True)
+        _check_param("checkpoint_every", self.checkpoint_every, int, 1, allow_none=True)
+        if self.checkpoint_every is not None and not self.checkpoint_path:
+            raise ValueError("checkpoint_every needs a checkpoint_path")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        extra = self.pathway_params or {}
+        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+            raise ValueError(f"pathway_params must be a dict of dicts, got "
+                             f"{self.pathway_params!r}")
+        unknown = set(extra) - set(sizes) - {"joint"}
+        if unknown:
+            raise ValueError(f"pathway_params names unknown modality {sorted(unknown)[0]!r}")
+        _nn.check_training(optimizer=self.optimizer, learning_rate=self.learning_rate,
+                           momentum=self.momentum, weight_decay=self.weight_decay,
+                           batch_size=self.batch_size, max_epochs=self.max_epochs,
+                           early_stopping=self.early_stopping,
+                           validation_fraction=self.validation_fraction,
+                           n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                           class_weight=self.class_weight, fine_tune=self.fine_tune)
+        return sizes
+
+    def _stack(self, sizes, visible, name):
+        dbn = DBN(hidden_layers=sizes, visible=visible,
+                  learning_rate=self.pretrain_learning_rate, n_iter=self.pretrain_epochs,
+                  batch_size=self.pretrain_batch_size, k=self.k, persistent=self.persistent,
+                  momentum=self.pretrain_momentum, clip=self.clip, verbose=self.verbose,
+                  dtype=self.dtype)
+        return dbn.set_params(**(self.pathway_params or {}).get(name, {}))
+
+    # -- data ---------------------------------------------------------------------------
+    def _scaled(self, X, allow_missing=False):
+        """Validated, z-scored, flattened modalities in fusion order, in ``dtype``."""
+        X = check_modalities(X, self.modalities_, self.scaler_.shapes_, allow_missing=True)
+        absent = [m for m in self.modalities_ if m not in X]
+        if absent and not allow_missing:
+            hint = (" (or set missing='infer' to infer it)" if self.fusion == "joint"
+                    else "")
+            raise ValueError(f"missing modality {absent[0]!r}; X must hold all of "
+                             f"{self.modalities_}{hint}")
+        Z = self.scaler_.transform(X, allow_missing=True)
+        return {m: np.ascontiguousarray(z, dtype=self.dtype) for m, z in Z.items()}
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, X, y, resume_from=None):
+        """Scale, pretrain every pathway (and the joint stack), train the softmax, fine-tune.
+
+        Parameters
+        ----------
+        X : dict of str to array-like
+            Modality name -> images (n_samples, H, W) or vectors (n_samples, D), with
+            exactly the modalities of ``modalities``.
+        y : array-like of shape (n_samples,)
+            Class labels (any hashable values).
+        resume_from : str or os.PathLike or None, default=None
+            A checkpoint written with ``checkpoint_every``: pretraining is skipped and
+            fine-tuning continues from it up to ``max_epochs``. The checkpoint must
+            come from an MDBN with the same structural and data-defining parameters.
+
+        Returns
+        -------
+        self : MDBN
+        """
+        sizes = self._validate_params()
+        if resume_from is not None:
+            return self._resume(X, y, resume_from)
+        names = list(sizes)
+        X = check_modalities(X, names)
+        self.classes_, y_idx = _nn.encode_labels(y, len(X[names[0]]))
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=len(names) + 3)
+        self.modalities_ = names
+        self.scaler_ = ModalityScaler(per_feature=self.per_feature).fit(X)
+        Z = self._scaled(X)
+        self.pathways_, self.pretrain_history_, tops = {}, {}, {}
+        for i, name in enumerate(names):
+            dbn = self._stack(sizes[name], "gaussian", name)
+            layer_seeds = np.random.RandomState(seeds[i]).randint(0, 2**31 - 1, len(sizes[name]))
+            dbn.pretrain(Z[name], layer_seeds, desc=f"pretrain {name}")
+            self.pathways_[name] = dbn.layers_
+            self.pretrain_history_[name] = dbn.history_
+            tops[name] = propagate(Z[name], dbn.layers_, self.clip)
+        self.joint_, self.joint_visible_bias_ = [], None
+        if self.fusion == "joint":
+            fused = np.concatenate([tops[m] for m in names], axis=1)
+            dbn = self._stack(tuple(self.joint_units), "bernoulli", "joint")
+            joint_seeds = np.random.RandomState(seeds[-3]).randint(0, 2**31 - 1,
+                                                                   len(self.joint_units))
+            dbn.pretrain(fused, joint_seeds, desc="pretrain joint")
+            self.joint_ = dbn.layers_
+            self.joint_visible_bias_ = dbn.rbms_[0].intercept_visible_.copy()
+            self.pretrain_history_["joint"] = dbn.history_
+        n_code = (self.joint_[-1] if self.joint_ else None)
+        n_code = n_code["W"].shape[1] if n_code else sum(t.shape[1] for t in tops.values())
+        self.output_ = _nn.new_layer(n_code, len(self.classes_),
+                                     np.random.default_rng(seeds[-2]), np.dtype(self.dtype))
+        self.seed_ = int(seeds[-1])
+        self.history_ = []
+        self._fine_tune(Z, y_idx, None)
+        return self
+
+    def _network(self):
+        return _nn.Network(self.pathways_, self.modalities_, self.joint_, self.output_,
+                           self.clip)
+
+    def _fine_tune(self, Z, y_idx, state):
+        sw = _nn.class_sample_weight(self.class_weight, self.classes_, y_idx)
+        on_epoch = None
+        if self.checkpoint_every is not None:
+            def on_epoch(s):
+                if s["epoch"] % self.checkpoint_every == 0 or s["epoch"] == self.max_epochs:
+                    self._checkpoint(s)
+        self.history_ = _nn.fit_supervised(
+            self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
+            verbose=self.verbose, state=state, on_epoch=on_epoch, optimizer=self.optimizer,
+            learning_rate=self.learning_rate, momentum=self.momentum,
+            weight_decay=self.weight_decay, batch_size=self.batch_size,
+            max_epochs=self.max_epochs, early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change, tol=self.tol)
+
+    def _checkpoint(self, state):
+        self.history_ = state["history"]
+        arrays = {f"slot{i}": s for i, s in enumerate(state["slots"])}
+        if state["best_params"] is not None:
+            arrays.update({f"best{i}": p for i, p in enumerate(state["best_params"])})
+        meta = {k: state[k] for k in ("epoch", "t", "best_loss", "no_improve", "stopped")}
+        meta.update(n_slots=len(state["slots"]), has_best=state["best_params"] is not None)
+        io.save(self, self.checkpoint_path, train_state=(arrays, meta))
+
+    def _resume(self, X, y, path):
+        ck, train = io.load(path, return_train_state=True)
+        if not isinstance(ck, MDBN) or train is None:
+            raise ValueError(f"{path} is not an MDBN checkpoint (written with "
+                             "checkpoint_every)")
+        mine, theirs = self.get_params(deep=False), ck.get_params(deep=False)
+        differ = [k for k in _RESUME_FIXED if mine[k] != theirs[k]]
+        if differ:
+            raise ValueError(f"cannot resume from {path}: parameters {differ} differ from "
+                             "the checkpoint's")
+        for attr in ("modalities_", "scaler_", "pathways_", "joint_", "joint_visible_bias_",
+                     "output_", "classes_", "pretrain_history_", "seed_", "history_"):
+            setattr(self, attr, getattr(ck, attr))
+        Z = self._scaled(X)
+        classes, y_idx = _nn.encode_labels(y, len(next(iter(Z.values()))))
+        if not np.array_equal(classes, self.classes_):
+            raise ValueError(f"y has classes {classes.tolist()}, the checkpoint "
+                             f"{self.classes_.tolist()}")
+        arrays, meta = train
+        state = {k: meta[k] for k in ("epoch", "t", "best_loss", "no_improve", "stopped")}
+        state["slots"] = [arrays[f"slot{i}"].copy() for i in range(meta["n_slots"])]
+        state["best_params"] = ([arrays[f"best{i}"].copy() for i in range(meta["n_slots"])
+                                 if f"best{i}" in arrays] if meta["has_best"] else None)
+        state["history"] = list(self.history_)
+        self._fine_tune(Z, y_idx, state)
+        return self
+
+    # -- inference ------------------------------------------------------------------------
+    def _infer_missing(self, tops, n):
+        """Fused code with absent modalities' codes inferred in the first joint RBM."""
+        widths = {m: self.pathways_[m][-1]["W"].shape[1] for m in self.modalities_}
+        v = np.full((n, sum(widths.values())), 0.5, dtype=self.dtype)
+        missing, start = [], 0
+        for m in self.modalities_:
+            if m in tops:
+                v[:, start:start + widths[m]] = tops[m]
+            else:
+                missing.append(slice(start, start + widths[m]))
+            start += widths[m]
+        w, b, c = self.joint_[0]["W"], self.joint_[0]["b"], self.joint_visible_bias_
+        for _ in range(self.n_gibbs):
+            h = _core.affine_sigmoid(v, w, b, self.clip, False)
+            recon = _core.affine_sigmoid(h, w, c, self.clip, True)
+            for s in missing:
+                v[:, s] = recon[:, s]
+        return v
+
+    def _code_and_logits(self, X):
+        check_is_fitted(self, "output_")
+        Z = self._scaled(X, allow_missing=self.missing == "infer")
+        net = self._network()
+        if len(Z) == len(self.modalities_):
+            return net.encode(Z), net.logits(Z)
+        tops = {m: propagate(z, self.pathways_[m], self.clip) for m, z in Z.items()}
+        return net.head(self._infer_missing(tops, len(next(iter(Z.values())))))
+
+    def transform(self, X):
+        """The code the softmax sees: the joint top layer, or the concatenated pathway tops.
+
+        Parameters
+        ----------
+        X : dict of str to array-like
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, n_code)
+        """
+        return self._code_and_logits(X)[0]
+
+    def decision_function(self, X):
+        """Logits, shape (n_samples, n_classes), columns as ``classes_``."""
+        return self._code_and_logits(X)[1]
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits), columns as ``classes_``."""
+        return softmax(self.decision_function(X).astype(np.float64), axis=1)
+
+    def predict(self, X):
+        """Most probable class of each sample."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def _forward_layers(self, X):
+        """Every layer's input, pre-activation and activation, for explanation.
+
+        Parameters
+        ----------
+        X : dict of str to array-like
+            All modalities (raw; scaled here).
+
+        Returns
+        -------
+        cache : dict
+            ``inputs`` (z-scored flattened modalities), ``pathways`` (name -> list of
+            (x, z, a) per layer), ``widths`` (code width per modality, in
+            ``modalities_`` order), ``fused`` (concatenated pathway tops), ``joint``
+            (list of (x, z, a)), ``code`` (input of the output layer) and ``logits``.
+        """
+        check_is_fitted(self, "output_")
+        Z = self._scaled(X)
+        cache = self._network().forward(Z)
+        cache["inputs"] = Z
+        return cache
+
+    # -- dict and file persistence ------------------------------------------------------------
+    def to_dict(self):
+        """The fitted model as plain arrays and JSON metadata (layout in the class notes).
+
+        Returns
+        -------
+        dict
+        """
+        check_is_fitted(self, "output_")
+        def copy(layers):
+            return [{"W": layer["W"].copy(), "b": layer["b"].copy()} for layer in layers]
+        meta = {"classes": self.classes_.tolist(),
+                "image_shapes": {m: list(s) for m, s in self.scaler_.shapes_.items()},
+                "fusion": self.fusion, "version": __version__,
+                "params": io.encode_params(self.get_params(deep=False)),
+                "dtype": self.dtype, "per_feature": bool(self.per_feature),
+                "n_samples_seen": self.scaler_.n_samples_seen_,
+                "joint_visible_bias": (None if self.joint_visible_bias_ is None
+                                       else self.joint_visible_bias_.tolist()),
+                "history": io.to_json(self.history_),
+                "pretrain_history": io.to_json(self.pretrain_history_),
+                "seed": self.seed_}
+        return {"modalities": list(self.modalities_),
+                "pathways": {m: copy(self.pathways_[m]) for m in self.modalities_},
+                "joint": copy(self.joint_),
+                "output": copy([self.output_])[0],
+                "clip": None if self.clip is None else float(self.clip),
+                "scalers": {m: {"mean": self.scaler_.mean_[m].copy(),
+                                "scale": self.scaler_.scale_[m].copy()}
+                            for m in self.modalities_},
+                "meta": meta}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild a fitted MDBN from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        MDBN
+        """
+        meta = d["meta"]
+        model = cls(**io.decode_params(meta["params"]))
+        dtype = np.dtype(meta["dtype"])
+
+        def layers(items):
+            return [{"W": np.ascontiguousarray(x["W"], dtype=dtype),
+                     "b": np.ascontiguousarray(x["b"], dtype=dtype)} for x in items]
+        model.modalities_ = list(d["modalities"])
+        model.pathways_ = {m: layers(d["pathways"][m]) for m in model.modalities_}
+        model.joint_ = layers(d["joint"])
+        model.output_ = layers([d["output"]])[0]
+        bias = meta["joint_visible_bias"]
+        model.joint_visible_bias_ = None if bias is None else np.asarray(bias, dtype=dtype)
+        model.classes_ = np.asarray(meta["classes"])
+        scaler = ModalityScaler(per_feature=meta["per_feature"])
+        model.scaler_ = scaler._set_state(
+            {f"{m}/{k}": d["scalers"][m][k] for m in model.modalities_ for k in ("mean",
+                                                                                  "scale")},
+            {"modalities": model.modalities_, "shapes": meta["image_shapes"],
+             "n_samples_seen": meta["n_samples_seen"]})
+        model.history_ = meta["history"]
+        model.pretrain_history_ = meta["pretrain_history"]
+        model.seed_ = int(meta["seed"])
+        return model
+
+    def _get_state(self):
+        d = self.to_dict()
+        arrays = {}
+        for m in d["modalities"]:
+            for i, layer in enumerate(d["pathways"][m]):
+                arrays.update(io.nest(f"pathways/{m}/{i}", layer))
+            arrays.update(io.nest(f"scalers/{m}", d["scalers"][m]))
+        for i, layer in enumerate(d["joint"]):
+            arrays.update(io.nest(f"joint/{i}", layer))
+        arrays.update(io.nest("output", d["output"]))
+        meta = {"modalities": d["modalities"], "clip": d["clip"], "meta": d["meta"],
+                "depths": {m: len(d["pathways"][m]) for m in d["modalities"]},
+                "n_joint": len(d["joint"])}
+        return arrays, meta
+
+    def _set_state(self, arrays, state):
+        d = {"modalities": state["modalities"], "clip": state["clip"], "meta": state["meta"],
+             "pathways": {m: [io.unnest(f"pathways/{m}/{i}", arrays)
+                              for i in range(state["depths"][m])]
+                          for m in state["modalities"]},
+             "joint": [io.unnest(f"joint/{i}", arrays) for i in range(state["n_joint"])],
+             "output": io.unnest("output", arrays),
+             "scalers": {m: io.unnest(f"scalers/{m}", arrays) for m in state["modalities"]}}
+        restored = self.from_dict(d)
+        self.__dict__.update({k: v for k, v in vars(restored).items() if k.endswith("_")})
+        return self

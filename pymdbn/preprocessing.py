@@ -1,0 +1,237 @@
+"""Per-modality standardisation of multimodal inputs."""
+
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from pymdbn.io import SaveMixin
+
+__all__ = ["ModalityScaler", "check_modalities"]
+
+SINGLE = "input"  # the modality name given to a bare array
+
+
+def _as_modality(name, value):
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"modality {name!r}: cannot convert to an array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"modality {name!r}: expected a real numeric array, got dtype "
+                         f"{arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"modality {name!r}: expected an array of shape (n_samples, ...) "
+                         f"with at least 2 dimensions, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"modality {name!r}: no samples")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"modality {name!r} contains NaN or infinity")
+    return arr
+
+
+def check_modalities(X, names=None, shapes=None, allow_missing=False):
+    """Validate multimodal input and return it as a dict of arrays.
+
+    Parameters
+    ----------
+    X : dict of str to array-like, or array-like
+        Modality name -> array of shape (n_samples, ...). A bare array stands for a
+        single modality (named by ``names`` when it has one entry, else ``'input'``).
+    names : sequence of str or None
+        The modalities expected; ``None`` accepts any.
+    shapes : dict of str to tuple or None
+        Expected per-sample shape of each modality.
+    allow_missing : bool, default=False
+        Accept a subset of ``names`` (at least one).
+
+    Returns
+    -------
+    X : dict of str to ndarray
+        Ordered as ``names`` when given.
+
+    Raises
+    ------
+    ValueError
+        Naming the modality: unknown, missing, non-numeric, NaN or infinity, wrong
+        per-sample shape, or a sample count that differs from the other modalities.
+    """
+    if not isinstance(X, Mapping):
+        if names is not None and len(names) != 1:
+            raise ValueError(f"X must be a dict mapping each of the modalities {list(names)} "
+                             f"to an array, got {type(X).__name__}")
+        X = {SINGLE if names is None else names[0]: X}
+    if not X:
+        raise ValueError("X has no modalities")
+    for name in X:
+        if not isinstance(name, str):
+            raise ValueError(f"modality names must be str, got {name!r}")
+    if names is not None:
+        unknown = [m for m in X if m not in names]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown[0]!r}; expected "
+                             f"{'a subset' if allow_missing else 'exactly'} of {list(names)}")
+        missing = [m for m in names if m not in X]
+        if missing and not allow_missing:
+            raise ValueError(f"missing modality {missing[0]!r}; expected exactly "
+                             f"{list(names)}")
+        X = {m: X[m] for m in names if m in X}
+    out, n = {}, None
+    for name, value in X.items():
+        arr = _as_modality(name, value)
+        if shapes is not None and tuple(arr.shape[1:]) != tuple(shapes[name]):
+            raise ValueError(f"modality {name!r}: expected samples of shape "
+                             f"{tuple(shapes[name])}, got {tuple(arr.shape[1:])}")
+        if n is None:
+            n, first = len(arr), name
+        elif len(arr) != n:
+            raise ValueError(f"modality {name!r} has {len(arr)} samples but modality "
+                             f"{first!r} has {n}")
+        out[name] = arr
+    return out
+
+
+class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
+    """Z-score each modality with statistics fitted on training data.
+
+    By default each modality gets one mean and one standard deviation over all its
+    pixels and samples, so that the relative intensities within an image survive
+    (the standardisation the MDBN method prescribes); ``per_feature=True`` fits one
+    pair per pixel or feature instead. A zero standard deviation (a constant
+    modality or pixel) gets scale 1, so nothing is divided by zero.
+
+    Parameters
+    ----------
+    per_feature : bool, default=False
+        One mean/scale per feature (pixel) instead of one per modality.
+
+    Attributes
+    ----------
+    mean_ : dict of str to ndarray
+        Per modality: a 0-d float64 array, or one of the sample shape with
+        ``per_feature``.
+    scale_ : dict of str to ndarray
+        Standard deviations, same shapes as ``mean_``; zeros replaced by 1.
+    shapes_ : dict of str to tuple
+        Per-sample shape of each modality, e.g. ``(64, 64)`` for images.
+    modalities_ : list of str
+        Modality names in the order seen at fit.
+    n_samples_seen_ : int
+
+    Notes
+    -----
+    ``X`` is a dict mapping modality names to arrays of shape (n_samples, H, W) or
+    (n_samples, D); a bare array is treated as one modality and then comes back as a
+    bare array. :meth:`transform` flattens each sample, returning (n_samples,
+    n_features) arrays ready for a network; :meth:`inverse_transform` restores the
+    shapes. float32 input stays float32; other input becomes float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pymdbn.preprocessing import ModalityScaler
+    >>> X = {"brain": np.arange(8.0).reshape(2, 2, 2), "bone": np.ones((2, 3))}
+    >>> Z = ModalityScaler().fit_transform(X)
+    >>> Z["brain"].shape, float(Z["bone"].max())
+    ((2, 4), 0.0)
+    """
+
+    def __init__(self, per_feature=False):
+        self.per_feature = per_feature
+
+    def fit(self, X, y=None):
+        """Fit means and standard deviations per modality.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, or array-like
+        y : Ignored
+
+        Returns
+        -------
+        self : ModalityScaler
+        """
+        if not isinstance(self.per_feature, (bool, np.bool_)):
+            raise ValueError(f"per_feature must be a bool, got {self.per_feature!r}")
+        X = check_modalities(X)
+        self.modalities_ = list(X)
+        self.shapes_, self.mean_, self.scale_ = {}, {}, {}
+        for name, arr in X.items():
+            a = arr.astype(np.float64, copy=False)
+            axis = 0 if self.per_feature else None
+            mean, std = np.asarray(a.mean(axis=axis)), np.asarray(a.std(axis=axis))
+            self.shapes_[name] = tuple(arr.shape[1:])
+            self.mean_[name] = mean
+            self.scale_[name] = np.where(std > 0, std, 1.0)
+        self.n_samples_seen_ = len(next(iter(X.values())))
+        return self
+
+    def _check(self, X, allow_missing=False):
+        check_is_fitted(self)
+        return check_modalities(X, self.modalities_, self.shapes_, allow_missing)
+
+    def transform(self, X, allow_missing=False):
+        """Standardise and flatten each modality.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, or array-like
+        allow_missing : bool, default=False
+            Accept a subset of the fitted modalities.
+
+        Returns
+        -------
+        Z : dict of str to ndarray of shape (n_samples, n_features), or an ndarray
+            for single-array input.
+        """
+        bare = not isinstance(X, Mapping)
+        X = self._check(X, allow_missing)
+        out = {}
+        for name, arr in X.items():
+            dtype = np.float32 if arr.dtype == np.float32 else np.float64
+            z = (arr - self.mean_[name].astype(dtype)) / self.scale_[name].astype(dtype)
+            out[name] = np.ascontiguousarray(z.reshape(len(arr), -1), dtype=dtype)
+        return next(iter(out.values())) if bare else out
+
+    def inverse_transform(self, Z):
+        """Undo :meth:`transform`, restoring each modality's sample shape.
+
+        Parameters
+        ----------
+        Z : dict of str to array-like of shape (n_samples, n_features), or array-like
+
+        Returns
+        -------
+        X : dict of str to ndarray, or an ndarray for single-array input.
+        """
+        check_is_fitted(self)
+        bare = not isinstance(Z, Mapping)
+        flat = {m: (int(np.prod(s)),) for m, s in self.shapes_.items()}
+        Z = check_modalities(Z, self.modalities_, flat, allow_missing=True)
+        out = {}
+        for name, z in Z.items():
+            dtype = np.float32 if z.dtype == np.float32 else np.float64
+            x = z.reshape((len(z),) + self.shapes_[name]) * self.scale_[name].astype(dtype)
+            out[name] = x + self.mean_[name].astype(dtype)
+        return next(iter(out.values())) if bare else out
+
+    # -- persistence -------------------------------------------------------------------
+    def _get_state(self):
+        arrays = {}
+        for name in self.modalities_:
+            arrays[f"{name}/mean"] = self.mean_[name]
+            arrays[f"{name}/scale"] = self.scale_[name]
+        meta = {"modalities": self.modalities_,
+                "shapes": {m: list(s) for m, s in self.shapes_.items()},
+                "n_samples_seen": self.n_samples_seen_}
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        self.modalities_ = list(meta["modalities"])
+        self.shapes_ = {m: tuple(meta["shapes"][m]) for m in self.modalities_}
+        self.mean_ = {m: np.asarray(arrays[f"{m}/mean"], np.float64) for m in self.modalities_}
+        self.scale_ = {m: np.asarray(arrays[f"{m}/scale"], np.float64)
+                       for m in self.modalities_}
+        self.n_samples_seen_ = int(meta["n_samples_seen"])
+        return self

@@ -1,0 +1,148 @@
+"""Persistence: round trips, atomic pickle-free files, tamper detection, checkpoints."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from pymdbn import DBN, MDBN, RBM, load, presets
+from pymdbn.io import FORMAT_VERSION, save
+from pymdbn.preprocessing import ModalityScaler
+from test_mdbn import FAST, MODS, separable
+
+
+@pytest.fixture(scope="module")
+def data():
+    return separable(120, 0)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return MDBN(MODS, missing="infer", **{**FAST, "max_epochs": 4}).fit(*data)
+
+
+def test_mdbn_round_trip_identical(model, data, tmp_path):
+    path = tmp_path / "m.npz"
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]  # temp file replaced, none left
+    back = load(path)
+    assert type(back) is MDBN and back.get_params() == model.get_params()
+    X = data[0]
+    np.testing.assert_array_equal(back.decision_function(X), model.decision_function(X))
+    partial = {"bone": X["bone"]}
+    np.testing.assert_array_equal(back.predict_proba(partial), model.predict_proba(partial))
+    assert back.history_ == model.history_
+    np.testing.assert_array_equal(back.classes_, model.classes_)
+
+
+def test_to_dict_layout(model, data):
+    d = model.to_dict()
+    assert set(d) == {"modalities", "pathways", "joint", "output", "clip", "scalers", "meta"}
+    assert d["modalities"] == ["brain", "breast", "bone"]
+    assert [x["W"].shape for x in d["pathways"]["breast"]] == [(25, 24), (24, 12)]
+    assert d["joint"][0]["W"].shape == (24 + 12 + 16, 16) and d["output"]["W"].shape == (16, 2)
+    assert set(d["scalers"]["brain"]) == {"mean", "scale"}
+    json.dumps(d["meta"], allow_nan=False)
+    assert d["meta"]["image_shapes"]["brain"] == [6, 6] and d["meta"]["classes"] == ["none",
+                                                                                    "tumour"]
+    # The documented forward pass reproduces the logits.
+    X = data[0]
+    tops = []
+    for m in d["modalities"]:
+        s = d["scalers"][m]
+        x = ((X[m] - s["mean"]) / s["scale"]).reshape(len(X[m]), -1)
+        for layer in d["pathways"][m]:
+            x = 1 / (1 + np.exp(-(x @ layer["W"] + layer["b"])))
+        tops.append(x)
+    code = np.concatenate(tops, axis=1)
+    for layer in d["joint"]:
+        code = 1 / (1 + np.exp(-(code @ layer["W"] + layer["b"])))
+    logits = code @ d["output"]["W"] + d["output"]["b"]
+    np.testing.assert_allclose(logits, model.decision_function(X), rtol=1e-4, atol=1e-4)
+    again = MDBN.from_dict(d)
+    np.testing.assert_array_equal(again.decision_function(X), model.decision_function(X))
+    cache = model._forward_layers(X)
+    np.testing.assert_array_equal(cache["logits"], model.decision_function(X))
+    assert cache["widths"] == [24, 12, 16] and len(cache["pathways"]["breast"]) == 2
+
+
+def test_other_estimators_round_trip(data, tmp_path, rng):
+    X, y = data
+    flat = rng.standard_normal((50, 7)).astype(np.float32)
+    rbm = RBM(n_components=3, n_iter=2, random_state=0).fit(flat > 0)
+    dbn = DBN(hidden_layers=(5, 3), n_iter=1, fine_tune_epochs=2, random_state=0)
+    dbn.fit(flat, flat[:, 0] > 0)
+    ef = presets.early_fusion_dbn((6,), n_iter=1, fine_tune_epochs=2, random_state=0).fit(X, y)
+    scaler = ModalityScaler(per_feature=True).fit(X)
+    for est, check in [(rbm, lambda e: e.transform(flat > 0)),
+                       (dbn, lambda e: e.predict_proba(flat)),
+                       (DBN(hidden_layers=(4,), n_iter=1, random_state=0).fit(flat),
+                        lambda e: e.transform(flat)),
+                       (ef, lambda e: e.predict_proba(X)),
+                       (scaler, lambda e: e.transform(X)["brain"])]:
+        path = save(est, tmp_path / f"{type(est).__name__}.npz")
+        back = load(path)
+        assert type(back) is type(est)
+        np.testing.assert_array_equal(check(back), check(est))
+    assert load(tmp_path / "EarlyFusionDBN.npz").slices_ == ef.slices_
+
+
+def _rewrite(src, dst, edit):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, edit(item.filename, zin.read(item.filename)))
+
+
+def test_tampered_and_truncated_files_rejected(model, tmp_path):
+    path = tmp_path / "m.npz"
+    model.save(path)
+    raw = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="trunc.npz"):
+        load(tmp_path / "trunc.npz")
+
+    def flip(name, data):  # change one weight, keep a valid .npy (recomputed zip CRC)
+        if name == "a0.npy":
+            data = data[:-4] + bytes(b ^ 0xFF for b in data[-4:])
+        return data
+    _rewrite(path, tmp_path / "tampered.npz", flip)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load(tmp_path / "tampered.npz")
+
+    def version(name, data):
+        if name == "__meta__.npy":
+            header = np.load(__import__("io").BytesIO(data))
+            meta = json.loads(str(header[()]))
+            meta["format_version"] = FORMAT_VERSION + 1
+            buf = __import__("io").BytesIO()
+            np.save(buf, np.array(json.dumps(meta)))
+            data = buf.getvalue()
+        return data
+    _rewrite(path, tmp_path / "future.npz", version)
+    with pytest.raises(ValueError, match="format version"):
+        load(tmp_path / "future.npz")
+    (tmp_path / "plain.npz").write_bytes(b"not a model")
+    with pytest.raises(ValueError):
+        load(tmp_path / "plain.npz")
+    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="no metadata"):
+        load(tmp_path / "foreign.npz")
+
+
+def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
+    X, y = data
+    kw = {**FAST, "max_epochs": 4}
+    full = MDBN(MODS, **kw).fit(X, y)
+    ck = tmp_path / "ck.npz"
+    MDBN(MODS, **{**kw, "max_epochs": 2}, checkpoint_every=1, checkpoint_path=str(ck)).fit(X, y)
+    resumed = MDBN(MODS, **kw).fit(X, y, resume_from=ck)
+    np.testing.assert_array_equal(resumed.decision_function(X), full.decision_function(X))
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"parameters \['fusion'\] differ"):
+        MDBN(MODS, **{**kw, "fusion": "concat"}).fit(X, y, resume_from=ck)
+    plain = tmp_path / "plain.npz"
+    full.save(plain)
+    with pytest.raises(ValueError, match="not an MDBN checkpoint"):
+        MDBN(MODS, **kw).fit(X, y, resume_from=plain)

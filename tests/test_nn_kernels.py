@@ -1,0 +1,164 @@
+"""Dense, softmax and optimiser kernels against their NumPy twins; gradient checks."""
+
+import numpy as np
+import pytest
+
+from pymdbn import _nn
+from pymdbn import _reference as ref
+from pymdbn._loader import _core
+from conftest import DTYPES, TOL
+
+SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
+
+
+def _layer(rng, n, n_in, n_out, dtype):
+    x = rng.standard_normal((n, n_in)).astype(dtype)
+    w = (rng.standard_normal((n_in, n_out)) * 1.5).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,n_in,n_out", SHAPES)
+@pytest.mark.parametrize("clip,activation", [(None, "sigmoid"), (1.5, "sigmoid"),
+                                             (None, "linear")])
+def test_dense_forward_backward_match_twin(rng, dtype, n, n_in, n_out, clip, activation):
+    x, w, b = _layer(rng, n, n_in, n_out, dtype)
+    z, a = _core.dense_forward(x, w, b, clip, activation)
+    rz, ra = ref.dense_forward(x, w, b, clip, activation)
+    assert z.dtype == a.dtype == dtype and a.shape == (n, n_out)
+    np.testing.assert_allclose(z, rz, **TOL[dtype])
+    np.testing.assert_allclose(a, ra, **TOL[dtype])
+    g = rng.standard_normal((n, n_out)).astype(dtype)
+    for need in (True, False):
+        got = _core.dense_backward(g, rz, ra, x, w, clip, activation, need)
+        want = ref.dense_backward(g, rz, ra, x, w, clip, activation, need)
+        assert (got[0] is None) == (not need)
+        for gk, wk in zip(got, want):
+            if wk is not None:
+                assert gk.dtype == dtype
+                np.testing.assert_allclose(gk, wk, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 2), (5, 3), (64, 10)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy_matches_twin(rng, dtype, n, k, weighted):
+    logits = (rng.standard_normal((n, k)) * 5).astype(dtype)
+    y = rng.integers(0, k, n).astype(np.int64)
+    sw = rng.uniform(0.1, 3, n) if weighted else None
+    loss, grad, proba = _core.softmax_cross_entropy(logits, y, sw)
+    rloss, rgrad, rproba = ref.softmax_cross_entropy(logits, y, sw)
+    np.testing.assert_allclose(loss, rloss, **TOL[dtype])
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    np.testing.assert_allclose(proba, rproba, **TOL[dtype])
+    assert grad.dtype == proba.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (33, 17)])
+def test_optimiser_updates_match_twin(rng, dtype, shape):
+    def arrays():
+        r = np.random.default_rng(7)
+        return [r.standard_normal(shape).astype(dtype) for _ in range(4)]
+
+    p, g, v, _ = arrays()
+    rp, rg, rv, _ = arrays()
+    _core.sgd_momentum_update(p, g, v, 0.1, 0.9, 0.01)
+    ref.sgd_momentum_update(rp, rg, rv, 0.1, 0.9, 0.01)
+    np.testing.assert_allclose(p, rp, **TOL[dtype])
+    np.testing.assert_allclose(v, rv, **TOL[dtype])
+    p, g, m, s = arrays()
+    s = np.abs(s)
+    rp, rg, rm, rs = arrays()
+    rs = np.abs(rs)
+    for t in (1, 2, 3):
+        _core.adam_update(p, g, m, s, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
+        ref.adam_update(rp, rg, rm, rs, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
+    for a, b in ((p, rp), (m, rm), (s, rs)):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+
+
+def _numeric_grad(f, param, eps=1e-6):
+    grad = np.zeros_like(param)
+    for i in np.ndindex(param.shape):
+        old = param[i]
+        param[i] = old + eps
+        hi = f()
+        param[i] = old - eps
+        lo = f()
+        param[i] = old
+        grad[i] = (hi - lo) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("clip", [None, 2.0])
+def test_dense_backward_finite_differences(rng, clip):
+    x, w, b = _layer(rng, 6, 5, 4, np.float64)
+    r = rng.standard_normal((6, 4))  # loss = sum(r * a)
+
+    def loss():
+        return float((r * _core.dense_forward(x, w, b, clip, "sigmoid")[1]).sum())
+
+    z, a = _core.dense_forward(x, w, b, clip, "sigmoid")
+    gx, gw, gb = _core.dense_backward(r, z, a, x, w, clip, "sigmoid", True)
+    for analytic, param in ((gx, x), (gw, w), (gb, b)):
+        np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_network_backward_finite_differences(rng, joint):
+    # Two pathways of different depths, optional joint layer, weighted softmax loss.
+    dt = np.float64
+    pathways = {"a": [_nn.new_layer(4, 3, rng, dt, 1.0), _nn.new_layer(3, 2, rng, dt, 1.0)],
+                "b": [_nn.new_layer(5, 3, rng, dt, 1.0)]}
+    joint_layers = [_nn.new_layer(5, 4, rng, dt, 1.0)] if joint else []
+    output = _nn.new_layer(4 if joint else 5, 3, rng, dt, 1.0)
+    for layer in [*pathways["a"], *pathways["b"], *joint_layers, output]:
+        layer["b"][:] = rng.standard_normal(layer["b"].shape)
+    net = _nn.Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
+    X = {"a": rng.standard_normal((7, 4)), "b": rng.standard_normal((7, 5))}
+    y = rng.integers(0, 3, 7).astype(np.int64)
+    sw = rng.uniform(0.5, 2, 7)
+
+    def loss():
+        return _core.softmax_cross_entropy(net.forward(X)["logits"], y, sw)[0]
+
+    cache = net.forward(X)
+    _, grad_logits, _ = _core.softmax_cross_entropy(cache["logits"], y, sw)
+    grads = net.backward(cache, grad_logits)
+    params = net.parameters()
+    assert len(grads) == len(params) == 2 * (3 + len(joint_layers) + 1)
+    for g, p in zip(grads, params):
+        np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
+    only = net.backward(cache, grad_logits, output_only=True)
+    np.testing.assert_allclose(only[0], grads[-2])
+    assert len(only) == 2
+
+
+def test_training_reduces_loss_and_resumes_exactly(rng):
+    dt = np.float64
+    X = {"x": rng.standard_normal((60, 6))}
+    y = (X["x"][:, 0] + X["x"][:, 1] > 0).astype(np.int64)
+
+    def fresh():
+        r = np.random.default_rng(0)
+        return _nn.Network({"x": [_nn.new_layer(6, 5, r, dt, 0.5)]}, ["x"], [],
+                           _nn.new_layer(5, 2, r, dt), None)
+
+    from pymdbn._progress import Progress
+    opts = dict(output_only=False, optimizer="adam", learning_rate=0.05, momentum=0.9,
+                weight_decay=0.0, batch_size=8, early_stopping=False,
+                validation_fraction=0.1, n_iter_no_change=3, tol=1e-4, seed=3,
+                progress=Progress(0, "", enabled=False))
+    full = fresh()
+    hist = _nn.train(full, X, y, None, max_epochs=6, **opts)
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+    states = []
+    part = fresh()
+    _nn.train(part, X, y, None, max_epochs=3,
+              on_epoch=lambda s: states.append({**s, "slots": [a.copy() for a in s["slots"]],
+                                                "history": list(s["history"])}), **opts)
+    _nn.train(part, X, y, None, max_epochs=6, state=states[-1], **opts)
+    for a, b in zip(part.parameters(), full.parameters()):
+        np.testing.assert_array_equal(a, b)
