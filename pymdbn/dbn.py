@@ -344,6 +344,39 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "output_")
         return self._network().logits({"x": self._validate(X)})
 
+    def to_dict(self):
+        """The supervised network in :meth:`pymdbn.MDBN.to_dict`'s layout.
+
+        One pathway named ``'x'`` over the (already scaled) input, no joint layers and
+        identity scalers: a DBN does not scale its input.
+
+        Returns
+        -------
+        dict
+        """
+        check_is_fitted(self, "output_")
+        n_in = self.layers_[0]["W"].shape[0]
+        return {"modalities": ["x"],
+                "pathways": {"x": [{"W": lay["W"].copy(), "b": lay["b"].copy()}
+                                   for lay in self.layers_]},
+                "joint": [],
+                "output": {"W": self.output_["W"].copy(), "b": self.output_["b"].copy()},
+                "clip": None if self.clip is None else float(self.clip),
+                "scalers": {"x": {"mean": np.float64(0.0), "scale": np.float64(1.0)}},
+                "meta": {"classes": self.classes_.tolist(), "image_shapes": {"x": [n_in]}}}
+
+    def explain(self, X, target=None, composite="epsilon", return_layers=False,
+                batch_size=None):
+        """Layer-wise relevance propagation of the decisions on X.
+
+        See :func:`pymdbn.lrp.explain`; relevance comes back as ``relevance['x']``.
+        ZBox input bounds default to the range [0, 1] of the (unscaled) features.
+        """
+        from pymdbn.lrp import explain
+
+        return explain(self, {"x": self._validate(X)}, target=target, composite=composite,
+                       return_layers=return_layers, batch_size=batch_size)
+
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""
         return softmax(self.decision_function(X).astype(np.float64), axis=1)

@@ -489,6 +489,36 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         cache["inputs"] = Z
         return cache
 
+    def explain(self, X, target=None, composite="epsilon", return_layers=False,
+                batch_size=None):
+        """Explain the decisions on X by layer-wise relevance propagation.
+
+        Relevance starts at the target logit (default: the predicted class; the other
+        logits are set to 0) and is propagated through the output, joint and pathway
+        layers down to every pixel of every modality with the rules of ``composite``.
+
+        Parameters
+        ----------
+        X : dict of str to array-like
+            Raw inputs per modality, as for :meth:`predict`.
+        target : int, label or array-like of shape (n_samples,), optional
+        composite : str or pymdbn.lrp.Composite, default='epsilon'
+            'epsilon' is the method's eq. 3 everywhere; also 'epsilon_plus',
+            'epsilon_gamma_box' and 'epsilon_plus_flat'.
+        return_layers : bool, default=False
+        batch_size : int, optional
+
+        Returns
+        -------
+        pymdbn.lrp.Explanation
+            Relevance per modality shaped like the input images, logits, targets,
+            modality shares and the conservation residual.
+        """
+        from pymdbn.lrp import explain
+
+        return explain(self, X, target=target, composite=composite,
+                       return_layers=return_layers, batch_size=batch_size)
+
     # -- dict and file persistence ------------------------------------------------------------
     def to_dict(self):
         """The fitted model as plain arrays and JSON metadata (layout in the class notes).

@@ -102,6 +102,49 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         """Most probable class of each sample."""
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
+    def explain(self, X, target=None, composite="epsilon", return_layers=False,
+                batch_size=None):
+        """Layer-wise relevance propagation, split back into the modalities.
+
+        The DBN is explained on the concatenated z-scored input; each modality's
+        columns (``slices_``) are reshaped to its images. ZBox bounds are each
+        modality's data range [0, 1] in z-scored units.
+
+        Returns
+        -------
+        pymdbn.lrp.Explanation
+        """
+        from pymdbn.lrp import Explanation
+        from pymdbn.lrp._engine import explain
+
+        check_is_fitted(self)
+        d = self.dbn_.to_dict()
+        low, high = [], []
+        for m in self.modalities_:
+            n = self.slices_[m][1] - self.slices_[m][0]
+            mean = np.broadcast_to(self.scaler_.mean_[m], (n,))
+            scale = np.broadcast_to(self.scaler_.scale_[m], (n,))
+            low.append(-mean / scale)
+            high.append((1.0 - mean) / scale)
+        d["meta"]["data_range"] = {"x": [np.concatenate(low), np.concatenate(high)]}
+        e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
+                    return_layers=return_layers, batch_size=batch_size)
+        R = e.relevance["x"]
+        relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
+                     for m, (a, b) in self.slices_.items()}
+        sums = {m: r.reshape(len(r), -1).sum(axis=1) for m, r in relevance.items()}
+        abs_sums = {m: np.abs(r).reshape(len(r), -1).sum(axis=1) for m, r in relevance.items()}
+        total, abs_total = sum(sums.values()), sum(abs_sums.values())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = {m: np.where(total != 0, v / total, np.nan) for m, v in sums.items()}
+            abs_shares = {m: np.where(abs_total != 0, v / abs_total, np.nan)
+                          for m, v in abs_sums.items()}
+        return Explanation(relevance=relevance, logits=e.logits, target=e.target,
+                           shares=shares, abs_shares=abs_shares,
+                           code_relevance=e.code_relevance, code_slices=e.code_slices,
+                           conservation_residual=e.conservation_residual,
+                           composite=e.composite, layers=e.layers)
+
     def _forward_layers(self, X):
         """The DBN's forward cache on the concatenated input (pathway ``'x'``)."""
         check_is_fitted(self)

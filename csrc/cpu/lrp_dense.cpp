@@ -59,7 +59,8 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   const T eps = prm.epsilon;
   std::vector<T> zero_bias(n_out, T(0));
   const T* bias = prm.use_bias ? b.data : zero_bias.data();
-  std::vector<T> buf_s(n * n_out), buf_back(n * n_in);
+  std::vector<T> buf_s(n * n_out), buf_back;
+  if (prm.rule != LrpRule::Epsilon) buf_back.resize(n * n_in);
   Mat<T> s(buf_s.data(), n, n_out), back(buf_back.data(), n, n_in);
   auto backward = [&](CMat<T> sv, CMat<T> wv, Mat<T> dst) { gemm<T>(false, true, T(1), sv, wv, T(0), dst); };
 
@@ -74,8 +75,13 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
         gemm<T>(false, false, T(1), x, w, T(0), s);
         divide<T>(relevance, s, bias, eps);
       }
-      backward(s, w, back);
-      multiply_into<T>(x, back, T(1), false, out);
+      backward(s, w, out);  // then out *= x in place: no second n x n_in buffer
+      cpu::for_rows(n, n_in, [&](index_t i) {
+        const T* xi = x.row(i);
+        T* o = out.row(i);
+#pragma omp simd
+        for (index_t j = 0; j < n_in; ++j) o[j] *= xi[j];
+      });
       return;
     }
     case LrpRule::Gamma: {

@@ -1,0 +1,465 @@
+"""The LRP engine on hand-built network dicts (the layout of MDBN.to_dict())."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pymdbn import _reference as ref
+from pymdbn.lrp import (Composite, Epsilon, Explanation, Flat, Gamma, ZBox, ZPlus, explain,
+                        get_composite, zbox_bounds)
+from pymdbn.lrp import _engine
+
+
+def make_model(rng, modalities, joint=(), n_classes=2, clip=None, dtype=np.float64,
+               bias=0.3, scalers=True):
+    """A random network dict. ``modalities``: name -> (image shape, pathway widths)."""
+    def dense(n_in, n_out):
+        return {"W": (rng.standard_normal((n_in, n_out)) * 2 / np.sqrt(n_in)).astype(dtype),
+                "b": (bias * rng.standard_normal(n_out)).astype(dtype)}
+
+    pathways, shapes, sc = {}, {}, {}
+    for name, (shape, widths) in modalities.items():
+        sizes = [math.prod(shape), *widths]
+        pathways[name] = [dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        shapes[name] = list(shape)
+        sc[name] = {"mean": rng.uniform(0.2, 0.6, sizes[0]), "scale": rng.uniform(0.1, 0.4)}
+    code = sum(widths[-1] for _, widths in modalities.values())
+    sizes = [code, *joint]
+    joint_layers = [dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    return {
+        "modalities": list(modalities),
+        "pathways": pathways,
+        "joint": joint_layers,
+        "output": dense(sizes[-1], n_classes),
+        "clip": clip,
+        "scalers": sc if scalers else {},
+        "meta": {"image_shapes": shapes, "classes": [f"c{k}" for k in range(n_classes)]},
+    }
+
+
+def scaled_inputs(rng, model, n):
+    """Random z-scored inputs shaped as images."""
+    return {m: rng.standard_normal((n, *model["meta"]["image_shapes"][m]))
+            .astype(model["output"]["W"].dtype) for m in model["modalities"]}
+
+
+def twin_explain(model, x, target, composite):
+    """The same propagation with the NumPy twins, written out plainly."""
+    c, clip = get_composite(composite), model["clip"]
+
+    def rule_args(rule, m=None):
+        kind = type(rule).__name__
+        name = {"Epsilon": "epsilon", "ZPlus": "zplus", "AlphaBeta": "alpha_beta",
+                "Gamma": "gamma", "ZBox": "zbox", "Flat": "flat", "WSquare": "wsquare"}[kind]
+        kw = {"epsilon": getattr(rule, "epsilon", getattr(rule, "stabilizer", 1e-6))}
+        if hasattr(rule, "use_bias"):
+            kw["use_bias"] = rule.use_bias
+        if kind == "Gamma":
+            kw["gamma"] = rule.gamma
+        if kind == "AlphaBeta":
+            kw.update(alpha=rule.alpha, beta=rule.beta)
+        if kind == "ZBox":
+            low, high = (rule.low, rule.high) if rule.bound else zbox_bounds(model, m)
+            n = model["pathways"][m][0]["W"].shape[0]
+            kw.update(low=np.broadcast_to(low, n), high=np.broadcast_to(high, n))
+        return name, kw
+
+    def forward(layers, a):
+        trace = []
+        for layer in layers:
+            z, a_next = ref.dense_forward(a, layer["W"], layer["b"], clip)
+            trace.append((a, z))
+            a = a_next
+        return trace, a
+
+    def backward(layers, trace, r, rules):
+        for layer, (a, z), rule in list(zip(layers, trace, rules))[::-1]:
+            name, kw = rule
+            r = ref.lrp_dense(a, layer["W"], layer["b"], r, name, z=z, **kw)
+        return r
+
+    n = len(next(iter(x.values())))
+    x = {m: v.reshape(n, -1) for m, v in x.items()}
+    traces, tops = {}, []
+    for m in model["modalities"]:
+        traces[m], top = forward(model["pathways"][m], x[m])
+        tops.append(top)
+    jtrace, h = forward(model["joint"], np.concatenate(tops, axis=1))
+    logits = h @ model["output"]["W"] + model["output"]["b"]
+    t = logits.argmax(axis=1) if target is None else target
+    r = np.zeros_like(logits)
+    r[np.arange(n), t] = logits[np.arange(n), t]
+    name, kw = rule_args(c.rule("output"))
+    r = ref.lrp_dense(h, model["output"]["W"], model["output"]["b"], r, name, z=logits, **kw)
+    r = backward(model["joint"], jtrace, r, [rule_args(c.rule("joint"))] * len(jtrace))
+    out, start = {}, 0
+    for m in model["modalities"]:
+        layers = model["pathways"][m]
+        width = layers[-1]["W"].shape[1]
+        rules = [rule_args(c.rule("input", m), m)] + \
+            [rule_args(c.rule("hidden", m))] * (len(layers) - 1)
+        out[m] = backward(layers, traces[m], r[:, start:start + width], rules)
+        start += width
+    return out, logits
+
+
+# rtol, and atol relative to the largest |relevance| (see test_lrp_rules.assert_close); in
+# float32 the per-layer atol of 1e-5 grows along a chain of up to five layers.
+TOL = {np.float32: (2e-5, 1e-4), np.float64: (1e-10, 1e-10)}
+
+
+def as_float64(model):
+    cast = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v)
+            for k, v in model.items() if k not in ("pathways", "joint", "output")}
+    layer = lambda d: {k: v.astype(np.float64) for k, v in d.items()}  # noqa: E731
+    return dict(cast, pathways={m: [layer(d) for d in p] for m, p in model["pathways"].items()},
+                joint=[layer(d) for d in model["joint"]], output=layer(model["output"]))
+
+
+ARCHS = [
+    ({"a": ((1,), [1])}, ()),                                        # size 1 everywhere
+    ({"a": ((5, 4), [7])}, ()),                                      # one pathway, one layer
+    ({"a": ((6, 5), [9, 4]), "b": ((12,), [5])}, (6,)),              # two modalities + joint
+    ({"x": ((4, 4), [10, 8, 3]), "y": ((3, 3), [6, 2]), "z": ((7,), [4])}, (5, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("arch", range(len(ARCHS)))
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon_plus", "epsilon_gamma_box",
+                                       "epsilon_plus_flat"])
+def test_engine_matches_numpy_twin(rng, arch, dtype, composite):
+    modalities, joint = ARCHS[arch]
+    model = make_model(rng, modalities, joint, n_classes=3, clip=4.0 if arch % 2 else None,
+                       dtype=dtype)
+    x = scaled_inputs(rng, model, 13)
+    if dtype == np.float32:
+        # A denominator that nearly cancels is below float32 rounding when epsilon = 1e-6
+        # meets sums of O(1) terms, and its error then scales a whole sample's relevance;
+        # 1e-3 keeps this comparison about the engine rather than about rounding.
+        composite = get_composite(composite, epsilon=1e-3,
+                                  **({} if composite == "epsilon" else {"stabilizer": 1e-3}))
+    ex = _engine.explain(model, x, composite=composite)
+    want, logits = twin_explain(model, x, None, composite)
+    rtol, atol = TOL[dtype]
+    if dtype == np.float32:
+        # Where neither float32 run is accurate, allow ten times the largest error of the
+        # twin's float32 run in that sample, against the twin in float64 on the same values.
+        exact, _ = twin_explain(as_float64(model), {m: v.astype(np.float64)
+                                                    for m, v in x.items()}, ex.target, composite)
+    np.testing.assert_allclose(ex.logits, logits, rtol=rtol, atol=atol)
+    for m in model["modalities"]:
+        assert ex.relevance[m].shape == x[m].shape and ex.relevance[m].dtype == dtype
+        got = ex.relevance[m].reshape(13, -1).astype(np.float64)
+        bound = rtol * np.abs(want[m]) + atol * max(1.0, np.abs(want[m]).max())
+        if dtype == np.float32:
+            bound += 10 * np.abs(want[m] - exact[m]).max(axis=1, keepdims=True)
+        assert (np.abs(got - want[m]) <= bound).all(), m
+
+
+def test_hand_worked_network():
+    # x = (1, 2); W1 = [[1, 1], [1, -1]] gives x W1 = (3, -1); b1 = (ln3 - 3, 1 - ln3)
+    # makes z1 = (ln3, -ln3), so a1 = (sigma(ln3), sigma(-ln3)) = (3/4, 1/4).
+    # Wout = [[2, -2], [4, 4]], bout = (0.5, 0): logits = (1.5 + 1 + 0.5, -1.5 + 1) = (3, -0.5).
+    ln3 = math.log(3.0)
+    model = {
+        "modalities": ["m"],
+        "pathways": {"m": [{"W": np.array([[1.0, 1.0], [1.0, -1.0]]),
+                            "b": np.array([ln3 - 3.0, 1.0 - ln3])}]},
+        "joint": [],
+        "output": {"W": np.array([[2.0, -2.0], [4.0, 4.0]]), "b": np.array([0.5, 0.0])},
+        "clip": None,
+        "scalers": {},
+        "meta": {},
+    }
+    x = np.array([[1.0, 2.0]])
+    comp = get_composite("epsilon", epsilon=1e-12)
+    ex = _engine.explain(model, x, composite=comp, return_layers=True)
+    np.testing.assert_allclose(ex.logits, [[3.0, -0.5]], rtol=1e-12)
+    assert ex.target.tolist() == [0]
+    # Output layer, R = (3, 0), z_0 = 3: R_hidden_i = a_i w_i0 * 3 / 3 = (3/4 * 2, 1/4 * 4)
+    # = (1.5, 1.0); the output bias absorbs 0.5.
+    np.testing.assert_allclose(ex.code_relevance, [[1.5, 1.0]], rtol=1e-10)
+    # Hidden layer, s = R / z = (1.5 / ln3, -1 / ln3):
+    # R_x0 = 1 * (1 * 1.5 - 1 * 1) / ln3 = 0.5 / ln3; R_x1 = 2 * (1.5 + 1) / ln3 = 5 / ln3.
+    np.testing.assert_allclose(ex.relevance["m"], [[0.5 / ln3, 5.0 / ln3]], rtol=1e-10)
+    np.testing.assert_allclose(ex.conservation_residual, [3.0 - 5.5 / ln3], rtol=1e-10)
+    np.testing.assert_allclose(ex.layers["joint"][-1], [[3.0, 0.0]])
+    # Class 1, R = (0, -0.5), z_1 = -0.5: R_hidden = (3/4 * -2, 1/4 * 4) = (-1.5, 1);
+    # s = (-1.5 / ln3, 1 / -ln3): R_x0 = (-1.5 - 1) / ln3, R_x1 = 2 (-1.5 + 1) / ln3.
+    ex1 = _engine.explain(model, x, target=1, composite=comp)
+    np.testing.assert_allclose(ex1.code_relevance, [[-1.5, 1.0]], rtol=1e-10)
+    np.testing.assert_allclose(ex1.relevance["m"], [[-2.5 / ln3, -1.0 / ln3]], rtol=1e-10)
+
+
+# ------------------------------------------------------------- conservation
+def conservative_model(rng, bias=0.5, clip=None):
+    return make_model(rng, {"a": ((5, 5), [12, 6]), "b": ((9,), [4])}, (7,), n_classes=3,
+                      bias=bias, clip=clip)
+
+
+def test_without_bias_terms_relevance_is_conserved_exactly(rng):
+    # The network has biases, but with use_bias=False every denominator is the sum of its
+    # numerators, so each layer passes on all relevance (up to epsilon): the inputs receive
+    # exactly the target logit, bias included.
+    model = conservative_model(rng, clip=3.0)
+    x = scaled_inputs(rng, model, 9)
+    ex = _engine.explain(model, x, composite=get_composite("epsilon", epsilon=1e-12,
+                                                           use_bias=False), return_layers=True)
+    target_logit = ex.logits[np.arange(9), ex.target]
+    for r in ex.layers["joint"]:
+        np.testing.assert_allclose(r.sum(axis=1), target_logit, rtol=1e-9)
+    for m, rs in ex.layers["pathways"].items():
+        top = ex.code_relevance[:, ex.code_slices[m]].sum(axis=1)
+        for r in rs:
+            np.testing.assert_allclose(r.sum(axis=1), top, rtol=1e-9, atol=1e-12)
+    total = sum(r.reshape(9, -1).sum(axis=1) for r in ex.relevance.values())
+    np.testing.assert_allclose(total, target_logit, rtol=1e-9)
+    np.testing.assert_allclose(ex.conservation_residual, 0.0,
+                               atol=1e-9 * np.abs(target_logit).max())
+    # The same holds for a network whose biases are all zero with the default rules.
+    zero = conservative_model(rng, bias=0.0)
+    ex0 = _engine.explain(zero, scaled_inputs(rng, zero, 9),
+                          composite=get_composite("epsilon", epsilon=1e-12))
+    np.testing.assert_allclose(ex0.conservation_residual, 0.0,
+                               atol=1e-9 * np.abs(ex0.logits).max())
+
+
+def test_residual_is_what_biases_and_epsilon_absorb(rng):
+    # Per layer, sum_i R_i = sum_j R_j - sum_j R_j (b_j + eps s_j) / (z_j + eps s_j).
+    model = conservative_model(rng)
+    x = scaled_inputs(rng, model, 6)
+    eps = 0.01
+    ex = _engine.explain(model, x, composite=get_composite("epsilon", epsilon=eps),
+                         return_layers=True)
+
+    def absorbed(r_out, z, b):
+        s = np.where(z >= 0, eps, -eps)
+        return (r_out * (b + s) / (z + s)).sum(axis=1)
+
+    def pre_activations(layers, a):
+        zs = []
+        for layer in layers:
+            z, a = ref.dense_forward(a, layer["W"], layer["b"], model["clip"])
+            zs.append(z)
+        return zs, a
+
+    total_absorbed = np.zeros(6)
+    tops = []
+    for m in model["modalities"]:
+        zs, top = pre_activations(model["pathways"][m], x[m].reshape(6, -1))
+        tops.append(top)
+        rs = ex.layers["pathways"][m]
+        for k, (layer, z) in enumerate(zip(model["pathways"][m], zs)):
+            lost = absorbed(rs[k + 1], z, layer["b"])
+            np.testing.assert_allclose(rs[k].sum(axis=1), rs[k + 1].sum(axis=1) - lost,
+                                       rtol=1e-9, atol=1e-12)
+            total_absorbed += lost
+    zs, h = pre_activations(model["joint"], np.concatenate(tops, axis=1))
+    zs.append(h @ model["output"]["W"] + model["output"]["b"])
+    rs = ex.layers["joint"]
+    for k, (layer, z) in enumerate(zip([*model["joint"], model["output"]], zs)):
+        lost = absorbed(rs[k + 1], z, layer["b"])
+        np.testing.assert_allclose(rs[k].sum(axis=1), rs[k + 1].sum(axis=1) - lost, rtol=1e-9)
+        total_absorbed += lost
+    np.testing.assert_allclose(ex.conservation_residual, total_absorbed, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------- Explanation
+@pytest.fixture
+def trimodal(rng):
+    model = make_model(rng, {"brain": ((6, 6), [10, 5]), "breast": ((8, 4), [7]),
+                             "bone": ((5, 7), [6, 3])}, (8,), n_classes=3, clip=5.0)
+    return model, scaled_inputs(rng, model, 10)
+
+
+def test_explanation_contents(trimodal):
+    model, x = trimodal
+    ex = _engine.explain(model, x)
+    assert isinstance(ex, Explanation) and ex.modalities == ["brain", "breast", "bone"]
+    for m in ex.modalities:
+        assert ex.relevance[m].shape == x[m].shape
+    assert ex.logits.shape == (10, 3)
+    np.testing.assert_array_equal(ex.target, ex.logits.argmax(axis=1))
+    np.testing.assert_allclose(sum(ex.shares.values()), 1.0)
+    np.testing.assert_allclose(sum(ex.abs_shares.values()), 1.0)
+    assert all(((0 <= s) & (s <= 1)).all() for s in ex.abs_shares.values())
+    assert ex.code_relevance.shape == (10, 5 + 7 + 3)
+    assert ex.code_slices == {"brain": slice(0, 5), "breast": slice(5, 12), "bone": slice(12, 15)}
+    # Signed shares are each modality's relevance sum over the total.
+    sums = {m: ex.relevance[m].reshape(10, -1).sum(axis=1) for m in ex.modalities}
+    np.testing.assert_allclose(ex.shares["breast"], sums["breast"] / sum(sums.values()))
+    total = sum(sums.values())
+    np.testing.assert_allclose(ex.conservation_residual,
+                               ex.logits[np.arange(10), ex.target] - total, atol=1e-12)
+    assert ex.layers is None
+    d = ex.to_dict()
+    assert d["code_slices"]["bone"] == (12, 15) and d["composite"].startswith("Composite(")
+    assert "layers" not in d
+
+
+def test_explicit_target(trimodal):
+    model, x = trimodal
+    base = _engine.explain(model, x)
+    other = (base.target + 1) % 3
+    ex = _engine.explain(model, x, target=other)
+    np.testing.assert_array_equal(ex.target, other)
+    assert not np.allclose(ex.relevance["brain"], base.relevance["brain"])
+    np.testing.assert_allclose(_engine.explain(model, x, target=base.target).relevance["bone"],
+                               base.relevance["bone"])
+    ex2 = _engine.explain(model, x, target=2)
+    np.testing.assert_array_equal(ex2.target, 2)
+    by_label = _engine.explain(model, x, target="c2")
+    np.testing.assert_array_equal(by_label.relevance["breast"], ex2.relevance["breast"])
+
+
+def test_return_layers_shapes(trimodal):
+    model, x = trimodal
+    ex = _engine.explain(model, x, return_layers=True)
+    widths = {"brain": [36, 10, 5], "breast": [32, 7], "bone": [35, 6, 3]}
+    for m, ws in widths.items():
+        assert [r.shape for r in ex.layers["pathways"][m]] == [(10, w) for w in ws]
+        np.testing.assert_allclose(ex.layers["pathways"][m][0], ex.relevance[m].reshape(10, -1))
+        np.testing.assert_allclose(ex.layers["pathways"][m][-1],
+                                   ex.code_relevance[:, ex.code_slices[m]])
+    assert [r.shape for r in ex.layers["joint"]] == [(10, 15), (10, 8), (10, 3)]
+    np.testing.assert_allclose(ex.layers["joint"][0], ex.code_relevance)
+
+
+def test_batch_size_gives_the_same_result(trimodal):
+    model, x = trimodal
+    whole = _engine.explain(model, x, target=1, composite="epsilon_gamma_box",
+                            return_layers=True)
+    for bs in (1, 3, 10, 64):
+        part = _engine.explain(model, x, target=1, composite="epsilon_gamma_box",
+                               return_layers=True, batch_size=bs)
+        for m in whole.modalities:
+            np.testing.assert_allclose(part.relevance[m], whole.relevance[m], rtol=1e-12,
+                                       atol=1e-14)
+            for a, b in zip(part.layers["pathways"][m], whole.layers["pathways"][m]):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(part.logits, whole.logits, rtol=1e-12)
+        np.testing.assert_allclose(part.shares["bone"], whole.shares["bone"], rtol=1e-10)
+
+
+def test_composite_per_modality_in_the_engine(trimodal):
+    model, x = trimodal
+    comp = Composite(input=ZPlus(), hidden=ZPlus(), per_modality={"brain": {"input": Flat()}})
+    ex = _engine.explain(model, x, composite=comp)
+    brain = ex.relevance["brain"].reshape(10, -1)
+    np.testing.assert_allclose(brain, brain[:, :1] * np.ones((1, 36)))
+    assert not np.allclose(ex.relevance["bone"].reshape(10, -1)[:, 0],
+                           ex.relevance["bone"].reshape(10, -1)[:, 1])
+
+
+def test_invalid_inputs_name_the_problem(trimodal):
+    model, x = trimodal
+    with pytest.raises(ValueError, match="target class indices must be in"):
+        _engine.explain(model, x, target=3)
+    with pytest.raises(ValueError, match="one per sample"):
+        _engine.explain(model, x, target=[0, 1])
+    with pytest.raises(ValueError, match="target must be a class index"):
+        _engine.explain(model, x, target=0.5)
+    with pytest.raises(ValueError, match="'c9' is not a class"):
+        _engine.explain(model, x, target="c9")
+    with pytest.raises(ValueError, match="unknown modality 'liver'"):
+        _engine.explain(model, {**x, "liver": x["bone"]})
+    with pytest.raises(ValueError, match=r"lacks modalities \['bone'\]"):
+        _engine.explain(model, {k: v for k, v in x.items() if k != "bone"})
+    with pytest.raises(ValueError, match=r"X\['brain'\] has images of shape \(4, 9\)"):
+        _engine.explain(model, {**x, "brain": x["brain"].reshape(10, 4, 9)})
+    with pytest.raises(ValueError, match=r"X\['bone'\] has 34 features"):
+        _engine.explain(model, {**x, "bone": x["bone"].reshape(10, -1)[:, :34]})
+    with pytest.raises(ValueError, match="sample count"):
+        _engine.explain(model, {**x, "bone": x["bone"][:4]})
+    with pytest.raises(ValueError, match="NaN"):
+        _engine.explain(model, {**x, "bone": np.full_like(x["bone"], np.nan)})
+    with pytest.raises(ValueError, match="batch_size"):
+        _engine.explain(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="X must be a dict"):
+        _engine.explain(model, x["bone"])
+    broken = dict(model, output={"W": model["output"]["W"][:-1], "b": model["output"]["b"]})
+    with pytest.raises(ValueError, match="output: W has 7 rows"):
+        _engine.explain(broken, x)
+    with pytest.raises(ValueError, match="lacks 'pathways'"):
+        _engine.explain({k: v for k, v in model.items() if k != "pathways"}, x)
+
+
+# ------------------------------------------------------- public explain
+class FakeModel:
+    def __init__(self, d):
+        self._d = d
+
+    def to_dict(self):
+        return self._d
+
+
+def test_public_explain_scales_raw_inputs(trimodal, rng):
+    model, _ = trimodal
+    raw = {m: rng.uniform(0, 1, (4, *model["meta"]["image_shapes"][m]))
+           for m in model["modalities"]}
+    scaled = {m: (raw[m].reshape(4, -1) - s["mean"]) / s["scale"]
+              for m, s in model["scalers"].items()}
+    want = _engine.explain(model, scaled, composite="epsilon_plus")
+    got = explain(FakeModel(model), raw, composite="epsilon_plus")
+    for m in model["modalities"]:
+        assert got.relevance[m].shape == raw[m].shape
+        np.testing.assert_allclose(got.relevance[m].reshape(4, -1), want.relevance[m],
+                                   rtol=1e-12)
+    np.testing.assert_allclose(explain(model, raw).logits, got.logits)
+    with pytest.raises(ValueError, match="to_dict"):
+        explain(object(), raw)
+
+
+def test_public_explain_single_modality_and_float32(rng):
+    model = make_model(rng, {"xray": ((8, 8), [16, 4])}, dtype=np.float32)
+    raw = rng.uniform(0, 1, (5, 8, 8))
+    ex = explain(model, raw)
+    assert ex.relevance["xray"].shape == (5, 8, 8) and ex.relevance["xray"].dtype == np.float32
+    np.testing.assert_allclose(ex.shares["xray"], 1.0)
+
+
+def test_zbox_bounds_from_scalers_and_data_range(trimodal, rng):
+    model, x = trimodal
+    s = model["scalers"]["brain"]
+    low, high = zbox_bounds(model, "brain")
+    np.testing.assert_allclose(low, (0 - s["mean"]) / s["scale"])
+    np.testing.assert_allclose(high, (1 - s["mean"]) / s["scale"])
+    ranged = dict(model, meta=dict(model["meta"], data_range={"brain": [-1.0, np.full(36, 2.0)]}))
+    low, high = zbox_bounds(ranged, "brain")
+    np.testing.assert_allclose(high, (2 - s["mean"]) / s["scale"])
+    np.testing.assert_allclose(low, (-1 - s["mean"]) / s["scale"])
+    # An unbound ZBox in a composite gets these bounds; bound ones are used as given.
+    auto = _engine.explain(model, x, composite=Composite(input=ZBox(), hidden=Gamma()))
+    lows = {m: zbox_bounds(model, m) for m in model["modalities"]}
+    explicit = Composite(input=ZBox(), hidden=Gamma(),
+                         per_modality={m: {"input": ZBox(*lows[m])} for m in lows})
+    given = _engine.explain(model, x, composite=explicit)
+    for m in model["modalities"]:
+        np.testing.assert_array_equal(auto.relevance[m], given.relevance[m])
+    with pytest.raises(ValueError, match="unknown modality"):
+        zbox_bounds(model, "liver")
+
+
+def test_heatmaps_delegate_to_plot(trimodal, rng, tmp_path):
+    pytest.importorskip("matplotlib")
+    model, x = trimodal
+    ex = _engine.explain(model, x)
+    images = {m: rng.uniform(0, 1, x[m].shape) for m in ("brain", "bone")}
+    path = tmp_path / "why.png"
+    fig = ex.heatmaps(images, path=path, samples=[0, 3], titles=["a", "b"])
+    assert path.exists() and len(fig.axes) == 2 * 2 + 1  # panels + colour bar
+    with pytest.raises(ValueError, match="unknown modality 'liver'"):
+        ex.heatmaps({"liver": images["bone"]})
+    with pytest.raises(ValueError, match="do not match"):
+        ex.heatmaps({"bone": images["bone"][:, :4]})
+    with pytest.raises(ValueError, match="as a dict"):
+        ex.heatmaps(images["bone"])
+
+
+def test_relevance_is_finite_and_epsilon_default(trimodal):
+    model, x = trimodal
+    ex = _engine.explain(model, x)
+    assert ex.composite == get_composite("epsilon") == Composite(output=Epsilon())
+    assert all(np.isfinite(r).all() for r in ex.relevance.values())

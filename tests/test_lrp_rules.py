@@ -1,0 +1,286 @@
+"""LRP rules: the C++ kernel against its NumPy twin, rule properties, composites."""
+
+import numpy as np
+import pytest
+
+from pymdbn import _reference as ref
+from pymdbn._loader import _core
+from pymdbn.lrp import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox,
+                        ZPlus, get_composite)
+
+DTYPES = [np.float32, np.float64]
+# (batch, n_in, n_out), size 1 included.
+SHAPES = [(1, 1, 1), (1, 5, 3), (6, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
+# Kernel vs twin: rtol, and atol relative to the largest |relevance| of the layer.
+TOL = {np.float32: (2e-5, 1e-5), np.float64: (1e-10, 1e-10)}
+KERNEL_RULES = {
+    "epsilon": {},
+    "zplus": {},
+    "alpha_beta": dict(alpha=2.0, beta=1.0),
+    "gamma": dict(gamma=0.25),
+    "zbox": {},
+    "flat": {},
+    "wsquare": {},
+}
+
+
+def assert_close(got, want, dtype, exact=None):
+    """``got`` matches the twin's ``want``. In float32, where a denominator is a sum that
+    nearly cancels, neither is accurate: there the allowance also includes twice the twin's
+    own error against ``exact``, the twin evaluated in float64 on the same values."""
+    rtol, atol = TOL[dtype]
+    assert got.dtype == want.dtype == dtype
+    assert got.shape == want.shape
+    bound = rtol * np.abs(want) + atol * max(1.0, np.abs(want).max())
+    if exact is not None:
+        bound = bound + 2 * np.abs(want - exact)
+    excess = np.abs(got.astype(np.float64) - want) - bound
+    worst = np.unravel_index(excess.argmax(), excess.shape)
+    assert (excess <= 0).all(), f"exceeds the tolerance by {excess.max():.3g} at {worst}"
+
+
+def twin(x, w, b, r, rule, **kw):
+    """The twin in the dtype of x and, for float32, also in float64 on the same values."""
+    want = ref.lrp_dense(x, w, b, r, rule, **kw)
+    if x.dtype != np.float32:
+        return want, None
+    up = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    return want, ref.lrp_dense(*(a.astype(np.float64) for a in (x, w, b, r)), rule, **up)
+
+
+def layer(rng, batch, n_in, n_out, dtype, nonneg=False):
+    x = rng.standard_normal((batch, n_in))
+    x = np.abs(x) if nonneg else x
+    w = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+    b = 0.3 * rng.standard_normal(n_out)
+    r = rng.standard_normal((batch, n_out))
+    return tuple(np.ascontiguousarray(a, dtype=dtype) for a in (x, w, b, r))
+
+
+def kernel(x, w, b, r, rule, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0, low=None,
+           high=None, use_bias=True, z=None):
+    return _core.lrp_dense(x, w, b, r, rule, epsilon, gamma, alpha, beta, low, high,
+                           use_bias, z)
+
+
+# ------------------------------------------------------------ kernel vs twin
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("rule", list(KERNEL_RULES))
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_kernel_matches_twin(rng, rule, shape, dtype, use_bias):
+    x, w, b, r = layer(rng, *shape, dtype)
+    kw = dict(KERNEL_RULES[rule], use_bias=use_bias)
+    if rule == "zbox":
+        kw.update(low=np.full(shape[1], -3.0, dtype),
+                  high=rng.uniform(2, 4, shape[1]).astype(dtype))
+    want, exact = twin(x, w, b, r, rule, **kw)
+    assert_close(kernel(x, w, b, r, rule, **kw), want, dtype, exact)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_kernel_epsilon_reuses_forward_z(rng, dtype, use_bias):
+    x, w, b, r = layer(rng, 9, 20, 7, dtype)
+    z = x @ w + b
+    got = kernel(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias, z=z)
+    want, exact = twin(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias, z=z)
+    assert_close(got, want, dtype, exact)
+    assert_close(kernel(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias), want, dtype,
+                 exact)
+
+
+def rule_and_twin_kwargs(rng, n_in):
+    """Every rule object with the twin's keyword arguments for it."""
+    low, high = -rng.uniform(1, 2, n_in), rng.uniform(1, 2, n_in)
+    return [
+        (Epsilon(0.1), "epsilon", dict(epsilon=0.1)),
+        (Epsilon(1e-6, use_bias=False), "epsilon", dict(use_bias=False)),
+        (ZPlus(), "zplus", {}),
+        (AlphaBeta(), "alpha_beta", dict(alpha=2.0, beta=1.0)),
+        (AlphaBeta(3.0, 2.0, use_bias=False), "alpha_beta", dict(alpha=3.0, beta=2.0,
+                                                                  use_bias=False)),
+        (Gamma(0.5, stabilizer=1e-3), "gamma", dict(gamma=0.5, epsilon=1e-3)),
+        (ZBox(low, high), "zbox", dict(low=low, high=high)),
+        (ZBox(-2.5, 1.5), "zbox", dict(low=np.full(n_in, -2.5), high=np.full(n_in, 1.5))),
+        (Flat(), "flat", {}),
+        (WSquare(), "wsquare", {}),
+    ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 12, 3), (8, 40, 16)])
+def test_rule_objects_call_the_kernel_with_their_parameters(rng, shape, dtype):
+    x, w, b, r = layer(rng, *shape, dtype)
+    for rule, name, kw in rule_and_twin_kwargs(rng, shape[1]):
+        kw = {k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+        want, exact = twin(x, w, b, r, name, **kw)
+        assert_close(rule(x, w, b, r), want, dtype, exact)
+        assert_close(rule.backward(x, w, b, r, z=x @ w + b), want, dtype, exact)
+
+
+def test_rule_casts_to_the_input_dtype_and_checks_shapes(rng):
+    x, w, b, r = layer(rng, 4, 6, 3, np.float32)
+    out = Epsilon()(x, w.astype(np.float64), list(b), r.astype(np.float64))
+    assert out.dtype == np.float32 and out.shape == (4, 6)
+    assert Epsilon()(x.astype(int), w, b, r).dtype == np.float64
+    with pytest.raises(ValueError, match="do not chain"):
+        Epsilon()(x, w[:5], b, r)
+    with pytest.raises(ValueError, match="relevance"):
+        Epsilon()(x, w, b, r[:, :2])
+    with pytest.raises(ValueError, match="z shape"):
+        Epsilon()(x, w, b, r, z=r[:2])
+
+
+# ---------------------------------------------------------- rule properties
+@pytest.mark.parametrize("rule", [Epsilon(1e-12, use_bias=False), ZPlus(1e-12, use_bias=False),
+                                  AlphaBeta(2, 1, 1e-12, use_bias=False),
+                                  Gamma(0.25, 1e-12, use_bias=False),
+                                  ZBox(-2.0, 2.0, 1e-12, use_bias=False), Flat(),
+                                  WSquare(1e-12)])
+def test_rules_without_bias_conserve_relevance_per_layer(rng, rule):
+    # The denominators then are exactly the sums of the numerators over i.
+    x, w, b, r = layer(rng, 11, 25, 8, np.float64)
+    np.testing.assert_allclose(rule(x, w, b, r).sum(axis=1), r.sum(axis=1), rtol=1e-9)
+
+
+def test_epsilon_bias_and_stabiliser_absorb_the_rest(rng):
+    x, w, b, r = layer(rng, 11, 25, 8, np.float64)
+    eps = 0.05
+    z = x @ w + b
+    zs = z + np.where(z >= 0, eps, -eps)
+    absorbed = (r * (b + np.where(z >= 0, eps, -eps)) / zs).sum(axis=1)
+    got = Epsilon(eps)(x, w, b, r).sum(axis=1)
+    np.testing.assert_allclose(got, r.sum(axis=1) - absorbed, rtol=1e-12)
+
+
+def test_epsilon_sign_of_zero_is_positive():
+    # z = 0 exactly: the stabiliser is +eps, so R_i = x_i w_i R / eps.
+    x = np.array([[1.0, 1.0]])
+    w = np.array([[1.0], [-1.0]])
+    got = Epsilon(0.5)(x, w, np.zeros(1), np.array([[2.0]]))
+    np.testing.assert_allclose(got, [[4.0, -4.0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zplus_is_nonnegative_for_nonnegative_inputs(rng, dtype):
+    x, w, b, r = layer(rng, 20, 30, 10, dtype, nonneg=True)
+    out = ZPlus()(x, w, b, np.abs(r))
+    assert (out >= 0).all() and (out > 0).any()
+    # AlphaBeta(1, 0) is z+.
+    np.testing.assert_array_equal(AlphaBeta(1.0, 0.0)(x, w, b, r), ZPlus()(x, w, b, r))
+
+
+def test_alpha_beta_is_affine_in_alpha(rng):
+    # R(alpha, alpha - 1) = alpha R+ - (alpha - 1) R-: equal steps in alpha give equal steps.
+    x, w, b, r = layer(rng, 7, 15, 6, np.float64)
+    r1, r2, r3 = (AlphaBeta(a, a - 1)(x, w, b, r) for a in (1.0, 2.0, 3.0))
+    np.testing.assert_allclose(r3 - r2, r2 - r1, rtol=1e-10, atol=1e-10)
+
+
+def test_flat_is_uniform(rng):
+    x, w, b, r = layer(rng, 4, 9, 5, np.float64)
+    out = Flat()(x, w, b, r)
+    np.testing.assert_allclose(out, np.repeat(r.sum(axis=1, keepdims=True) / 9, 9, axis=1))
+    np.testing.assert_allclose(Flat()(2 * x - 1, w + 3, b, r), out)
+
+
+def test_wsquare_ignores_the_input(rng):
+    x, w, b, r = layer(rng, 4, 9, 5, np.float64)
+    out = WSquare()(x, w, b, r)
+    np.testing.assert_allclose(WSquare()(np.zeros_like(x), w, b, r), out)
+    np.testing.assert_allclose(out, r @ (w**2 / (w**2).sum(axis=0)).T, rtol=1e-5)
+
+
+def test_gamma_zero_and_zbox_at_zero_are_epsilon(rng):
+    x, w, b, r = layer(rng, 6, 10, 4, np.float64)
+    want = Epsilon(1e-3)(x, w, b, r)
+    np.testing.assert_allclose(Gamma(0.0, stabilizer=1e-3)(x, w, b, r), want, rtol=1e-12)
+    np.testing.assert_allclose(ZBox(0.0, 0.0, stabilizer=1e-3)(x, w, b, r), want, rtol=1e-12)
+
+
+# --------------------------------------------------------- rule objects
+def test_rule_validation():
+    with pytest.raises(ValueError, match="alpha - beta == 1"):
+        AlphaBeta(1.0, 1.0)
+    with pytest.raises(ValueError, match="beta must be"):
+        AlphaBeta(0.0, -1.0)
+    with pytest.raises(ValueError, match="epsilon must be"):
+        Epsilon(-1e-3)
+    with pytest.raises(ValueError, match="gamma must be"):
+        Gamma(float("nan"))
+    with pytest.raises(ValueError, match="both low and high"):
+        ZBox(low=0.0)
+    with pytest.raises(ValueError, match="low <= high"):
+        ZBox(1.0, [0.0, 2.0])
+    with pytest.raises(ValueError, match="do not broadcast"):
+        ZBox([0.0, 0.0], [1.0, 1.0, 1.0])
+    x, w, b, r = layer(np.random.default_rng(0), 2, 3, 2, np.float64)
+    with pytest.raises(ValueError, match="no bounds"):
+        ZBox()(x, w, b, r)
+    with pytest.raises(ValueError, match="3 inputs"):
+        ZBox([0.0, 0.0], [1.0, 1.0])(x, w, b, r)
+
+
+def test_rule_repr_and_equality():
+    assert repr(Epsilon()) == "Epsilon(epsilon=1e-06, use_bias=True)"
+    assert repr(AlphaBeta()) == "AlphaBeta(alpha=2.0, beta=1.0, stabilizer=1e-06, use_bias=True)"
+    assert repr(Flat()) == "Flat()"
+    assert repr(ZBox(-1, 2)) == "ZBox(low=-1.0, high=2.0, stabilizer=1e-06, use_bias=True)"
+    assert repr(ZBox(np.zeros(10), np.ones(10))).startswith("ZBox(low=array(shape=(10,))")
+    assert Epsilon() == Epsilon(1e-6) and Epsilon() != Epsilon(1e-3)
+    assert Epsilon() != Epsilon(use_bias=False) and Epsilon() != Gamma()
+    assert ZBox([0, 1], [2, 3]) == ZBox(np.array([0, 1]), [2, 3]) != ZBox([0, 0], [2, 3])
+    assert ZBox(0, 1) != ZBox() and Flat() == Flat()
+    with pytest.raises(TypeError):
+        hash(Epsilon())
+
+
+# --------------------------------------------------------------- composites
+def test_presets_follow_zennit():
+    roles = ("input", "hidden", "joint", "output")
+    table = {
+        "epsilon": (Epsilon, Epsilon, Epsilon, Epsilon),
+        "epsilon_plus": (ZPlus, ZPlus, Epsilon, Epsilon),
+        "epsilon_gamma_box": (ZBox, Gamma, Epsilon, Epsilon),
+        "epsilon_plus_flat": (Flat, ZPlus, Epsilon, Epsilon),
+    }
+    assert set(COMPOSITES) == set(table)
+    for name, kinds in table.items():
+        c = get_composite(name)
+        assert [type(c.rule(role)) for role in roles] == list(kinds), name
+    assert get_composite("epsilon") == Composite()
+    c = get_composite("epsilon_gamma_box", gamma=1.0, low=-1, high=1, epsilon=0.1)
+    assert c.rule("hidden") == Gamma(1.0) and c.rule("input") == ZBox(-1, 1)
+    assert c.rule("output") == Epsilon(0.1)
+    assert get_composite("epsilon", use_bias=False).rule("joint") == Epsilon(use_bias=False)
+
+
+def test_composite_per_modality_overrides():
+    c = Composite(input=ZBox(-2.0, 3.0), hidden=Gamma(), per_modality={"brain": {"input": Flat()}})
+    assert c.rule("input", "brain") == Flat()
+    assert c.rule("input", "bone") == ZBox(-2.0, 3.0) == c.rule("input")
+    assert c.rule("hidden", "brain") == Gamma()
+    assert c.rule("joint") == Epsilon() == c.rule("output")
+    assert c == Composite(input=ZBox(-2.0, 3.0), hidden=Gamma(),
+                          per_modality={"brain": {"input": Flat()}})
+    assert c != Composite(input=ZBox(-2.0, 3.0), hidden=Gamma())
+    assert "per_modality={'brain': {'input': Flat()}}" in repr(c)
+    assert get_composite(c) is c
+
+
+def test_composite_validation():
+    with pytest.raises(ValueError, match="hidden must be an LRP rule"):
+        Composite(hidden="epsilon")
+    with pytest.raises(ValueError, match="only .* can differ per modality"):
+        Composite(per_modality={"brain": {"output": Epsilon()}})
+    with pytest.raises(ValueError, match="unknown layer role"):
+        Composite().rule("pooling")
+    with pytest.raises(ValueError, match="preset name"):
+        get_composite("lrp_magic")
+    with pytest.raises(ValueError, match="preset name"):
+        get_composite(Epsilon())
+    with pytest.raises(ValueError, match="takes no"):
+        get_composite("epsilon", gamma=0.5)
+    with pytest.raises(ValueError, match="presets only"):
+        get_composite(Composite(), epsilon=0.1)
