@@ -1,0 +1,70 @@
+"""model.explain on the fitted DBN, MDBN and early-fusion DBN."""
+
+import numpy as np
+import pytest
+
+from pymdbn import DBN, MDBN
+from pymdbn.lrp import Composite, Epsilon
+from pymdbn.presets import early_fusion_dbn
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    n = 120
+    y = np.repeat([0, 1], n // 2)
+    X = {"brain": rng.random((n, 6, 6)), "bone": rng.random((n, 5, 4))}
+    X["brain"][y == 1, 2:4, 2:4] += 1.0  # the class shows in the brain only
+    return X, y
+
+
+def _small_mdbn(**kw):
+    return MDBN(modalities={"brain": (8,), "bone": (8,)}, joint_units=(6,), pretrain_epochs=2,
+                max_epochs=30, optimizer="adam", learning_rate=0.01, random_state=0,
+                dtype="float64", **kw)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "joint"])
+def test_mdbn_explain_shapes_shares_and_target(data, fusion):
+    X, y = data
+    model = _small_mdbn(fusion=fusion).fit(X, y)
+    e = model.explain(X)
+    assert e.relevance["brain"].shape == (120, 6, 6)
+    assert e.relevance["bone"].shape == (120, 5, 4)
+    np.testing.assert_array_equal(e.target, np.argmax(model.decision_function(X), axis=1))
+    np.testing.assert_allclose(e.shares["brain"] + e.shares["bone"], 1.0)
+    np.testing.assert_allclose(e.logits, model.decision_function(X), rtol=1e-10)
+    # For the class shown in the brain's centre, the centre holds the evidence.
+    pos = (y == 1) & (e.target == 1)
+    brain = e.relevance["brain"][pos].mean(axis=0)
+    inside = brain[2:4, 2:4].mean()
+    outside = np.delete(brain.ravel(), [14, 15, 20, 21]).mean()
+    assert inside > 10 * abs(outside), (inside, outside)
+    other = model.explain(X, target=1 - e.target)
+    assert not np.allclose(other.relevance["brain"], e.relevance["brain"])
+
+
+def test_mdbn_explain_conserves_without_biases(data):
+    X, y = data
+    model = _small_mdbn(fusion="joint").fit(X, y)
+    rule = Epsilon(epsilon=1e-12, use_bias=False)
+    e = model.explain(X, composite=Composite(input=rule, hidden=rule, joint=rule, output=rule))
+    total = sum(r.reshape(len(r), -1).sum(axis=1) for r in e.relevance.values())
+    logit = e.logits[np.arange(len(total)), e.target]
+    np.testing.assert_allclose(total, logit, rtol=1e-8, atol=1e-10)
+
+
+def test_dbn_and_early_fusion_explain(data):
+    X, y = data
+    flat = np.concatenate([X["bone"].reshape(120, -1), X["brain"].reshape(120, -1)], axis=1)
+    dbn = DBN(hidden_layers=(8,), n_iter=2, random_state=0, dtype="float64").fit(flat, y)
+    e = dbn.explain(flat)
+    assert e.relevance["x"].shape == flat.shape
+    ef = early_fusion_dbn(hidden_layers=(8,), n_iter=2, random_state=0, dtype="float64")
+    ef.fit(X, y)
+    e = ef.explain(X)
+    assert e.relevance["brain"].shape == (120, 6, 6)
+    assert e.relevance["bone"].shape == (120, 5, 4)
+    np.testing.assert_allclose(e.shares["brain"] + e.shares["bone"], 1.0)
+    with pytest.raises(ValueError, match="brain"):
+        ef.explain({"bone": X["bone"]})
