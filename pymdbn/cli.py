@@ -38,7 +38,8 @@ def _cmd_train(args):
     ds = _load_data(args.data, args.size, args.modality)
     factory = {"proposed": presets.proposed, "e-mdbn": presets.e_mdbn, "mdbn": presets.mdbn,
                "dbn": presets.early_fusion_dbn}[args.preset]
-    model = factory(random_state=args.seed, verbose=not args.quiet)
+    kw = {} if args.preset == "dbn" else {"modalities": sorted(ds.X)}
+    model = factory(random_state=args.seed, verbose=not args.quiet, **kw)
     model.fit(ds.X, ds.y)
     model.save(args.out)
     print(f"saved {args.out} ({len(ds.y)} samples, modalities {sorted(ds.X)})")
@@ -134,11 +135,18 @@ def _cmd_digits(args):
     print(f"RBM features + logistic regression on digits: accuracy {pipe.score(Xte, yte):.4f}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     """The argument parser of the ``pymdbn`` command."""
-    p = argparse.ArgumentParser(
-        prog="pymdbn", description="Multimodal deep belief networks explained by LRP.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="pymdbn", description="Multimodal deep belief networks explained by LRP.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
     def common(sp, seed=True):
         if seed:

@@ -1,0 +1,73 @@
+"""The pymdbn command: the demo end to end, train/evaluate/explain, bad arguments."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pymdbn.cli import main
+
+
+def test_demo_writes_every_output(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-patients", "40", "--size", "16",
+                 "--quiet"]) == 0
+    for name in ("metrics.md", "metrics.json", "heatmaps.png", "modality_shares.png",
+                 "explanation_quality.json", "explanation_quality.md", "model.npz"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_samples"] == 10
+    assert 0 <= report["accuracy"] <= 1
+    quality = json.loads((out / "explanation_quality.json").read_text())
+    assert "modality_attribution_accuracy" in quality
+
+
+def _image_folder(root, rng):
+    for label in ("benign", "malignant"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            img = rng.integers(0, 120, (20, 24)).astype(np.uint8)
+            if label == "malignant":
+                img[6:12, 8:14] = 250
+            Image.fromarray(img).save(root / label / f"{i}.png")
+
+
+def test_train_evaluate_explain_on_an_image_folder(tmp_path):
+    _image_folder(tmp_path / "data", np.random.default_rng(0))
+    model = tmp_path / "model.npz"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(model), "--size", "16",
+                 "--preset", "mdbn", "--quiet"]) == 0
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(model), "--data", str(tmp_path / "data"),
+                 "--out", str(report)]) == 0
+    assert json.loads(report.read_text())["n_samples"] == 24
+    assert main(["explain", "--model", str(model), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "expl"), "--n", "4"]) == 0
+    assert (tmp_path / "expl" / "heatmaps.png").exists()
+    rel = np.load(tmp_path / "expl" / "relevance.npz")
+    assert rel["relevance_image"].shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo"],
+    ["demo", "--out", "x", "--size", "abc"],
+    ["explain", "--model", "nowhere.npz", "--data", "nowhere", "--out", "x"],
+    ["frobnicate"],
+])
+def test_bad_arguments_exit_non_zero_with_one_line(argv, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pymdbn", *argv], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "error" in proc.stderr
+
+
+def test_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "pymdbn", "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0
+    for cmd in ("demo", "train", "evaluate", "explain", "experiment", "bench", "digits"):
+        assert cmd in proc.stdout
