@@ -92,11 +92,13 @@ def uniform(rows, cols, seed, stream):
 
 
 def standard_normal(rows, cols, seed, stream):
-    """Normals used by ``sample_gaussian``: Box-Muller on word pairs of each block."""
-    words = _blocks((cols + 1) // 2, rows, seed, stream).astype(np.float64)
-    u1 = (words[..., 0::2] + 1.0) * 2.0**-32  # words 0 and 2 of each block
+    """Normals used by ``sample_gaussian``: Box-Muller on words (0, 1) and (2, 3) of
+    each block, cosine then sine, so one block gives four consecutive columns."""
+    words = _blocks((cols + 3) // 4, rows, seed, stream).astype(np.float64)
+    u1 = (words[..., 0::2] + 1.0) * 2.0**-32  # words 0 and 2
     u2 = words[..., 1::2] * 2.0**-32  # words 1 and 3
-    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    r, t = np.sqrt(-2.0 * np.log(u1)), 2.0 * np.pi * u2
+    z = np.stack([r * np.cos(t), r * np.sin(t)], axis=-1)  # (rows, blocks, 2, 2)
     return z.reshape(rows, -1)[:, :cols]
 
 

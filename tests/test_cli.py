@@ -65,9 +65,9 @@ def test_bad_arguments_exit_non_zero_with_one_line(argv, tmp_path):
     assert "error" in proc.stderr
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pymdbn", "--help"], capture_output=True,
-                          text=True)
+                          text=True, cwd=tmp_path)
     assert proc.returncode == 0
     for cmd in ("demo", "train", "evaluate", "explain", "experiment", "bench", "digits"):
         assert cmd in proc.stdout

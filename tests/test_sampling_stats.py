@@ -101,8 +101,9 @@ def test_same_seed_same_result_for_1_and_2_threads(tmp_path):
     for threads in (1, 2):
         path = tmp_path / f"t{threads}.npz"
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        # cwd outside the source tree, so the installed package is the one imported
         subprocess.run([sys.executable, "-c", _REPRO, str(threads), str(path)], check=True,
-                       env=env)
+                       env=env, cwd=tmp_path)
         outs.append(np.load(path))
     for key in ("w", "h", "w2", "c", "g"):
         np.testing.assert_array_equal(outs[0][key], outs[1][key], err_msg=key)

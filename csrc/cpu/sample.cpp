@@ -30,13 +30,16 @@ void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
 
 template <class T>
 void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
-  cpu::for_rows(mean.rows, 4 * mean.cols, [&](index_t i) {
+  cpu::for_rows(mean.rows, 8 * mean.cols, [&](index_t i) {
     const T* m = mean.row(i);
     T* o = out.row(i);
-    for (index_t j0 = 0; j0 < mean.cols; j0 += 2) {
-      const Philox4x32 r = rng.block(std::uint64_t(j0 / 2), std::uint64_t(i));
-      o[j0] = m[j0] + T(box_muller(r.v[0], r.v[1]));
-      if (j0 + 1 < mean.cols) o[j0 + 1] = m[j0 + 1] + T(box_muller(r.v[2], r.v[3]));
+    for (index_t j0 = 0; j0 < mean.cols; j0 += 4) {
+      const Philox4x32 r = rng.block(std::uint64_t(j0 / 4), std::uint64_t(i));
+      T z[4];
+      box_muller(r.v[0], r.v[1], z[0], z[1]);
+      box_muller(r.v[2], r.v[3], z[2], z[3]);
+      const index_t n = std::min<index_t>(4, mean.cols - j0);
+      for (index_t t = 0; t < n; ++t) o[j0 + t] = m[j0 + t] + z[t];
     }
   });
 }

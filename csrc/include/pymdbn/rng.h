@@ -31,9 +31,10 @@ inline Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_
 }
 
 // The generator for one sampling call: `stream` tells calls apart under one seed.
-// Element (row, col) of a Bernoulli draw uses word col % 4 of block
-// (col / 4, row, stream.lo, stream.hi); a Gaussian draw uses words 2*(col % 2) and
-// 2*(col % 2) + 1 of block (col / 2, row, ...). pymdbn/_reference.py mirrors this.
+// Element (row, col) of a draw uses block (col / 4, row, stream.lo, stream.hi): word
+// col % 4 for a Bernoulli draw; for a Gaussian draw words (0, 1) give columns 4b and
+// 4b + 1 (cosine and sine of one Box-Muller pair), words (2, 3) the next two.
+// pymdbn/_reference.py mirrors this.
 struct CounterRNG {
   std::uint64_t seed, stream;
 
@@ -47,11 +48,16 @@ struct CounterRNG {
 // Uniform in [0, 1) with 32 random bits; exact in double.
 inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
 
-// Box-Muller on one pair of words; |z| <= 6.66 since u1 is in [2^-32, 1].
-inline double box_muller(std::uint32_t a, std::uint32_t b) {
-  const double u1 = (double(a) + 1.0) * 0x1p-32;
-  const double u2 = double(b) * 0x1p-32;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+// Box-Muller on one pair of words, both outputs; |z| <= 6.66 since u1 is in [2^-32, 1].
+// Computed in the output precision: float's logf/sinf/cosf are much cheaper and their
+// error is below float's own resolution of the result.
+template <class T>
+inline void box_muller(std::uint32_t a, std::uint32_t b, T& z0, T& z1) {
+  const T u1 = T((double(a) + 1.0) * 0x1p-32);
+  const T u2 = T(double(b) * 0x1p-32);
+  const T r = std::sqrt(T(-2) * std::log(u1)), t = T(6.283185307179586) * u2;
+  z0 = r * std::cos(t);
+  z1 = r * std::sin(t);
 }
 
 }  // namespace pymdbn
