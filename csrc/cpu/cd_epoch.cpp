@@ -9,8 +9,10 @@ template <class T>
 EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::int64_t batch_size,
                     RBMState<T> s, const CDConfig<T>& cfg, std::uint64_t first_step) {
   const index_t nv = s.w.cols, nh = s.w.rows, B = batch_size;
-  std::vector<T> buf_v0(B * nv), buf_vm(B * nv), buf_vs(B * nv), buf_vr;
-  std::vector<T> buf_ph0(B * nh), buf_h0(B * nh), buf_phn(B * nh);
+  // v0 and vs share one buffer, as do ph0 and phn, so that the two gradient products
+  // become one GEMM over 2b rows: [ph0; -phn]^T [v0; vs].
+  std::vector<T> buf_v(2 * B * nv), buf_vm(B * nv), buf_vr;
+  std::vector<T> buf_ph(2 * B * nh), buf_h0(B * nh);
   std::vector<T> vbar(nv), vneg(nv), qhat(nh), hneg(nh);
   if (cfg.persistent) buf_vr.resize(B * nv);
   const CMat<T> w(s.w);
@@ -18,8 +20,8 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
 
   for (index_t start = 0, step = 0; start < n; start += B, ++step) {
     const index_t b = std::min(B, n - start);
-    Mat<T> v0(buf_v0.data(), b, nv), vm(buf_vm.data(), b, nv), vs(buf_vs.data(), b, nv);
-    Mat<T> ph0(buf_ph0.data(), b, nh), h0(buf_h0.data(), b, nh), phn(buf_phn.data(), b, nh);
+    Mat<T> v0(buf_v.data(), b, nv), vs(buf_v.data() + b * nv, b, nv), vm(buf_vm.data(), b, nv);
+    Mat<T> ph0(buf_ph.data(), b, nh), phn(buf_ph.data() + b * nh, b, nh), h0(buf_h0.data(), b, nh);
     const std::uint64_t base = (first_step + std::uint64_t(step)) * 256u;
     auto rng = [&](std::uint64_t j) { return CounterRNG{cfg.seed, base + j}; };
 
@@ -63,12 +65,17 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
 
     // Update: velocity = momentum * velocity + lr * gradient; parameters += velocity.
     const T lr = cfg.learning_rate, mom = cfg.momentum, inv_b = T(1) / T(b);
-    gemm<T>(true, false, lr * inv_b, ph0, v0, mom, s.v_w);
-    gemm<T>(true, false, -lr * inv_b, phn, vs, T(1), s.v_w);
     cpu::column_sums<T>(v0, inv_b, vbar.data());
     cpu::column_sums<T>(vs, inv_b, vneg.data());
     cpu::column_sums<T>(ph0, inv_b, qhat.data());
     cpu::column_sums<T>(phn, inv_b, hneg.data());
+    cpu::for_rows(b, nh, [&](index_t i) {
+      T* p = phn.row(i);
+#pragma omp simd
+      for (index_t j = 0; j < nh; ++j) p[j] = -p[j];
+    });
+    gemm<T>(true, false, lr * inv_b, Mat<T>(buf_ph.data(), 2 * b, nh),
+            Mat<T>(buf_v.data(), 2 * b, nv), mom, s.v_w);
     const bool sparse = cfg.sparsity_cost > T(0);
     for (index_t i = 0; i < nv; ++i) {
       s.v_b_visible[i] = flush_denormal(mom * s.v_b_visible[i] + lr * (vbar[i] - vneg[i]));

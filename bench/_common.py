@@ -1,0 +1,73 @@
+"""Shared helpers for the pymdbn benchmarks: data, timing, machine description."""
+
+import datetime
+import os
+import platform
+import time
+
+import numpy as np
+
+OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def binary_data(n, v, seed=0, ones=0.3, width=9):
+    """Structured-ish binary data: Gaussian noise smoothed along the feature axis with a
+    box filter of ``width``, thresholded so that a fraction ``ones`` of entries are 1.
+    float32, C-contiguous."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, v + width), dtype=np.float32)
+    c = np.cumsum(x, axis=1, dtype=np.float32)
+    smooth = c[:, width:] - c[:, :-width]
+    thr = np.quantile(smooth[: min(n, 1000)], 1.0 - ones)
+    return np.ascontiguousarray(smooth > thr, dtype=np.float32)
+
+
+def gaussian_data(n, v, seed=0):
+    """Standard normal float32 data."""
+    return np.random.default_rng(seed).standard_normal((n, v), dtype=np.float32)
+
+
+def best_of(fn, repeat=3, warmup=1, setup=None):
+    """Run ``fn`` ``warmup`` times untimed, then ``repeat`` times; return all timings.
+    ``setup`` (untimed) runs before each call, e.g. to restore a model's state."""
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    times = []
+    for _ in range(repeat):
+        if setup:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine_info():
+    import sklearn
+    import scipy
+
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "host_cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "openblas_env": {k: os.environ.get(k) for k in OPENBLAS_ENV},
+    }
