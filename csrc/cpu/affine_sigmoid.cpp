@@ -5,7 +5,8 @@ namespace pymdbn {
 
 template <class T>
 void affine_sigmoid(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b, T clip, Mat<T> out) {
-  cpu::affine_map<T>(x, w, trans_w, b, out, [clip](T z) { return clipped_sigmoid(z, clip); });
+  const T c = clip_bound(clip);
+  cpu::affine_map<T>(x, w, trans_w, b, out, [c](T z) { return clipped_sigmoid(z, c); });
 }
 
 template <class T>

@@ -8,6 +8,7 @@ namespace pymdbn {
 template <class T>
 void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<T> z, Mat<T> a) {
   affine<T>(x, w, false, b, z);
+  const T c = clip_bound(clip);
   cpu::for_rows(z.rows, z.cols, [&](index_t i) {
     const T* zi = z.row(i);
     T* ai = a.row(i);
@@ -16,7 +17,7 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
       return;
     }
 #pragma omp simd
-    for (index_t j = 0; j < z.cols; ++j) ai[j] = clipped_sigmoid(zi[j], clip);
+    for (index_t j = 0; j < z.cols; ++j) ai[j] = clipped_sigmoid(zi[j], c);
   });
 }
 

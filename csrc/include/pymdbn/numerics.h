@@ -1,5 +1,6 @@
 // Element-wise math shared by the CPU kernels.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -23,7 +24,7 @@ class ScopedFTZ {
 // exp for float without branches, so loops vectorise (Cephes expf, ~1 ulp on the
 // range used here). Inputs are clamped to [-87, 88], where the result is normal.
 inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  x = std::min(std::max(x, -87.0f), 88.0f);
   const float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
   x = x - r * 0.693359375f;
   x = x + r * 2.12194440e-4f;
@@ -50,11 +51,17 @@ inline T sigmoid(T x) {
   return x < lo ? T(0) : s;
 }
 
-// sigma(clip(x, -c, c)); c <= 0 means no clipping.
+// The clip bound the element-wise loops use: c <= 0 (no clipping) becomes +inf, so the
+// loops stay branch-free and vectorise.
+template <class T>
+inline T clip_bound(T c) {
+  return c > T(0) ? c : std::numeric_limits<T>::infinity();
+}
+
+// sigma(clip(x, -c, c)) with c from clip_bound.
 template <class T>
 inline T clipped_sigmoid(T x, T c) {
-  if (c > T(0)) x = x < -c ? -c : (x > c ? c : x);
-  return sigmoid(x);
+  return sigmoid(std::min(std::max(x, -c), c));
 }
 
 // log(1 + exp(x)) without overflow.
