@@ -100,21 +100,28 @@ def make_phantoms(
         - ``'brain'``: T1-weighted post-contrast axial slice -- scalp, skull,
           grey and white matter with sulci, lateral ventricles, deep grey
           nuclei, multiplicative bias field and Rician noise. Lesion: a ring
-          enhancing tumour with necrotic core and oedema (the mask is the
-          whole tumour).
+          enhancing tumour with necrotic core and a dark oedema halo (the
+          mask is the whole tumour), in the frontal or parietal white matter
+          of either hemisphere.
         - ``'breast'``: mediolateral-oblique mammogram -- breast outline with
           skin line, pectoral muscle triangle, fibroglandular texture of
-          random density, either laterality. Lesion: a round, oval or
-          spiculated mass, a microcalcification cluster, or both.
+          random density, either laterality. Lesion: a dense round, oval or
+          spiculated mass (in the upper-outer quadrant 60% of the time), a
+          microcalcification cluster, or both.
         - ``'bone'``: radiograph of a long-bone shaft (cortex, medulla,
           trabeculae, flaring metaphysis, soft-tissue envelope) or of the
           lumbar spine (vertebral bodies, pedicles, discs). Lesion: lytic
-          (dark) or sclerotic (bright).
+          (dark) or sclerotic (bright), in the metaphysis (wide enough to
+          breach the cortex) or centred in a vertebral body.
     prevalence : float, default 0.5
         Fraction of patients with cancer, in ``[0, 1]``.
     difficulty : float, default 0.5
-        In ``[0, 1]``; higher values lower lesion contrast (to a quarter at
-        1) and raise the noise level (about four-fold at 1).
+        In ``[0, 1]``; higher values lower lesion contrast (by the factor
+        ``1 - 0.75 * difficulty**2``: 0.81 at 0.5, a quarter at 1), raise the
+        noise level (by ``1 + 3 * difficulty**2``: 1.75-fold at 0.5, four-fold
+        at 1) and widen the scatter of lesion centres around their anatomical
+        sites (radius ``0.04 + 0.3 * difficulty**2`` in units of half the
+        image side).
     random_state : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Seed for reproducibility; the same seed gives identical arrays.
 
@@ -136,8 +143,8 @@ def make_phantoms(
     on the labels, so calling twice with the same seed, once with
     ``prevalence=1`` and once with ``prevalence=0``, yields each patient with
     and without its lesions; the difference is zero outside the masks.
-    Likewise, changing ``difficulty`` only rescales lesion contrast and
-    noise, and each modality has its own random stream, so dropping a
+    Likewise, changing ``difficulty`` only rescales lesion contrast, noise
+    and the scatter of lesion positions, and each modality has its own random stream, so dropping a
     modality leaves the others unchanged.
 
     Examples
@@ -320,6 +327,21 @@ def _pick_pixels(rng, region, k=1):
     return flat // w, flat % w
 
 
+def _near(rng, g, region, x, y, radius):
+    """Pick one pixel of ``region`` within ``radius`` of ``(x, y)``.
+
+    Uniform over the pixels of ``region`` in that disk; where the disk misses
+    the region, uniform over the whole region (which must not be empty).
+    """
+    disk = (g.x - x) ** 2 + (g.y - y) ** 2 < radius**2
+    return _pick_pixels(rng, _core(region & disk, region))
+
+
+def _site_spread(difficulty):
+    """Radius of the scatter of lesion centres around their anatomical site."""
+    return np.float32(0.04 + 0.3 * difficulty**2)
+
+
 def _core(region, fallback):
     """``region`` where it has pixels, else ``fallback`` (tiny images)."""
     return np.where(region.any(axis=(1, 2), keepdims=True), region, fallback)
@@ -347,11 +369,12 @@ def _spots(rng, grid, region, k, p, radius_px, amp):
 
 def _lesion_contrast(rng, n, lesion, difficulty):
     """Per-patient lesion contrast in ``[0, 1]``, zero where there is no lesion."""
-    return _u(rng, 0.7, 1.0, n) * np.float32(1 - 0.75 * difficulty) * lesion[:, None, None]
+    scale = np.float32(1 - 0.75 * difficulty**2)
+    return _u(rng, 0.85, 1.0, n) * scale * lesion[:, None, None]
 
 
 def _noise_sigma(base, difficulty):
-    return np.float32(base * (1 + 3 * difficulty))
+    return np.float32(base * (1 + 3 * difficulty**2))
 
 
 # --------------------------------------------------------------------------
@@ -412,17 +435,27 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     # Tumour: oedema, enhancing rim and necrotic core inside an irregular
     # outline; all changes vanish at the outline, which is the mask.
     c = _lesion_contrast(lrng, n, lesion, difficulty)
-    rows, cols = _pick_pixels(lrng, _core(core, brain > 0))
+    # Gliomas grow in the hemispheric white matter: centres lie off the
+    # midline, away from the ventricles, in either hemisphere.
+    # Sites: frontal or parietal white matter of either hemisphere.
+    site = (rho < 0.6) & (np.abs(xr) > 0.2 * a) & (np.abs(yr) < 0.5 * b)
+    sx = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.42 * a
+    sy = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.3 * b
+    px, py = cx + sx * np.cos(rot) - sy * np.sin(rot), cy + sx * np.sin(rot) + sy * np.cos(rot)
+    rows, cols = _near(lrng, g, _core(site, _core(core, brain > 0)), px, py,
+                       _site_spread(difficulty))
     tx, ty = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
-    radius = np.maximum(_u(lrng, 0.09, 0.22, n), 1.5 * g.px)
+    radius = np.maximum(_u(lrng, 0.16, 0.26, n), 1.5 * g.px)
     phi = np.arctan2(ty, tx)
     shape = 1 + _u(lrng, 0, 0.18, n) * np.cos(3 * phi + _u(lrng, 0, 6.3, n))
     shape += _u(lrng, 0, 0.1, n) * np.cos(5 * phi + _u(lrng, 0, 6.3, n))
     d = np.sqrt(tx**2 + ty**2) / (radius * shape)
-    rim_at, necrosis = _u(lrng, 0.5, 0.7, n), _u(lrng, 0.0, 0.45, n)
-    target = _lerp(0.32, 0.95, np.clip(1 - np.abs(d - rim_at) / 0.18, 0, 1))
+    # A thick, bright enhancing rim around a small necrotic core, in a dark
+    # (T1-hypointense) oedema halo.
+    rim_at, necrosis = _u(lrng, 0.45, 0.6, n), _u(lrng, 0.0, 0.25, n)
+    target = _lerp(0.3, 1.0, np.clip(2.2 - np.abs(d - rim_at) / 0.2, 0, 1))
     target = _lerp(target, 0.16, np.clip((necrosis - d) / 0.1, 0, 1))
-    tissue = _lerp(tissue, target, c * np.clip((1 - d) / 0.15, 0, 1))
+    tissue = _lerp(tissue, target, c * np.clip((1 - d) / 0.1, 0, 1))
 
     image = 0.72 * (head - skull_out) + 0.07 * (skull_out - skull_in)
     image += 0.15 * (skull_in - brain) + brain * tissue
@@ -489,7 +522,12 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     c = _lesion_contrast(lrng, n, lesion, difficulty)
     kind = _u(lrng, 0, 1, n)
     has_mass, has_calc = kind < 0.75, kind >= 0.5
-    rows, cols = _pick_pixels(lrng, _core(core, fallback))
+    # Masses favour the upper-outer quadrant (towards the axilla, top of
+    # the MLO view) but can lie anywhere in the gland.
+    upper = _u(lrng, 0, 1, n) < 0.6
+    px = np.where(upper, np.float32(-0.45), np.float32(-0.35))
+    py = cy + np.where(upper, np.float32(-0.35), np.float32(0.25))
+    rows, cols = _near(lrng, g, _core(core, fallback), px, py, _site_spread(difficulty))
     mx, my = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
     tilt, elong = _u(lrng, 0, 3.2, n), _u(lrng, 1.0, 1.5, n)
     mu = mx * np.cos(tilt) + my * np.sin(tilt)
@@ -497,9 +535,9 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     phi = np.arctan2(mv, mu)
     spikes = (_u(lrng, 0, 1, n) < 0.4) * _u(lrng, 0.15, 0.35, n)
     outline = 1 + spikes * np.square(np.square(np.square(np.cos(np.rint(_u(lrng, 5, 9, n)) * phi + _u(lrng, 0, 6.3, n)))))
-    radius = np.maximum(_u(lrng, 0.05, 0.14, n), 1.5 * g.px)
+    radius = np.maximum(_u(lrng, 0.14, 0.24, n), 1.5 * g.px)
     md = _norm(mu, mv) / (radius * outline)
-    mass = has_mass * 0.38 * np.sqrt(np.clip(1 - md**2, 0, 1))
+    mass = has_mass * 0.55 * np.clip((1 - md) / 0.3, 0, 1) ** 0.5
 
     n_dots = 10
     spread = _u(lrng, 1.0, 2.5, n, n_dots)
@@ -550,19 +588,22 @@ def _bone(rng, lrng, nrng, g, lesion, difficulty):
     return image, mask, organ
 
 
-def _bone_lesion(lrng, g, n, lesion, difficulty, region, radius, along=None):
-    """Lytic or sclerotic lesion profile and its sign (-1 lytic, +1 sclerotic)."""
+def _bone_lesion(lrng, g, n, lesion, difficulty, region, radius, along=None, site=None):
+    """Lytic or sclerotic lesion profile and its sign (-1 lytic, +1 sclerotic).
+
+    The centre lies in ``region``, scattered around ``site`` (x, y).
+    """
     c = _lesion_contrast(lrng, n, lesion, difficulty)
-    rows, cols = _pick_pixels(lrng, region)
+    rows, cols = _near(lrng, g, region, *site, _site_spread(difficulty))
     lx, ly = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
     if along is not None:  # stretch along the bone axis given as an angle
         lx, ly = (
             lx * np.cos(along) - ly * np.sin(along),
             (lx * np.sin(along) + ly * np.cos(along)) / _u(lrng, 1.0, 1.8, n),
         )
-    d = _norm(lx, ly) / np.maximum(radius * _u(lrng, 0.5, 1.0, n), 1.5 * g.px)
+    d = _norm(lx, ly) / np.maximum(radius * _u(lrng, 0.8, 1.2, n), 1.5 * g.px)
     lytic = _u(lrng, 0, 1, n) < 0.5
-    profile = c * np.clip(1 - d**2, 0, 1)
+    profile = c * np.clip((1 - d) / 0.3, 0, 1)
     return profile, lytic, d < 1
 
 
@@ -592,8 +633,13 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
     bone_att += _spots(rng, g, _core(np.abs(u) < r_in, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6)) * organ
     soft_att += _spots(rng, g, _core(~organ & (chord(soft_r) > 0), organ), 2, 0.3, (0.6, 1.0), (0.3, 0.5))
 
-    region = _core((np.abs(u) < 0.7 * r_in) & (np.abs(v) < 0.8), organ)
-    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, r0 * 1.1, alpha)
+    # Metastases favour the metaphysis, at the flaring end of the shaft; the
+    # lesion is wide enough to breach the cortex.
+    region = _core((np.abs(u) < 0.5 * r_in) & (v * end > 0.1) & (v * end < 0.8), organ)
+    site_x = x0 + 0.55 * end * np.sin(alpha)
+    site_y = 0.55 * end * np.cos(alpha)
+    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, r0 * 1.6,
+                                          alpha, site=(site_x, site_y))
     bone_att = np.where(lytic, bone_att * (1 - 0.85 * profile), bone_att + 0.9 * profile * organ)
     mask = inside & organ & lesion[:, None, None]
     return bone_att, soft_att, mask, organ
@@ -632,8 +678,13 @@ def _spine(rng, lrng, g, lesion, difficulty):
     bone_att += _spots(rng, g, _core(body_s < 0.8, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6)) * organ
     soft_att -= _spots(rng, g, np.ones_like(organ), 5, 0.5, (1.5, 4.0), (0.15, 0.3))
 
-    region = _core(body_s < 0.6, organ)
-    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, 0.5 * half_w)
+    region = _core(body_s < 0.5, organ)
+    # Site: the centre of one vertebral body, the middle three more often.
+    lv = np.clip(np.rint(_u(lrng, -2.4, 2.4, n)), -2, 2)
+    site_y = y_shift + lv * (height + gap)
+    site_x = x0 + curve * site_y**2
+    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, 0.7 * half_w,
+                                          site=(site_x, site_y))
     bone_att = np.where(lytic, bone_att * (1 - 0.85 * profile), bone_att + 0.8 * profile * organ)
     mask = inside & organ & lesion[:, None, None]
     return bone_att, soft_att, mask, organ
