@@ -8,13 +8,17 @@ __all__ = ["show_config", "set_num_threads", "get_num_threads"]
 
 
 def get_num_threads():
-    """Threads used by pymdbn's OpenMP kernels and by its OpenBLAS, as a dict."""
+    """Threads of pymdbn's OpenMP kernels and of its OpenBLAS, as a dict.
+
+    OpenBLAS itself runs single-threaded: pymdbn splits each GEMM across its OpenMP
+    threads, so a single thread pool serves both the GEMMs and the element-wise loops.
+    """
     omp, blas = _core.get_num_threads()
     return {"openmp": int(omp), "blas": int(blas)}
 
 
 def set_num_threads(n):
-    """Set the threads of pymdbn's OpenMP kernels and of its OpenBLAS.
+    """Set the threads of pymdbn's kernels (GEMMs included), like OMP_NUM_THREADS.
 
     Results do not depend on it: random draws are counter-based and reductions are
     summed in a fixed order.

@@ -3,8 +3,6 @@
 #include "convert.h"
 #include "pymdbn/blas.h"
 
-extern "C" void scipy_openblas_set_num_threads(int);
-
 namespace pymdbn::bind {
 
 void bind_config(py::module_& m) {
@@ -30,8 +28,8 @@ void bind_config(py::module_& m) {
   m.def("set_num_threads", [](int n) {
     expect(n >= 1, "n_threads must be >= 1");
     omp_set_num_threads(n);
-    scipy_openblas_set_num_threads(n);
   });
+  blas_single_threaded();
 }
 
 }  // namespace pymdbn::bind

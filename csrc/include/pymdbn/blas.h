@@ -10,6 +10,9 @@ namespace pymdbn {
 template <class T>
 void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c);
 
+// OpenBLAS's own threads off: gemm splits the work across OpenMP threads instead.
+void blas_single_threaded();
+
 // Threads OpenBLAS uses (for show_config).
 int blas_num_threads();
 const char* blas_config();
