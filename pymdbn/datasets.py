@@ -29,6 +29,9 @@ MODALITIES = ("brain", "breast", "bone")
 # as large chunks because freed buffers are reused instead of re-mapped.
 _CHUNK_PIXELS = 2**18
 
+#: Values of ``bone_site`` understood by :func:`make_phantoms`.
+_BONE_SITES = ("long", "spine", "mixed")
+
 
 @dataclass(frozen=True, eq=False)
 class Phantoms:
@@ -76,6 +79,7 @@ def make_phantoms(
     prevalence=0.5,
     difficulty=0.5,
     random_state=None,
+    bone_site="long",
 ):
     """Generate multimodal cancer phantoms with lesion masks.
 
@@ -119,11 +123,26 @@ def make_phantoms(
         In ``[0, 1]``; higher values lower lesion contrast (by the factor
         ``1 - 0.75 * difficulty**2``: 0.81 at 0.5, a quarter at 1), raise the
         noise level (by ``1 + 3 * difficulty**2``: 1.75-fold at 0.5, four-fold
-        at 1) and widen the scatter of lesion centres around their anatomical
-        sites (radius ``0.04 + 0.3 * difficulty**2`` in units of half the
-        image side).
+        at 1), widen the scatter of lesion centres around their anatomical
+        sites (radius ``0.2 + 0.1 * difficulty**2`` in units of half the
+        image side) and the residual misregistration (see below).
     random_state : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Seed for reproducibility; the same seed gives identical arrays.
+    bone_site : {'long', 'spine', 'mixed'}, default 'long'
+        Which bone the radiographs show: a long-bone shaft in a standard
+        projection, the lumbar spine, or a 60/40 mix of the two (an
+        unregistered image set).
+
+    Registration assumption: the images emulate *registered* scans, as real
+    pipelines feed them -- brain slices registered to an atlas (head centred,
+    normalised size, upright), mammograms in a fixed hanging orientation (one
+    laterality, chest wall left), radiographs of one standard projection of
+    one bone (shaft vertical, metaphysis at the top). Only a residual
+    misregistration (translation, scale and rotation jitter of
+    ``0.15 + 0.85 * difficulty**2`` times the unregistered pose range) is
+    left; at ``difficulty=1`` the pose varies as in unregistered scans. Dense
+    (non-convolutional) models rely on this alignment. Lesion positions stay
+    random within their anatomical regions.
 
     Returns
     -------
@@ -143,8 +162,8 @@ def make_phantoms(
     on the labels, so calling twice with the same seed, once with
     ``prevalence=1`` and once with ``prevalence=0``, yields each patient with
     and without its lesions; the difference is zero outside the masks.
-    Likewise, changing ``difficulty`` only rescales lesion contrast, noise
-    and the scatter of lesion positions, and each modality has its own random stream, so dropping a
+    Changing ``difficulty`` rescales lesion contrast, noise, the scatter of
+    lesion positions and the residual misregistration, and each modality has its own random stream, so dropping a
     modality leaves the others unchanged.
 
     Examples
@@ -158,6 +177,9 @@ def make_phantoms(
     prevalence = _check_fraction("prevalence", prevalence)
     difficulty = _check_fraction("difficulty", difficulty)
     modalities = _check_modalities(modalities)
+    if bone_site not in _BONE_SITES:
+        raise ValueError(f"bone_site must be one of {_BONE_SITES}, got {bone_site!r}")
+    options = {"bone": {"site": bone_site}}
 
     seed = _seed_sequence(random_state)
     label_seed, chunk_root = seed.spawn(2)
@@ -187,7 +209,8 @@ def make_phantoms(
         for m in modalities:
             rngs = [np.random.default_rng(s) for s in per_modality[MODALITIES.index(m)].spawn(3)]
             image, mask, organ = _GENERATORS[m](
-                *rngs, _Grid(size), lesion_labels[m][start:stop], difficulty
+                *rngs, _Grid(size), lesion_labels[m][start:stop], difficulty,
+                **options.get(m, {})
             )
             X[m][start:stop] = image
             masks[m][start:stop] = mask
@@ -339,7 +362,20 @@ def _near(rng, g, region, x, y, radius):
 
 def _site_spread(difficulty):
     """Radius of the scatter of lesion centres around their anatomical site."""
-    return np.float32(0.04 + 0.3 * difficulty**2)
+    return np.float32(0.2 + 0.1 * difficulty**2)
+
+
+def _misregistration(difficulty):
+    """Fraction of the unregistered pose variability left after registration."""
+    return np.float32(0.15 + 0.85 * difficulty**2)
+
+
+def _pose(rng, centre, half_width, n, scale):
+    """Pose parameter: the atlas value ``centre`` plus residual misregistration.
+
+    Draws uniformly in ``centre +- scale * half_width`` (shape ``(n, 1, 1)``).
+    """
+    return np.float32(centre) + scale * _u(rng, -half_width, half_width, n)
 
 
 def _core(region, fallback):
@@ -384,9 +420,11 @@ def _noise_sigma(base, difficulty):
 
 def _brain(rng, lrng, nrng, g, lesion, difficulty):
     n = lesion.size
-    cx, cy = _u(rng, -0.05, 0.05, n), _u(rng, -0.05, 0.05, n)
-    a, b = _u(rng, 0.68, 0.78, n), _u(rng, 0.82, 0.92, n)
-    rot = _u(rng, -0.15, 0.15, n)
+    # Registered to an atlas: head centred, normalised size, upright.
+    s = _misregistration(difficulty)
+    cx, cy = _pose(rng, 0, 0.06, n, s), _pose(rng, 0, 0.06, n, s)
+    a, b = _pose(rng, 0.73, 0.06, n, s), _pose(rng, 0.87, 0.06, n, s)
+    rot = _pose(rng, 0, 0.2, n, s)
     dx, dy = g.x - cx, g.y - cy
     xr = dx * np.cos(rot) + dy * np.sin(rot)
     yr = -dx * np.sin(rot) + dy * np.cos(rot)
@@ -403,15 +441,15 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     gyri, sulci, fine, bias = _noise(rng, n, g, 0.05, 0.03, 0.012, 0.5)
 
     # Grey matter cortex around white matter whose boundary folds into gyri.
-    wm = _inside(rho - 0.7 + 0.1 * gyri, edge)
-    tissue = 0.40 + 0.30 * wm
+    wm = _inside(rho - 0.72 + 0.07 * gyri, edge)
+    tissue = 0.35 + 0.23 * wm
     sulcus = np.exp(-((sulci / 0.2) ** 2)) * np.clip((rho - 0.55) / 0.1, 0, 1) * (1 - wm)
     tissue = _lerp(tissue, 0.14, 0.8 * sulcus)
     fissure = np.exp(-((xr / g.px) ** 2)) * np.clip((np.abs(yr / b) - 0.35) / 0.1, 0, 1)
     tissue = _lerp(tissue, 0.14, 0.9 * fissure)
     for side in (-1, 1):
         nucleus = (xr - side * 0.22 * a) ** 2 + (yr - 0.05) ** 2
-        tissue = _lerp(tissue, 0.48, 0.8 * _inside(np.sqrt(nucleus) - 0.09, g.px))
+        tissue = _lerp(tissue, 0.42, 0.8 * _inside(np.sqrt(nucleus) - 0.09, g.px))
     # Lateral ventricles: two tilted ellipses, frontal horns nearly touching.
     v_off, v_y = _u(rng, 0.05, 0.09, n), _u(rng, -0.1, 0.0, n)
     v_a, v_b = _u(rng, 0.035, 0.075, n), _u(rng, 0.16, 0.26, n)
@@ -435,9 +473,9 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     # Tumour: oedema, enhancing rim and necrotic core inside an irregular
     # outline; all changes vanish at the outline, which is the mask.
     c = _lesion_contrast(lrng, n, lesion, difficulty)
-    # Gliomas grow in the hemispheric white matter: centres lie off the
-    # midline, away from the ventricles, in either hemisphere.
-    # Sites: frontal or parietal white matter of either hemisphere.
+    # Gliomas grow in the hemispheric white matter: centres lie anywhere in
+    # the frontal or parietal white matter of either hemisphere, off the
+    # midline and away from the ventricles.
     site = (rho < 0.6) & (np.abs(xr) > 0.2 * a) & (np.abs(yr) < 0.5 * b)
     sx = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.42 * a
     sy = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.3 * b
@@ -450,11 +488,12 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     shape = 1 + _u(lrng, 0, 0.18, n) * np.cos(3 * phi + _u(lrng, 0, 6.3, n))
     shape += _u(lrng, 0, 0.1, n) * np.cos(5 * phi + _u(lrng, 0, 6.3, n))
     d = np.sqrt(tx**2 + ty**2) / (radius * shape)
-    # A thick, bright enhancing rim around a small necrotic core, in a dark
-    # (T1-hypointense) oedema halo.
+    # A thick, bright enhancing rim around a small necrotic core, in a thin,
+    # mildly T1-hypointense oedema halo: the tumour is net brighter than the
+    # white matter it replaces (enhancement dominates its area).
     rim_at, necrosis = _u(lrng, 0.45, 0.6, n), _u(lrng, 0.0, 0.25, n)
-    target = _lerp(0.3, 1.0, np.clip(2.2 - np.abs(d - rim_at) / 0.2, 0, 1))
-    target = _lerp(target, 0.16, np.clip((necrosis - d) / 0.1, 0, 1))
+    target = _lerp(0.45, 1.0, np.clip(2.2 - np.abs(d - rim_at) / 0.2, 0, 1))
+    target = _lerp(target, 0.25, np.clip((necrosis - d) / 0.1, 0, 1))
     tissue = _lerp(tissue, target, c * np.clip((1 - d) / 0.1, 0, 1))
 
     image = 0.72 * (head - skull_out) + 0.07 * (skull_out - skull_in)
@@ -470,9 +509,12 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
 
 def _breast(rng, lrng, nrng, g, lesion, difficulty):
     n = lesion.size
-    # Canonical orientation: chest wall on the left, nipple to the right.
-    cy = _u(rng, -0.3, 0.0, n)
-    a, b = _u(rng, 1.2, 1.65, n), _u(rng, 0.95, 1.15, n)
+    # Standard MLO view in a fixed hanging orientation (right breasts are
+    # mirrored): chest wall on the left, nipple to the right; breast size and
+    # placement normalised up to residual misregistration.
+    s = _misregistration(difficulty)
+    cy = _pose(rng, -0.15, 0.15, n, s)
+    a, b = _pose(rng, 1.42, 0.22, n, s), _pose(rng, 1.05, 0.1, n, s)
     dx, dy = g.x + 1, g.y - cy
     theta = np.arctan2(dy / b, dx / a)
     wobble = 1 + _u(rng, 0, 0.03, n) * np.cos(3 * theta + _u(rng, 0, 6.3, n))
@@ -489,7 +531,7 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     skin = np.clip(1 - np.abs(rho - 1 + edge) / edge, 0, 1)
     tissue += 0.1 * skin
 
-    pa, pb = _u(rng, 0.35, 0.7, n), _u(rng, 0.9, 1.7, n)
+    pa, pb = _pose(rng, 0.52, 0.17, n, s), _pose(rng, 1.3, 0.4, n, s)
     pec_line = (g.x + 1) / pa + ((g.y + 1) / pb) ** 1.3
     pec = _inside((pec_line - 1) * pa, g.px)
     muscle = 0.62 + 0.12 * np.clip(1 - (g.x + 1) / pa, 0, 1) + 0.03 * lobules
@@ -521,7 +563,7 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     # Malignant lesion: a mass, a microcalcification cluster, or both.
     c = _lesion_contrast(lrng, n, lesion, difficulty)
     kind = _u(lrng, 0, 1, n)
-    has_mass, has_calc = kind < 0.75, kind >= 0.5
+    has_mass, has_calc = kind < 0.85, kind >= 0.6
     # Masses favour the upper-outer quadrant (towards the axilla, top of
     # the MLO view) but can lie anywhere in the gland.
     upper = _u(lrng, 0, 1, n) < 0.6
@@ -537,7 +579,7 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     outline = 1 + spikes * np.square(np.square(np.square(np.cos(np.rint(_u(lrng, 5, 9, n)) * phi + _u(lrng, 0, 6.3, n)))))
     radius = np.maximum(_u(lrng, 0.14, 0.24, n), 1.5 * g.px)
     md = _norm(mu, mv) / (radius * outline)
-    mass = has_mass * 0.55 * np.clip((1 - md) / 0.3, 0, 1) ** 0.5
+    mass = has_mass * 0.7 * np.clip((1 - md) / 0.3, 0, 1) ** 0.5
 
     n_dots = 10
     spread = _u(lrng, 1.0, 2.5, n, n_dots)
@@ -548,7 +590,10 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     dot_radius = _u(lrng, 0.8, 1.3, n, n_dots) * g.px
     dot_amp = _u(lrng, 0.35, 0.6, n, n_dots) * on
     calc = np.zeros_like(tissue)
-    crow, ccol = _pick_pixels(lrng, _core(core, fallback))
+    # The cluster lies in the same quadrant, around the mass when there is one.
+    crow, ccol = _near(lrng, g, _core(core, fallback), g.coord(cols)[:, :, None],
+                       g.coord(rows)[:, :, None],
+                       np.float32(0.15))
     for j in range(n_dots):
         r = np.clip(crow[:, 0] + dr[:, j], 0, g.size - 1)
         col = np.clip(ccol[:, 0] + dc[:, j], 0, g.size - 1)
@@ -564,15 +609,14 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     image += _noise_sigma(0.012, difficulty) * nrng.standard_normal(image.shape, dtype=np.float32)
     organ = body > 0
     mask = ((mass > 0) | (calc > 0)) & organ & lesion[:, None, None]
-    flip = rng.random(n) < 0.5
-    for arr in (image, mask, organ):
-        arr[flip] = arr[flip, :, ::-1]
     return image, mask, organ
 
 
-def _bone(rng, lrng, nrng, g, lesion, difficulty):
+def _bone(rng, lrng, nrng, g, lesion, difficulty, site="long"):
     n = lesion.size
-    spine = rng.random(n) < 0.4
+    spine = rng.random(n) < 0.4  # drawn whatever ``site``, to keep the stream
+    if site != "mixed":
+        spine[:] = site == "spine"
     image = np.empty((n, g.size, g.size), np.float32)
     mask = np.empty(image.shape, bool)
     organ = np.empty(image.shape, bool)
@@ -609,12 +653,15 @@ def _bone_lesion(lrng, g, n, lesion, difficulty, region, radius, along=None, sit
 
 def _long_bone(rng, lrng, g, lesion, difficulty):
     n = lesion.size
-    alpha = _u(rng, -0.35, 0.35, n)
-    x0, r0 = _u(rng, -0.12, 0.12, n), _u(rng, 0.14, 0.21, n)
+    # Standard projection: shaft vertical and centred, metaphysis at the top.
+    s = _misregistration(difficulty)
+    alpha = _pose(rng, 0, 0.35, n, s)
+    x0, r0 = _pose(rng, 0, 0.12, n, s), _pose(rng, 0.175, 0.035, n, s)
     u = (g.x - x0) * np.cos(alpha) - g.y * np.sin(alpha)
     v = (g.x - x0) * np.sin(alpha) + g.y * np.cos(alpha)
     u = u - _u(rng, -0.06, 0.06, n) * v**2  # gentle bowing
-    end = np.where(_u(rng, 0, 1, n) < 0.5, np.float32(-1), np.float32(1))
+    _u(rng, 0, 1, n)  # was the end's side; kept so later draws do not shift
+    end = np.float32(-1)
     flare = np.exp(-(((v * end - 1.0) / 0.35) ** 2))
     r_out = r0 * (1 + _u(rng, 0.5, 1.0, n) * flare)
     r_in = r_out - _u(rng, 0.25, 0.4, n) * r0 * (1 - 0.6 * flare)
@@ -647,9 +694,11 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
 
 def _spine(rng, lrng, g, lesion, difficulty):
     n = lesion.size
-    x0, curve = _u(rng, -0.1, 0.1, n), _u(rng, -0.08, 0.08, n)
-    height, gap = _u(rng, 0.26, 0.32, n), _u(rng, 0.07, 0.1, n)
-    y_shift, half_w = _u(rng, -0.2, 0.2, n), _u(rng, 0.26, 0.34, n)
+    # Standard AP projection: vertebral bodies centred at fixed levels.
+    s = _misregistration(difficulty)
+    x0, curve = _pose(rng, 0, 0.1, n, s), _pose(rng, 0, 0.08, n, s)
+    height, gap = _pose(rng, 0.29, 0.03, n, s), _pose(rng, 0.085, 0.015, n, s)
+    y_shift, half_w = _pose(rng, 0, 0.2, n, s), _pose(rng, 0.3, 0.04, n, s)
     (trabeculae,) = _noise(rng, n, g, 0.02)
     # Five vertebral bodies along a gently curved axis. Bodies do not
     # overlap, so each image row is drawn only for its nearest body, with
