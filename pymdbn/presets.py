@@ -122,7 +122,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         pymdbn.lrp.Explanation
         """
         from pymdbn.lrp import Explanation
-        from pymdbn.lrp._engine import explain
+        from pymdbn.lrp._engine import _shares, explain
 
         check_is_fitted(self)
         d = self.dbn_.to_dict()
@@ -139,15 +139,12 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         R = e.relevance["x"]
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}
-        sums = {m: r.reshape(len(r), -1).sum(axis=1) for m, r in relevance.items()}
-        abs_sums = {m: np.abs(r).reshape(len(r), -1).sum(axis=1) for m, r in relevance.items()}
-        total, abs_total = sum(sums.values()), sum(abs_sums.values())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shares = {m: np.where(total != 0, v / total, np.nan) for m, v in sums.items()}
-            abs_shares = {m: np.where(abs_total != 0, v / abs_total, np.nan)
-                          for m, v in abs_sums.items()}
+        flat = {m: r.reshape(len(r), -1) for m, r in relevance.items()}
         return Explanation(relevance=relevance, logits=e.logits, target=e.target,
-                           shares=shares, abs_shares=abs_shares,
+                           shares=_shares({m: r.sum(axis=1, dtype=np.float64)
+                                           for m, r in flat.items()}),
+                           abs_shares=_shares({m: np.abs(r).sum(axis=1, dtype=np.float64)
+                                               for m, r in flat.items()}),
                            code_relevance=e.code_relevance, code_slices=e.code_slices,
                            conservation_residual=e.conservation_residual,
                            composite=e.composite, layers=e.layers)
