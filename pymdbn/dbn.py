@@ -85,6 +85,13 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         Momentum of the pretraining updates.
     weight_decay : float, default=0.0
         L2 penalty during pretraining.
+    sparsity_target : float, default=0.1
+        Target mean activation of every RBM's hidden units during pretraining.
+    sparsity_cost : float, default=0.0
+        Strength of the pull towards ``sparsity_target`` (0 disables it). A
+        positive cost keeps hidden units from settling always on or always off,
+        where their sigmoid is saturated and passes no gradient when fine-tuning
+        (see :class:`~pymdbn.MDBN`).
     clip : float or None, default=None
         Clip every sigmoid's pre-activation to [-clip, clip] (pretraining,
         transform and fine-tuning alike). None is the plain sigmoid.
@@ -164,7 +171,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
                  n_iter=10, batch_size=32, k=1, persistent=False, momentum=0.5,
-                 weight_decay=0.0, clip=None, layer_params=None, fine_tune=True,
+                 weight_decay=0.0, sparsity_target=0.1, sparsity_cost=0.0, clip=None,
+                 layer_params=None, fine_tune=True,
                  optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
@@ -178,6 +186,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.persistent = persistent
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
         self.clip = clip
         self.layer_params = layer_params
         self.fine_tune = fine_tune
@@ -230,7 +240,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                      learning_rate=_DEFAULT_LR[visible] if rates[i] is None else rates[i],
                      n_iter=epochs[i], batch_size=self.batch_size, k=self.k,
                      persistent=self.persistent, momentum=self.momentum,
-                     weight_decay=self.weight_decay, clip=self.clip, dtype=self.dtype,
+                     weight_decay=self.weight_decay, sparsity_target=self.sparsity_target,
+                     sparsity_cost=self.sparsity_cost, clip=self.clip, dtype=self.dtype,
                      random_state=int(seeds[i]))
             p.update(overrides[i])
             params.append(p)

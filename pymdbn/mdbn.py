@@ -55,6 +55,12 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     pretrain_epochs : int, default=10
     pretrain_batch_size : int, default=32
     pretrain_momentum : float, default=0.5
+    pretrain_sparsity_target : float, default=0.1
+        Target mean activation of the hidden units of every RBM.
+    pretrain_sparsity_cost : float, default=0.1
+        Strength of the pull of each RBM's mean hidden activation towards
+        ``pretrain_sparsity_target`` (Lee et al. 2008; Hinton 2010, sec. 11); 0
+        disables it. See Notes, *Saturated units*.
     k : int, default=1
         Gibbs steps of contrastive divergence (CD-1 as in the method).
     persistent : bool, default=False
@@ -150,6 +156,19 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     ``mean``/``scale`` are 0-d (one pair per modality) or of the image shape
     (``per_feature``).
 
+    **Saturated units.** The pathway codes are dense probabilities (about 0.6
+    on average over hundreds of units) and many units barely vary across
+    patients. Plain CD-1 on them drives the hidden units of the upper RBMs,
+    above all the joint RBM, to be always on: without a sparsity pull, the joint
+    RBM of the proposed model (clip=4) on the phantoms ends with pre-activations
+    around +21 for every unit and patient, so the fused code is constant, the
+    clipped sigmoid's derivative is 0 everywhere and fine-tuning can only fit the
+    output bias (one predicted class). CD has no restoring force there (the data
+    and model statistics of a saturated unit are equal), so the sparsity target
+    ``pretrain_sparsity_target`` is pulled towards with ``pretrain_sparsity_cost``
+    in every RBM; it keeps the units in the sigmoid's working range (under 10% of
+    the joint pre-activations beyond 4).
+
     **Missing modalities** (``missing='infer'``, ``fusion='joint'``). The codes of
     the modalities present are clamped, the missing code starts at 0.5, and
     ``n_gibbs`` mean-field steps alternate h = sigmoid(clip(v W + b)) and, for the
@@ -189,7 +208,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(self, modalities=None, *, fusion="joint", joint_units=(256,), clip=None,
                  pretrain_learning_rate=None, pretrain_epochs=10, pretrain_batch_size=32,
-                 pretrain_momentum=0.5, k=1, persistent=False, pathway_params=None,
+                 pretrain_momentum=0.5, pretrain_sparsity_target=0.1,
+                 pretrain_sparsity_cost=0.1, k=1, persistent=False, pathway_params=None,
                  per_feature=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
                  momentum=0.9, weight_decay=1e-4, batch_size=32, max_epochs=30,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
@@ -203,6 +223,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_batch_size = pretrain_batch_size
         self.pretrain_momentum = pretrain_momentum
+        self.pretrain_sparsity_target = pretrain_sparsity_target
+        self.pretrain_sparsity_cost = pretrain_sparsity_cost
         self.k = k
         self.persistent = persistent
         self.pathway_params = pathway_params
@@ -282,8 +304,10 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         dbn = DBN(hidden_layers=sizes, visible=visible,
                   learning_rate=self.pretrain_learning_rate, n_iter=self.pretrain_epochs,
                   batch_size=self.pretrain_batch_size, k=self.k, persistent=self.persistent,
-                  momentum=self.pretrain_momentum, clip=self.clip, verbose=self.verbose,
-                  dtype=self.dtype)
+                  momentum=self.pretrain_momentum,
+                  sparsity_target=self.pretrain_sparsity_target,
+                  sparsity_cost=self.pretrain_sparsity_cost, clip=self.clip,
+                  verbose=self.verbose, dtype=self.dtype)
         return dbn.set_params(**(self.pathway_params or {}).get(name, {}))
 
     # -- data ---------------------------------------------------------------------------

@@ -63,3 +63,9 @@ def test_clone_and_params(data):
     assert c.get_params() == dbn.get_params() and c is not dbn
     with pytest.raises(ValueError, match="hidden_layers"):
         DBN(hidden_layers=()).fit(data[0])
+
+
+def test_sparsity_reaches_every_rbm():
+    params = DBN(hidden_layers=(3, 2), sparsity_target=0.05, sparsity_cost=0.2)._rbm_params([1, 2])
+    assert [(p["sparsity_target"], p["sparsity_cost"]) for p in params] == [(0.05, 0.2)] * 2
+    assert DBN()._rbm_params([1, 2])[1]["sparsity_cost"] == 0.0

@@ -164,3 +164,44 @@ def test_presets_share_pathways_and_fit_phantoms():
     model = presets.proposed({m: (16,) for m in X}, joint_units=(8,), pretrain_epochs=1,
                              max_epochs=2, random_state=0).fit(X, y)
     assert model.predict_proba(X).shape == (40, 2)
+
+
+@pytest.mark.parametrize("sparsity_cost,saturated", [(0.0, True), (0.1, False)])
+def test_sparsity_keeps_clipped_joint_layer_out_of_saturation(sparsity_cost, saturated):
+    # Without the sparsity pull, CD-1 on the dense pathway codes drives every joint
+    # unit always on: all pre-activations beyond the clip, derivative 0, constant code.
+    X, y, _, _ = make_phantoms(300, size=16, difficulty=0.5, random_state=0)
+    model = MDBN({m: (128, 64) for m in X}, joint_units=(64,), clip=4.0, pretrain_epochs=5,
+                 pretrain_sparsity_cost=sparsity_cost, max_epochs=0, random_state=0).fit(X, y)
+    z = model._network().forward(model._scaled(X))["joint"][0][1]
+    clipped = np.mean(np.abs(z) >= 4.0)
+    assert (clipped > 0.9) if saturated else (clipped < 0.2)
+
+
+def test_backward_matches_finite_differences_with_clip_and_joint():
+    from pymdbn import _nn
+    from pymdbn._loader import _core
+
+    rng = np.random.default_rng(0)
+
+    def layer(n_in, n_out):
+        return {"W": rng.normal(0, 1, (n_in, n_out)), "b": rng.normal(0, 1, n_out)}
+
+    net = _nn.Network({"a": [layer(5, 4), layer(4, 3)], "b": [layer(6, 2)]}, ["a", "b"],
+                      [layer(5, 4), layer(4, 3)], layer(3, 3), 2.0)
+    X = {"a": rng.normal(size=(7, 5)), "b": rng.normal(size=(7, 6))}
+    y = np.array([0, 1, 2, 0, 1, 2, 0])
+    cache = net.forward(X)
+    assert 0 < np.mean(np.abs(cache["joint"][0][1]) >= 2.0) < 1  # some units clipped
+    _, grad, _ = _core.softmax_cross_entropy(cache["logits"], y, None)
+    for p, g in zip(net.parameters(), net.backward(cache, grad)):
+        num = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + 1e-6
+            up = _core.softmax_cross_entropy(net.forward(X)["logits"], y, None)[0]
+            p[i] = old - 1e-6
+            down = _core.softmax_cross_entropy(net.forward(X)["logits"], y, None)[0]
+            p[i] = old
+            num[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(g, num, atol=1e-7)
