@@ -119,19 +119,23 @@ class Network:
         cache["code"], cache["logits"] = self.head(cache["fused"], cache["joint"])
         return cache
 
-    def _chunks(self, X, which):
+    def code_and_logits(self, X):
+        """The code entering the output layer and the logits, computed in chunks of rows
+        (inference only, nothing kept)."""
         n = len(X[self.order[0]])
-        out = [self.head(self.fuse(self.codes({k: X[k][s:s + _PREDICT_ROWS] for k in X})))
-               [which] for s in range(0, n, _PREDICT_ROWS)]
-        return np.concatenate(out) if len(out) > 1 else out[0]
+        parts = [self.head(self.fuse(self.codes({k: X[k][s:s + _PREDICT_ROWS] for k in X})))
+                 for s in range(0, n, _PREDICT_ROWS)]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
 
     def logits(self, X):
         """Logits, computed in chunks of rows (inference only, nothing kept)."""
-        return self._chunks(X, 1)
+        return self.code_and_logits(X)[1]
 
     def encode(self, X):
         """The code entering the output layer (after the joint layers), in chunks."""
-        return self._chunks(X, 0)
+        return self.code_and_logits(X)[0]
 
     def backward(self, cache, grad_logits, output_only=False):
         """Gradients of the loss w.r.t. :meth:`parameters`, from d loss / d logits."""

@@ -462,7 +462,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         Z = self._scaled(X, allow_missing=self.missing == "infer")
         net = self._network()
         if len(Z) == len(self.modalities_):
-            return net.encode(Z), net.logits(Z)
+            return net.code_and_logits(Z)
         tops = {m: propagate(z, self.pathways_[m], self.clip) for m, z in Z.items()}
         return net.head(self._infer_missing(tops, len(next(iter(Z.values())))))
 
