@@ -158,6 +158,12 @@ def unnest(prefix, arrays):
 
 
 # -- files --------------------------------------------------------------------------
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _digest(arr):
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
@@ -207,6 +213,7 @@ def save(estimator, path, train_state=None):
             np.savez(f, **stored)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

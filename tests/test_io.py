@@ -146,3 +146,18 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
     full.save(plain)
     with pytest.raises(ValueError, match="not an MDBN checkpoint"):
         MDBN(MODS, **kw).fit(X, y, resume_from=plain)
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    import os
+
+    import numpy as np
+
+    from pymdbn import RBM
+    from pymdbn.io import save
+
+    X = (np.random.default_rng(0).random((20, 6)) > 0.5).astype(np.float64)
+    path = save(RBM(n_components=3, n_iter=1, random_state=0).fit(X), tmp_path / "rbm.npz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
