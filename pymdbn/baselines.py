@@ -79,7 +79,7 @@ class SmallCNN(ClassifierMixin, BaseEstimator):
                 loss = loss_fn(self.net_(x[idx]), t[idx])
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             if self.verbose:
                 print(f"[SmallCNN] epoch {epoch + 1}/{self.epochs} loss {total / len(x):.4f}")
         return self
