@@ -71,3 +71,14 @@ def test_help_lists_every_command(tmp_path):
     assert proc.returncode == 0
     for cmd in ("demo", "train", "evaluate", "explain", "experiment", "bench", "digits"):
         assert cmd in proc.stdout
+
+
+def test_experiment_table1_writes_the_table_and_figures(tmp_path):
+    out = tmp_path / "t1"
+    assert main(["experiment", "table1", "--out", str(out), "--seeds", "1", "--n-patients",
+                 "40", "--size", "16", "--quiet"]) == 0
+    for name in ("table1.md", "table1.csv", "figure4.png", "localisation.json"):
+        assert (out / name).exists(), name
+    table = (out / "table1.md").read_text()
+    for system in ("DBN", "MDBN", "e-MDBN", "proposed"):
+        assert f"| {system} |" in table
