@@ -217,10 +217,15 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=
     header = "| system | " + " | ".join(TABLE_METRICS) + " |"
     rows = [header, "|" + "---|" * (len(TABLE_METRICS) + 1)]
     csv = ["system," + ",".join(f"{m}_mean,{m}_sd" for m in TABLE_METRICS)]
+    def sd(value, digits):  # one seed has no standard deviation
+        return "" if value is None else f"{value:.{digits}f}"
+
     for s, summ in table.items():
-        cells = [f"{summ[m]['mean']:.3f} ± {summ[m]['sd']:.3f}" for m in TABLE_METRICS]
+        cells = [f"{summ[m]['mean']:.3f}" + (f" ± {sd(summ[m]['sd'], 3)}"
+                                             if summ[m]["sd"] is not None else "")
+                 for m in TABLE_METRICS]
         rows.append(f"| {s} | " + " | ".join(cells) + " |")
-        csv.append(s + "," + ",".join(f"{summ[m]['mean']:.4f},{summ[m]['sd']:.4f}"
+        csv.append(s + "," + ",".join(f"{summ[m]['mean']:.4f},{sd(summ[m]['sd'], 4)}"
                                       for m in TABLE_METRICS))
     text = (f"# Table 1 on phantoms ({n_patients} patients, {size}x{size}, difficulty "
             f"{difficulty}, seeds {list(seeds)}; mean ± sd)\n\n" + "\n".join(rows) + "\n")
