@@ -540,20 +540,28 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         """
         from pymdbn.lrp import explain
 
-        return explain(self, X, target=target, composite=composite,
+        return explain(self.to_dict(copy=False), X, target=target, composite=composite,
                        return_layers=return_layers, batch_size=batch_size)
 
     # -- dict and file persistence ------------------------------------------------------------
-    def to_dict(self):
+    def to_dict(self, copy=True):
         """The fitted model as plain arrays and JSON metadata (layout in the class notes).
+
+        Parameters
+        ----------
+        copy : bool, default=True
+            Copy the arrays; False shares them with the model (read-only use, e.g.
+            explaining, where copying every weight matrix per call would cost time).
 
         Returns
         -------
         dict
         """
         check_is_fitted(self, "output_")
-        def copy(layers):
-            return [{"W": layer["W"].copy(), "b": layer["b"].copy()} for layer in layers]
+        take = np.copy if copy else np.asarray
+
+        def copy_layers(layers):
+            return [{"W": take(layer["W"]), "b": take(layer["b"])} for layer in layers]
         meta = {"classes": self.classes_.tolist(),
                 "image_shapes": {m: list(s) for m, s in self.scaler_.shapes_.items()},
                 "fusion": self.fusion, "version": __version__,
@@ -566,12 +574,12 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                 "pretrain_history": io.to_json(self.pretrain_history_),
                 "seed": self.seed_}
         return {"modalities": list(self.modalities_),
-                "pathways": {m: copy(self.pathways_[m]) for m in self.modalities_},
-                "joint": copy(self.joint_),
-                "output": copy([self.output_])[0],
+                "pathways": {m: copy_layers(self.pathways_[m]) for m in self.modalities_},
+                "joint": copy_layers(self.joint_),
+                "output": copy_layers([self.output_])[0],
                 "clip": None if self.clip is None else float(self.clip),
-                "scalers": {m: {"mean": self.scaler_.mean_[m].copy(),
-                                "scale": self.scaler_.scale_[m].copy()}
+                "scalers": {m: {"mean": take(self.scaler_.mean_[m]),
+                                "scale": take(self.scaler_.scale_[m])}
                             for m in self.modalities_},
                 "meta": meta}
 

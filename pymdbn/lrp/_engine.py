@@ -308,6 +308,24 @@ def _concat(chunks: list[Any]) -> Any:
     return first if len(chunks) == 1 else np.concatenate(chunks, axis=0)
 
 
+def _row_sums(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row sums of ``r`` and of ``|r|`` as float64.
+
+    Pairwise sums in r's dtype (as accurate as the relevance itself, 3x faster than
+    accumulating in float64), over blocks of rows with one cache-sized scratch buffer
+    instead of a full-size temporary for ``|r|``.
+    """
+    n, d = r.shape
+    step = max(1, (1 << 18) // max(1, d))
+    scratch = np.empty((min(step, n), d), dtype=r.dtype)
+    sums, abs_sums = np.empty(n), np.empty(n)
+    for i in range(0, n, step):
+        block = r[i:i + step]
+        sums[i:i + step] = block.sum(axis=1)
+        abs_sums[i:i + step] = np.abs(block, out=scratch[:len(block)]).sum(axis=1)
+    return sums, abs_sums
+
+
 def _shares(totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each entry over the sum of all entries; NaN where that sum is 0."""
     total = np.sum(list(totals.values()), axis=0)
@@ -345,13 +363,9 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
     out = _concat(chunks)
 
     relevance = out["relevance"]
-    # Pairwise sums in the relevance dtype (3x faster than accumulating in float64 and
-    # as accurate as the relevance itself), then float64 for the shares.
-    sums = {m: relevance[m].sum(axis=1).astype(np.float64) for m in net.modalities}
-    abs_sums = {}
+    sums, abs_sums = {}, {}
     for m in net.modalities:
-        scratch = np.abs(relevance[m], out=np.empty_like(relevance[m]))
-        abs_sums[m] = scratch.sum(axis=1).astype(np.float64)
+        sums[m], abs_sums[m] = _row_sums(relevance[m])
     explained = np.take_along_axis(out["logits"], out["target"][:, None], axis=1)[:, 0]
     return Explanation(
         relevance={m: relevance[m].reshape(shapes[m]) for m in net.modalities},
