@@ -156,6 +156,9 @@ def test_presets_share_pathways_and_fit_phantoms():
     assert presets.mdbn().modalities == presets.proposed().modalities
     assert presets.proposed().clip == 4.0 and presets.e_mdbn().clip is None
     assert presets.mdbn().get_params()["fine_tune"] is False
+    # Same per-pixel z-scoring for every preset (the Gaussian RBMs assume it).
+    assert all(f().per_feature is True for f in (presets.early_fusion_dbn, presets.mdbn,
+                                                  presets.e_mdbn, presets.proposed))
     X, y, _, _ = make_phantoms(40, size=16, random_state=0)
     ef = presets.early_fusion_dbn((16,), n_iter=1, fine_tune_epochs=2, random_state=0)
     ef.fit(X, y)
