@@ -22,7 +22,8 @@ def test_demo_writes_every_output(tmp_path):
     assert report["n_samples"] == 10
     assert 0 <= report["accuracy"] <= 1
     quality = json.loads((out / "explanation_quality.json").read_text())
-    assert "modality_attribution_accuracy" in quality
+    assert "modality_attribution_accuracy" in quality["epsilon"]
+    assert "modality_attribution_accuracy" in quality["epsilon_plus"]
 
 
 def _image_folder(root, rng):
