@@ -1,3 +1,4 @@
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -59,18 +60,22 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   const T eps = prm.epsilon;
   std::vector<T> zero_bias(n_out, T(0));
   const T* bias = prm.use_bias ? b.data : zero_bias.data();
-  std::vector<T> buf_s(n * n_out), buf_back;
+  std::unique_ptr<T[]> buf_s(new T[std::size_t(n * n_out)]);  // fully written before use
+  std::vector<T> buf_back;
   if (prm.rule != LrpRule::Epsilon) buf_back.resize(n * n_in);
-  Mat<T> s(buf_s.data(), n, n_out), back(buf_back.data(), n, n_in);
+  Mat<T> s(buf_s.get(), n, n_out), back(buf_back.data(), n, n_in);
   auto backward = [&](CMat<T> sv, CMat<T> wv, Mat<T> dst) { gemm<T>(false, true, T(1), sv, wv, T(0), dst); };
 
   switch (prm.rule) {
     case LrpRule::Epsilon: {
       if (!z_in.empty()) {  // reuse the forward pre-activation (it includes the bias)
-        cpu::for_rows(n, n_out, [&](index_t i) { std::copy_n(z_in.row(i), n_out, s.row(i)); });
-        std::vector<T> minus_b(n_out);
-        for (index_t j = 0; j < n_out; ++j) minus_b[j] = prm.use_bias ? T(0) : -b[j];
-        divide<T>(relevance, s, minus_b.data(), eps);
+        cpu::for_rows(n, n_out, [&](index_t i) {
+          const T* zi = z_in.row(i);
+          const T* r = relevance.row(i);
+          T* si = s.row(i);
+          for (index_t j = 0; j < n_out; ++j)
+            si[j] = r[j] / stabilize(zi[j] - (prm.use_bias ? T(0) : b[j]), eps);
+        });
       } else {
         gemm<T>(false, false, T(1), x, w, T(0), s);
         divide<T>(relevance, s, bias, eps);
