@@ -101,21 +101,32 @@ def _cmd_experiment(args):
                size=args.size, difficulty=args.difficulty, verbose=not args.quiet)
 
 
+#: The benchmark suite in the source tree's bench/ folder, with the arguments of a
+#: quick smoke run.
+_BENCHES = {
+    "bench_rbm.py": ["--quick"],
+    "bench_mdbn.py": ["--n", "400", "--epochs", "1"],
+    "bench_lrp.py": ["--n", "200", "--repeat", "2", "--no-model"],
+    "bench_phantoms.py": ["--n", "1000"],
+}
+
+
 def _cmd_bench(args):
-    import runpy
+    import subprocess
 
     here = os.path.dirname(os.path.abspath(__file__))
     bench = os.path.join(os.path.dirname(here), "bench")
     if not os.path.isdir(bench):
         raise ValueError("the benchmark suite lives in the source tree's bench/ folder; run "
                          "this command from a source checkout")
-    scripts = ["bench_rbm.py", "bench_mdbn.py", "bench_lrp.py", "bench_phantoms.py"]
-    for script in scripts:
-        path = os.path.join(bench, script)
-        if os.path.exists(path):
-            print(f"== {script}", flush=True)
-            sys.argv = [path] + (["--quick"] if args.quick else [])
-            runpy.run_path(path, run_name="__main__")
+    failed = []
+    for script, quick in _BENCHES.items():
+        print(f"== {script}", flush=True)
+        cmd = [sys.executable, os.path.join(bench, script)] + (quick if args.quick else [])
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(script)
+    if failed:
+        raise ValueError(f"benchmarks failed: {', '.join(failed)}")
 
 
 def _cmd_digits(args):
