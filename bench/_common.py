@@ -1,6 +1,7 @@
 """Shared helpers for the pymdbn benchmarks: data, timing, machine description."""
 
 import datetime
+import json
 import os
 import platform
 import time
@@ -71,3 +72,11 @@ def machine_info():
         "sklearn": sklearn.__version__,
         "openblas_env": {k: os.environ.get(k) for k in OPENBLAS_ENV},
     }
+
+
+def emit_json(record, path=None):
+    """Print the record as one line starting with ``JSON `` and write it to ``path``."""
+    print("JSON " + json.dumps(record))
+    if path:
+        with open(path, "w") as f:
+            json.dump(record, f, indent=2)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (OPENBLAS_ENV, best_of, binary_data, gaussian_data,  # noqa: E402
+from _common import (OPENBLAS_ENV, best_of, binary_data, emit_json, gaussian_data,  # noqa: E402
                      machine_info)
 
 DEFAULT_SHAPES = ["784,512,128", "4096,1024,256"]
@@ -432,10 +432,7 @@ def main():
         "goals": goals,
         "wall_s": time.time() - t_start,
     }
-    print("JSON " + json.dumps(record))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+    emit_json(record, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ raw-pixel LogisticRegression with C=100). Then both RBM pipelines over 5 seeds.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import minmax_scale
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_info  # noqa: E402
+from _common import emit_json, machine_info  # noqa: E402
 
 
 def nudge_dataset(X, Y):
@@ -158,10 +157,7 @@ def main():
               "train_shape": list(X_train.shape), "test_shape": list(X_test.shape),
               "example_seed0": single, "seeds": args.seeds, "per_seed": runs,
               "summary": summary, "rbm_fit_speedup_sklearn_over_pymdbn": sp}
-    print("JSON " + json.dumps(record))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+    emit_json(record, args.json)
 
 
 if __name__ == "__main__":

@@ -253,13 +253,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : RBM
         """
         self._validate_params()
-        first = not hasattr(self, "components_")
-        X = validate_data(self, X, reset=first, dtype=self._dtypes(), order="C",
-                          ensure_min_samples=1)
-        if first:
+        if hasattr(self, "components_"):
+            X = self._validate_X(X, reset=False)
+        else:
+            X = validate_data(self, X, dtype=self._dtypes(), order="C", ensure_min_samples=1)
             self._initialize(X.shape[1], X.dtype, self.random_state)
-        elif X.dtype != self.components_.dtype:
-            X = X.astype(self.components_.dtype)
         t0 = time.perf_counter()
         self._record(X, self._run_epoch(X, np.arange(len(X), dtype=np.int64)), t0)
         return self
