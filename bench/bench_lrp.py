@@ -3,8 +3,9 @@
 The network has the layout of ``MDBN.to_dict()``: three 64x64 modalities, pathways
 (512, 256), a joint layer of 256 and 2 classes, random weights. Timed on one batch:
 
-* forward: z-scoring and the layers through the compiled kernels (``affine_sigmoid``,
-  ``affine``), as a model's ``decision_function`` computes it;
+* forward: z-scoring (``pymdbn.preprocessing.standardize``) and the layers through the
+  compiled kernels (``affine_sigmoid``, ``affine``), as a model's ``decision_function``
+  computes it;
 * explain: ``pymdbn.lrp.explain`` with the 'epsilon' composite (forward with the
   pre-activations kept, then one ``lrp_dense`` per layer), from the same raw inputs;
 * numpy: the same propagation with the NumPy twins (``_reference.dense_forward`` and
@@ -30,6 +31,7 @@ from pymdbn import _reference as ref  # noqa: E402
 from pymdbn._config import get_num_threads  # noqa: E402
 from pymdbn._loader import _core  # noqa: E402
 from pymdbn.lrp import explain  # noqa: E402
+from pymdbn.preprocessing import standardize  # noqa: E402
 
 MODALITIES = ("brain", "breast", "bone")
 
@@ -58,7 +60,7 @@ def make_model(side, widths, joint, n_classes, dtype, seed=0):
 
 
 def _scaled(model, X, dtype):
-    """Z-scored, flattened inputs, computed in ``dtype`` as the engine does."""
+    """Z-scored, flattened inputs in ``dtype``, with NumPy (for the NumPy propagation)."""
     out = {}
     for m in model["modalities"]:
         s = model["scalers"][m]
@@ -69,8 +71,10 @@ def _scaled(model, X, dtype):
 
 
 def forward(model, X, dtype):
-    """Logits through the compiled kernels, nothing kept."""
-    x = _scaled(model, X, dtype)
+    """Logits through the compiled kernels, nothing kept; z-scoring (NaN check included)
+    with the compiled pass that ``decision_function`` and ``explain`` use."""
+    x = {m: standardize(m, X[m], model["scalers"][m]["mean"], model["scalers"][m]["scale"],
+                        dtype) for m in model["modalities"]}
     tops = []
     for m in model["modalities"]:
         a = x[m]

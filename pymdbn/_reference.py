@@ -25,6 +25,14 @@ __all__ = [
     "free_energy",
     "ais_log_weights",
     "log_partition_exact",
+    "dense_forward",
+    "dense_backward",
+    "softmax_cross_entropy",
+    "sgd_momentum_update",
+    "adam_update",
+    "lrp_dense",
+    "relevance_totals",
+    "standardize",
 ]
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -394,3 +402,18 @@ def lrp_dense(x, w, b, relevance, rule="epsilon", *, epsilon=1e-6, gamma=0.25, a
         w2 = w * w
         return relevance @ (w2 / stabilize(w2.sum(axis=0), epsilon)).T
     raise ValueError(f"unknown LRP rule {rule!r}")
+
+
+def relevance_totals(r):
+    """Each row's relevance sum and absolute sum in float64, shape (N, 2): what
+    ``lrp_dense(..., totals=True)`` returns beside the relevance."""
+    r = np.asarray(r, dtype=np.float64)
+    return np.stack([r.sum(axis=1), np.abs(r).sum(axis=1)], axis=1)
+
+
+def standardize(x, mean, scale, dtype):
+    """``(x - mean) / scale`` flattened to (N, D), every operation in ``dtype``, and
+    whether every result is finite: the twin of ``_core.standardize``."""
+    x = np.asarray(x).reshape(len(x), -1).astype(dtype)
+    out = (x - np.asarray(mean, dtype)) / np.asarray(scale, dtype)
+    return out, bool(np.isfinite(out).all())

@@ -313,15 +313,15 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     # -- data ---------------------------------------------------------------------------
     def _scaled(self, X, allow_missing=False):
         """Validated, z-scored, flattened modalities in fusion order, in ``dtype``."""
-        X = check_modalities(X, self.modalities_, self.scaler_.shapes_, allow_missing=True)
+        X = check_modalities(X, self.modalities_, self.scaler_.shapes_, allow_missing=True,
+                             check_finite=False)  # standardize checks in its pass
         absent = [m for m in self.modalities_ if m not in X]
         if absent and not allow_missing:
             hint = (" (or set missing='infer' to infer it)" if self.fusion == "joint"
                     else "")
             raise ValueError(f"missing modality {absent[0]!r}; X must hold all of "
                              f"{self.modalities_}{hint}")
-        Z = self.scaler_.transform(X, allow_missing=True)
-        return {m: np.ascontiguousarray(z, dtype=self.dtype) for m, z in Z.items()}
+        return self.scaler_._transform(X, dtype=np.dtype(self.dtype))
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X, y, resume_from=None):

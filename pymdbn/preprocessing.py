@@ -8,12 +8,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from pymdbn.io import SaveMixin
 
-__all__ = ["ModalityScaler", "check_modalities"]
+__all__ = ["ModalityScaler", "check_modalities", "standardize"]
 
 SINGLE = "input"  # the modality name given to a bare array
 
 
-def _as_modality(name, value):
+def _as_modality(name, value, check_finite=True):
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -26,12 +26,55 @@ def _as_modality(name, value):
                          f"with at least 2 dimensions, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"modality {name!r}: no samples")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"modality {name!r} contains NaN or infinity")
     return arr
 
 
-def check_modalities(X, names=None, shapes=None, allow_missing=False):
+_KERNEL_DTYPES = (np.float32, np.float64, np.uint8, np.uint16, np.int16)
+
+
+def standardize(name, x, mean, scale, dtype):
+    """``(x - mean) / scale`` flattened to (n_samples, n_features) in ``dtype``, checked.
+
+    One multithreaded pass in the compiled kernel (``_core.standardize``), bit-identical
+    to ``(x.astype(dtype) - mean.astype(dtype)) / scale.astype(dtype)`` in NumPy, which
+    also tests every value for NaN and infinity, so callers need no separate check.
+
+    Parameters
+    ----------
+    name : str
+        The modality, for error messages.
+    x : ndarray of shape (n_samples, ...)
+    mean, scale : scalar or ndarray of n_features values
+    dtype : float32 or float64
+
+    Raises
+    ------
+    ValueError
+        When ``x`` holds NaN or infinity, or the standardised values overflow ``dtype``.
+    """
+    from pymdbn._loader import _core
+
+    dtype = np.dtype(dtype)
+    x2 = x.reshape(len(x), -1)
+    if x2.dtype not in _KERNEL_DTYPES or x2.dtype.byteorder == ">" or not x2.flags.c_contiguous:
+        x2 = np.ascontiguousarray(x2, dtype=dtype)
+    mean = np.asarray(mean, dtype=dtype).reshape(-1)
+    scale = np.asarray(scale, dtype=dtype).reshape(-1)
+    if mean.size != scale.size:  # one scalar, one per feature
+        mean, scale = (np.broadcast_to(a, (x2.shape[1],)) for a in (mean, scale))
+    mean, scale = np.ascontiguousarray(mean), np.ascontiguousarray(scale)
+    out, finite = _core.standardize(x2, mean, scale)
+    if not finite:
+        if x2.dtype.kind == "f" and not np.isfinite(x2).all():
+            raise ValueError(f"modality {name!r} contains NaN or infinity")
+        raise ValueError(f"modality {name!r}: standardised values overflow {dtype.name} "
+                         f"(values far outside the fitted range, or a tiny scale)")
+    return out
+
+
+def check_modalities(X, names=None, shapes=None, allow_missing=False, check_finite=True):
     """Validate multimodal input and return it as a dict of arrays.
 
     Parameters
@@ -45,6 +88,9 @@ def check_modalities(X, names=None, shapes=None, allow_missing=False):
         Expected per-sample shape of each modality.
     allow_missing : bool, default=False
         Accept a subset of ``names`` (at least one).
+    check_finite : bool, default=True
+        Test float arrays for NaN and infinity (callers that go on to
+        :func:`standardize` leave that test to it).
 
     Returns
     -------
@@ -79,7 +125,7 @@ def check_modalities(X, names=None, shapes=None, allow_missing=False):
         X = {m: X[m] for m in names if m in X}
     out, n = {}, None
     for name, value in X.items():
-        arr = _as_modality(name, value)
+        arr = _as_modality(name, value, check_finite)
         if shapes is not None and tuple(arr.shape[1:]) != tuple(shapes[name]):
             raise ValueError(f"modality {name!r}: expected samples of shape "
                              f"{tuple(shapes[name])}, got {tuple(arr.shape[1:])}")
@@ -167,9 +213,10 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         self.n_samples_seen_ = len(next(iter(X.values())))
         return self
 
-    def _check(self, X, allow_missing=False):
+    def _check(self, X, allow_missing=False, check_finite=True):
         check_is_fitted(self)
-        return check_modalities(X, self.modalities_, self.shapes_, allow_missing)
+        return check_modalities(X, self.modalities_, self.shapes_, allow_missing,
+                                check_finite=check_finite)
 
     def transform(self, X, allow_missing=False):
         """Standardise and flatten each modality.
@@ -186,13 +233,17 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
             for single-array input.
         """
         bare = not isinstance(X, Mapping)
-        X = self._check(X, allow_missing)
+        out = self._transform(self._check(X, allow_missing, check_finite=False))
+        return next(iter(out.values())) if bare else out
+
+    def _transform(self, X, dtype=None):
+        """Standardise validated modalities (NaN/infinity is checked here), flattened;
+        in ``dtype``, or float32 for float32 input and float64 otherwise."""
         out = {}
         for name, arr in X.items():
-            dtype = np.float32 if arr.dtype == np.float32 else np.float64
-            z = (arr - self.mean_[name].astype(dtype)) / self.scale_[name].astype(dtype)
-            out[name] = np.ascontiguousarray(z.reshape(len(arr), -1), dtype=dtype)
-        return next(iter(out.values())) if bare else out
+            dt = dtype or (np.float32 if arr.dtype == np.float32 else np.float64)
+            out[name] = standardize(name, arr, self.mean_[name], self.scale_[name], dt)
+        return out
 
     def inverse_transform(self, Z):
         """Undo :meth:`transform`, restoring each modality's sample shape.

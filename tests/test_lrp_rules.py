@@ -284,3 +284,76 @@ def test_composite_validation():
         get_composite("epsilon", gamma=0.5)
     with pytest.raises(ValueError, match="presets only"):
         get_composite(Composite(), epsilon=0.1)
+
+
+# ------------------------------------------------------- totals, in-place epsilon
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (6, 13, 4), (33, 600, 17)])
+@pytest.mark.parametrize("rule", list(KERNEL_RULES))
+def test_kernel_totals_are_row_sums_of_the_result(rng, rule, shape, dtype):
+    x, w, b, r = layer(rng, *shape, dtype)
+    kw = dict(KERNEL_RULES[rule])
+    if rule == "zbox":
+        kw.update(low=np.full(shape[1], -3.0, dtype), high=np.full(shape[1], 3.0, dtype))
+    args = (x, w, b, r, rule, 1e-6, kw.get("gamma", 0.25), kw.get("alpha", 1.0),
+            kw.get("beta", 0.0), kw.get("low"), kw.get("high"), True, None)
+    plain = _core.lrp_dense(*args)
+    out, totals = _core.lrp_dense(*args, totals=True)
+    np.testing.assert_array_equal(out, plain)
+    assert totals.dtype == np.float64 and totals.shape == (shape[0], 2)
+    want = ref.relevance_totals(out)  # float64 sums of up to 600 terms: ~1e-13 relative
+    np.testing.assert_allclose(totals[:, 0], want[:, 0], rtol=0, atol=1e-12 * want[:, 1].max())
+    np.testing.assert_allclose(totals[:, 1], want[:, 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (40, 1300, 24)])  # 1300: 3 blocks
+def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(rng, shape, dtype):
+    x, w, b, r = layer(rng, *shape, dtype)
+    z = x @ w + b
+    want, want_totals = _core.lrp_dense(x, w, b, r, "epsilon", z=z, totals=True)
+    buf = x.copy()
+    got, got_totals = _core.lrp_dense(buf, w, b, r, "epsilon", z=z, totals=True,
+                                      overwrite_x=True)
+    assert got is buf
+    np.testing.assert_array_equal(got, want)  # the same GEMM per element
+    np.testing.assert_allclose(got_totals, want_totals, rtol=1e-12, atol=1e-300)
+    # Without z (the kernel computes it) as well.
+    buf = x.copy()
+    np.testing.assert_allclose(_core.lrp_dense(buf, w, b, r, "epsilon", overwrite_x=True),
+                               _core.lrp_dense(x, w, b, r, "epsilon"), **dict(
+                                   zip(("rtol", "atol"), TOL[dtype])))
+
+
+def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rng):
+    x, w, b, r = layer(rng, 4, 9, 5, np.float64)
+    buf = x.copy()
+    out = _core.lrp_dense(buf, w, b, r, "zplus", overwrite_x=True)
+    assert out is not buf
+    np.testing.assert_array_equal(buf, x)
+    np.testing.assert_array_equal(out, _core.lrp_dense(x, w, b, r, "zplus"))
+    # The rule object's flag is a permission: a read-only x is never written.
+    ro = x.copy()
+    ro.flags.writeable = False
+    res = Epsilon().backward(ro, w, b, r, overwrite_x=True)
+    np.testing.assert_array_equal(ro, x)
+    np.testing.assert_array_equal(res, Epsilon().backward(x, w, b, r))
+
+
+def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng):
+    import pymdbn
+
+    x, w, b, r = layer(rng, 203, 1100, 40, np.float32)
+    z = x @ w + b
+    before = pymdbn.get_num_threads()["openmp"]
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            pymdbn.set_num_threads(threads)
+            outs.append(_core.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, totals=True,
+                                        overwrite_x=True))
+    finally:
+        pymdbn.set_num_threads(before)
+    for out, totals in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0][0])
+        np.testing.assert_array_equal(totals, outs[0][1])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pymdbn.preprocessing import ModalityScaler, check_modalities
+from pymdbn import _reference as ref
+from pymdbn.preprocessing import ModalityScaler, check_modalities, standardize
 
 
 @pytest.fixture
@@ -76,3 +77,42 @@ def test_check_modalities_order_and_subset(X):
                                  allow_missing=True)) == ["bone"]
     with pytest.raises(ValueError, match="must be a dict"):
         check_modalities(X["bone"], ["brain", "bone"])
+
+
+# ------------------------------------------------------------ the compiled z-scoring pass
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64,
+                                      np.int64, np.float16, ">f8", bool])
+@pytest.mark.parametrize("per_feature", [True, False])
+def test_standardize_is_bitwise_numpy(in_dtype, out_dtype, per_feature):
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(0, 200, (37, 5, 7))).astype(in_dtype)
+    n = 35 if per_feature else 1
+    mean = rng.uniform(-5, 50, n)
+    scale = rng.uniform(0.5, 30, n)
+    got = standardize("m", x, mean, scale, out_dtype)
+    want, finite = ref.standardize(x, mean, scale, out_dtype)
+    assert finite
+    assert got.dtype == out_dtype and got.shape == (37, 35) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
+def test_standardize_broadcasts_and_takes_any_layout():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 4, 10))[:, :, ::2]  # not contiguous
+    got = standardize("m", x, 0.5, np.linspace(1, 2, 20), np.float64)
+    np.testing.assert_array_equal(got, (x.reshape(6, -1) - 0.5) / np.linspace(1, 2, 20))
+    with pytest.raises(ValueError, match="1 or n_features"):
+        standardize("m", x, np.zeros(3), np.ones(3), np.float64)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardize_names_nan_and_overflow(bad, dtype):
+    x = np.zeros((50, 40), dtype)
+    x[31, 17] = bad
+    with pytest.raises(ValueError, match="modality 'bone' contains NaN or infinity"):
+        standardize("bone", x, 0.0, 1.0, dtype)
+    big = np.full((3, 4), 3e38, np.float64)
+    with pytest.raises(ValueError, match="'bone'.*overflow float32"):
+        standardize("bone", big, -3e38, 1.0, np.float32)

@@ -18,13 +18,13 @@ LrpRule parse_rule(const std::string& s) {
   fail("unknown LRP rule '" + s + "'");
 }
 
-py::array lrp_dense_py(py::array x, py::array w, py::array b, py::array relevance,
+py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevance,
                        const std::string& rule, double epsilon, double gamma, double alpha,
                        double beta, py::object low, py::object high, bool use_bias,
-                       py::object z) {
+                       py::object z, bool totals, bool overwrite_x) {
   const LrpRule r = parse_rule(rule);
   expect(epsilon >= 0, "epsilon must be >= 0");
-  return dispatch(x, "x", [&](auto tag) -> py::array {
+  return dispatch(x, "x", [&](auto tag) -> py::object {
     using T = decltype(tag);
     auto xv = cmat<T>(x, "x");
     auto wv = cmat<T>(w, "w");
@@ -59,10 +59,20 @@ py::array lrp_dense_py(py::array x, py::array w, py::array b, py::array relevanc
       zv = cmat<T>(za, "z");
       expect(zv.rows == xv.rows && zv.cols == wv.cols, "z must be (n_samples, n_out)");
     }
-    auto out = empty<T>(xv.rows, xv.cols);
-    auto ov = mat<T>(out, "out");
-    py::gil_scoped_release nogil;
-    lrp_dense<T>(xv, wv, bv, rv, zv, p, ov);
+    // Only the epsilon rule can write its result over x (the others read x to the end).
+    py::array out = overwrite_x && r == LrpRule::Epsilon ? x : py::array(empty<T>(xv.rows, xv.cols));
+    auto ov = mat<T>(out, "x");
+    py::array_t<double> tot;
+    double* tp = nullptr;
+    if (totals) {
+      tot = empty<double>(xv.rows, 2);
+      tp = tot.mutable_data();
+    }
+    {
+      py::gil_scoped_release nogil;
+      lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp);
+    }
+    if (totals) return py::make_tuple(out, tot);
     return std::move(out);
   });
 }
@@ -73,7 +83,8 @@ void bind_lrp(py::module_& m) {
   m.def("lrp_dense", &lrp_dense_py, arg("x"), arg("w"), arg("b"), arg("relevance"),
         arg("rule") = "epsilon", arg("epsilon") = 1e-6, arg("gamma") = 0.25, arg("alpha") = 1.0,
         arg("beta") = 0.0, arg("low") = py::none(), arg("high") = py::none(),
-        arg("use_bias") = true, arg("z") = py::none());
+        arg("use_bias") = true, arg("z") = py::none(), arg("totals") = false,
+        arg("overwrite_x") = false);
 }
 
 }  // namespace pymdbn::bind

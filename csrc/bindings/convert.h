@@ -106,6 +106,7 @@ Vec<T> flat(py::array& a, const char* name) {
 void bind_rbm(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_lrp(py::module_& m);
+void bind_prep(py::module_& m);
 void bind_config(py::module_& m);
 
 }  // namespace pymdbn::bind

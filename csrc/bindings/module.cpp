@@ -6,4 +6,5 @@ PYBIND11_MODULE(_core, m) {
   pymdbn::bind::bind_rbm(m);
   pymdbn::bind::bind_nn(m);
   pymdbn::bind::bind_lrp(m);
+  pymdbn::bind::bind_prep(m);
 }

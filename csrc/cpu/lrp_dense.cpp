@@ -1,3 +1,6 @@
+#include <omp.h>
+
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -53,9 +56,77 @@ Split<T> split(const T* data, index_t n) {
 
 }  // namespace
 
+// Row sum and absolute row sum of one row, in double.
+template <class T>
+inline void row_totals(const T* o, index_t n, double* t) {
+  double sum = 0, abs_sum = 0;
+#pragma omp simd reduction(+ : sum, abs_sum)
+  for (index_t j = 0; j < n; ++j) {
+    sum += double(o[j]);
+    abs_sum += double(o[j] < T(0) ? -o[j] : o[j]);
+  }
+  t[0] = sum;
+  t[1] = abs_sum;
+}
+
+// out = out * (s w^T) in blocks of kBlockCols columns, each multiplied into out while it
+// is in cache, so out needs no second buffer (it holds x on entry). Blocks of columns at
+// fixed offsets, as gemm splits this product: results do not depend on the thread count.
+constexpr index_t kBlockCols = 512;
+
+template <class T>
+void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) {
+  const index_t n = out.rows, n_in = out.cols, n_out = s.cols;
+  const index_t nblocks = (n_in + kBlockCols - 1) / kBlockCols;
+  const int nt = n * n_in >= cpu::kParallelWork ? omp_get_max_threads() : 1;
+  // Per-block row totals, added in block order afterwards.
+  std::vector<double> part(totals ? std::size_t(nblocks * n * 2) : 0);
+#pragma omp parallel num_threads(nt)
+  {
+    ScopedFTZ ftz;
+    std::unique_ptr<T[]> scratch(new T[std::size_t(n * std::min(kBlockCols, n_in))]);
+#pragma omp for schedule(static)
+    for (index_t blk = 0; blk < nblocks; ++blk) {
+      const index_t j0 = blk * kBlockCols, cb = std::min(kBlockCols, n_in - j0);
+      Mat<T> sc(scratch.get(), n, cb);
+      gemm<T>(false, true, T(1), s, CMat<T>(w.row(j0), cb, n_out, w.ld), T(0), sc);
+      for (index_t i = 0; i < n; ++i) {
+        T* o = out.row(i) + j0;
+        const T* p = sc.row(i);
+#pragma omp simd
+        for (index_t j = 0; j < cb; ++j) o[j] *= p[j];
+        if (totals) row_totals(o, cb, part.data() + 2 * (blk * n + i));
+      }
+    }
+  }
+  if (totals) {
+    for (index_t i = 0; i < n; ++i) {
+      double sum = 0, abs_sum = 0;
+      for (index_t blk = 0; blk < nblocks; ++blk) {
+        sum += part[2 * (blk * n + i)];
+        abs_sum += part[2 * (blk * n + i) + 1];
+      }
+      totals[2 * i] = sum;
+      totals[2 * i + 1] = abs_sum;
+    }
+  }
+}
+
+template <class T>
+void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
+              const LrpParams<T>& prm, Mat<T> out, double* totals);
+
 template <class T>
 void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
-               const LrpParams<T>& prm, Mat<T> out) {
+               const LrpParams<T>& prm, Mat<T> out, double* totals) {
+  lrp_rule<T>(x, w, b, relevance, z_in, prm, out, totals);
+  if (totals && prm.rule != LrpRule::Epsilon)  // the epsilon rule fills them in its last pass
+    cpu::for_rows(out.rows, out.cols, [&](index_t i) { row_totals(out.row(i), out.cols, totals + 2 * i); });
+}
+
+template <class T>
+void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
+              const LrpParams<T>& prm, Mat<T> out, double* totals) {
   const index_t n = x.rows, n_in = w.rows, n_out = w.cols;
   const T eps = prm.epsilon;
   std::vector<T> zero_bias(n_out, T(0));
@@ -80,12 +151,17 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
         gemm<T>(false, false, T(1), x, w, T(0), s);
         divide<T>(relevance, s, bias, eps);
       }
+      if (out.data == x.data) {  // in place over x: blocks of columns through a scratch
+        backward_times_x_inplace<T>(s, w, out, totals);
+        return;
+      }
       backward(s, w, out);  // then out *= x in place: no second n x n_in buffer
       cpu::for_rows(n, n_in, [&](index_t i) {
         const T* xi = x.row(i);
         T* o = out.row(i);
 #pragma omp simd
         for (index_t j = 0; j < n_in; ++j) o[j] *= xi[j];
+        if (totals) row_totals(o, n_in, totals + 2 * i);
       });
       return;
     }
@@ -199,8 +275,8 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
 }
 
 template void lrp_dense<float>(CMat<float>, CMat<float>, CVec<float>, CMat<float>, CMat<float>,
-                               const LrpParams<float>&, Mat<float>);
+                               const LrpParams<float>&, Mat<float>, double*);
 template void lrp_dense<double>(CMat<double>, CMat<double>, CVec<double>, CMat<double>,
-                                CMat<double>, const LrpParams<double>&, Mat<double>);
+                                CMat<double>, const LrpParams<double>&, Mat<double>, double*);
 
 }  // namespace pymdbn

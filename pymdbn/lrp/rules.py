@@ -79,7 +79,9 @@ class Rule(ABC):
         b: Any,
         relevance: Any,
         z: Any = None,
-    ) -> np.ndarray:
+        return_totals: bool = False,
+        overwrite_x: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Relevance at the input of the layer.
 
         Parameters
@@ -98,10 +100,21 @@ class Rule(ABC):
             The forward pre-activation ``x W + b`` (before any clipping);
             the epsilon rule then skips one matrix product. Ignored by the
             other rules.
+        return_totals : bool, default False
+            Also return each row's relevance sum and absolute sum, computed
+            in float64 while the result is still in cache.
+        overwrite_x : bool, default False
+            Allow the result to be written over ``x`` (when ``x`` is a
+            writeable C-contiguous array of the computation dtype; only the
+            epsilon rule uses it). Saves one buffer of the input's size and
+            keeps the product in cache; ``x`` is lost.
 
         Returns
         -------
         ndarray of shape (B, n_in)
+            The input relevance.
+        totals : ndarray of float64, shape (B, 2)
+            Only with ``return_totals``: columns ``sum(R)`` and ``sum(|R|)``.
         """
         x = np.asarray(x)
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -119,7 +132,8 @@ class Rule(ABC):
             z = _as(z, dtype)
             if z.shape != relevance.shape:
                 raise ValueError(f"z shape {z.shape} differs from relevance {relevance.shape}")
-        return _lrp_dense(x, w, b, relevance, self.kernel_rule, z=z,
+        return _lrp_dense(x, w, b, relevance, self.kernel_rule, z=z, totals=return_totals,
+                          overwrite_x=overwrite_x and x.flags.writeable,
                           **self._kernel_args(w.shape[0], dtype))
 
     __call__ = backward
@@ -150,9 +164,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _lrp_dense(x, w, b, relevance, rule, *, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0,
-               low=None, high=None, use_bias=True, z=None):
+               low=None, high=None, use_bias=True, z=None, totals=False, overwrite_x=False):
     return _core.lrp_dense(x, w, b, relevance, rule, epsilon, gamma, alpha, beta, low, high,
-                           use_bias, z)
+                           use_bias, z, totals, overwrite_x)
 
 
 class Epsilon(Rule):

@@ -117,6 +117,15 @@ template <class T>
 void adam_update(Vec<T> param, CVec<T> grad, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2, T eps,
                  std::int64_t t, T wd);
 
+// --- preprocessing ----------------------------------------------------------------------
+
+// out(i, j) = (T(x(i, j)) - mean[j]) / scale[j], or with mean[0], scale[0] for every j
+// when per_feature is false; x is any of the element types the bindings accept.
+// Returns false when some output is not finite (NaN or infinite input, or overflow).
+template <class S, class T>
+bool standardize(const S* x, index_t rows, index_t cols, const T* mean, const T* scale,
+                 bool per_feature, Mat<T> out);
+
 // --- layer-wise relevance propagation through a dense layer ----------------------------
 
 enum class LrpRule : int { Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, Flat, WSquare };
@@ -132,9 +141,11 @@ struct LrpParams {
 
 // Relevance at the input of z = x w + b given relevance at its output (zennit's rule
 // definitions; stabiliser z + eps sign(z), sign(0) = +1). z, when not empty, is the
-// forward pre-activation and saves the epsilon rule its forward GEMM.
+// forward pre-activation and saves the epsilon rule its forward GEMM. totals, when not
+// null, receives each row's sum and sum of absolute values of out ((rows, 2), row-major,
+// accumulated in double, the same for any thread count), computed while out is in cache.
 template <class T>
 void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z,
-               const LrpParams<T>& params, Mat<T> out);
+               const LrpParams<T>& params, Mat<T> out, double* totals = nullptr);
 
 }  // namespace pymdbn

@@ -1,0 +1,57 @@
+// Binding of the preprocessing op.
+#include <cstdint>
+
+#include "convert.h"
+
+namespace pymdbn::bind {
+
+namespace {
+
+using py::arg;
+
+template <class T>
+py::tuple standardize_typed(const py::array& x, const py::array& mean, const py::array& scale) {
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style))
+    fail("x: expected a C-contiguous 2-d array, got shape " + shape_str(x));
+  auto mv = cvec<T>(mean, "mean");
+  auto sv = cvec<T>(scale, "scale");
+  const index_t rows = x.shape(0), cols = x.shape(1);
+  expect(mv.size == sv.size, "mean and scale must have the same length");
+  expect(mv.size == 1 || mv.size == cols,
+         "mean and scale must have 1 or n_features (" + std::to_string(cols) + ") entries, got " +
+             std::to_string(mv.size));
+  auto out = empty<T>(rows, cols);
+  auto ov = mat<T>(out, "out");
+  const bool per_feature = mv.size != 1 || cols == 1;
+  bool finite = true;
+  auto run = [&](auto stag) {
+    using S = decltype(stag);
+    const S* xp = static_cast<const S*>(x.data());
+    py::gil_scoped_release nogil;
+    finite = standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, ov);
+  };
+  if (has_dtype<float>(x)) run(float{});
+  else if (has_dtype<double>(x)) run(double{});
+  else if (has_dtype<std::uint8_t>(x)) run(std::uint8_t{});
+  else if (has_dtype<std::uint16_t>(x)) run(std::uint16_t{});
+  else if (has_dtype<std::int16_t>(x)) run(std::int16_t{});
+  else
+    throw py::type_error("x: expected float32, float64, uint8, uint16 or int16, got " +
+                         std::string(py::str(x.dtype())));
+  return py::make_tuple(out, finite);
+}
+
+py::tuple standardize_py(py::array x, py::array mean, py::array scale) {
+  return dispatch(mean, "mean", [&](auto tag) -> py::tuple {
+    return standardize_typed<decltype(tag)>(x, mean, scale);
+  });
+}
+
+}  // namespace
+
+void bind_prep(py::module_& m) {
+  m.def("standardize", &standardize_py, arg("x"), arg("mean"), arg("scale"),
+        "(x - mean) / scale in mean's dtype; returns (out, all_finite).");
+}
+
+}  // namespace pymdbn::bind
