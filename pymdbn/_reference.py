@@ -411,9 +411,19 @@ def relevance_totals(r):
     return np.stack([r.sum(axis=1), np.abs(r).sum(axis=1)], axis=1)
 
 
-def standardize(x, mean, scale, dtype):
+def standardize(x, mean, scale, dtype, per_row=False):
     """``(x - mean) / scale`` flattened to (N, D), every operation in ``dtype``, and
-    whether every result is finite: the twin of ``_core.standardize``."""
-    x = np.asarray(x).reshape(len(x), -1).astype(dtype)
-    out = (x - np.asarray(mean, dtype)) / np.asarray(scale, dtype)
+    whether every result is finite: the twin of ``_core.standardize``. With
+    ``per_row`` each row is first standardised by its own mean and population standard
+    deviation, computed in float64 (1 where not finite or not above 1e-7 times the mean's
+    magnitude: a constant row) and rounded to ``dtype``."""
+    x = np.asarray(x).reshape(len(x), -1)
+    xt = x.astype(dtype)
+    if per_row:
+        x64 = x.astype(np.float64)
+        m = x64.mean(axis=1, keepdims=True)
+        sd = np.sqrt(((x64 - m) ** 2).mean(axis=1, keepdims=True))
+        sd = np.where((sd > 1e-7 * np.abs(m)) & (sd > 0) & np.isfinite(sd), sd, 1.0)
+        xt = (xt - m.astype(dtype)) / sd.astype(dtype)
+    out = (xt - np.asarray(mean, dtype)) / np.asarray(scale, dtype)
     return out, bool(np.isfinite(out).all())

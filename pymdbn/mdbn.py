@@ -20,7 +20,8 @@ _FUSIONS = ("concat", "joint")
 _MISSING = ("error", "infer")
 # Parameters a checkpoint must share with the estimator resuming from it: they fix the
 # network's structure, the data it was trained on and the optimiser's state layout.
-_RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "dtype",
+_RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "per_image",
+                 "dtype",
                  "fine_tune", "optimizer", "early_stopping", "validation_fraction",
                  "class_weight", "batch_size")
 
@@ -69,6 +70,9 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         for the joint stack, e.g. ``{'brain': {'learning_rate': (0.001, 0.05)}}``.
     per_feature : bool, default=False
         Standardise each pixel separately instead of each modality as a whole.
+    per_image : bool, default=False
+        Standardise every image by its own mean and deviation first (intensity
+        normalisation per scan; see :class:`~pymdbn.preprocessing.ModalityScaler`).
     fine_tune : bool, default=True
         Backpropagate through all layers; False trains the softmax on frozen codes.
     optimizer : {'sgd', 'adam'}, default='sgd'
@@ -145,10 +149,11 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
          'joint': [{'W': (n_in, n_out), 'b': (n_out,)}, ...],   # [] for 'concat'
          'output': {'W': (n_code, n_classes), 'b': (n_classes,)},
          'clip': float or None,
-         'scalers': {name: {'mean': ndarray, 'scale': ndarray}},
+         'scalers': {name: {'mean': ndarray, 'scale': ndarray, 'per_image': bool}},
          'meta': {'classes': [...], 'image_shapes': {name: [H, W]}, 'fusion': str,
                   'version': str, 'params': {...}, 'dtype': str,
-                  'per_feature': bool, 'n_samples_seen': int,
+                  'per_feature': bool, 'per_image': bool, 'n_samples_seen': int,
+                  'data_range': {name: [min, max]},  # training range, for ZBox
                   'joint_visible_bias': [float, ...] or None,
                   'history': [...], 'pretrain_history': {...}, 'seed': int}}
 
@@ -210,7 +215,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                  pretrain_learning_rate=None, pretrain_epochs=10, pretrain_batch_size=32,
                  pretrain_momentum=0.5, pretrain_sparsity_target=0.1,
                  pretrain_sparsity_cost=0.1, k=1, persistent=False, pathway_params=None,
-                 per_feature=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
+                 per_feature=False, per_image=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
                  momentum=0.9, weight_decay=1e-4, batch_size=32, max_epochs=30,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
@@ -229,6 +234,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.persistent = persistent
         self.pathway_params = pathway_params
         self.per_feature = per_feature
+        self.per_image = per_image
         self.fine_tune = fine_tune
         self.optimizer = optimizer
         self.learning_rate = learning_rate
@@ -352,7 +358,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = rng.randint(0, 2**31 - 1, size=len(names) + 3)
         self.modalities_ = names
-        self.scaler_ = ModalityScaler(per_feature=self.per_feature).fit(X)
+        self.scaler_ = ModalityScaler(per_feature=self.per_feature,
+                                      per_image=self.per_image).fit(X)
         Z = self._scaled(X)
         self.pathways_, self.pretrain_history_, tops = {}, {}, {}
         for i, name in enumerate(names):
@@ -567,19 +574,23 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                 "fusion": self.fusion, "version": __version__,
                 "params": io.encode_params(self.get_params(deep=False)),
                 "dtype": self.dtype, "per_feature": bool(self.per_feature),
+                "per_image": bool(self.per_image),
                 "n_samples_seen": self.scaler_.n_samples_seen_,
                 "joint_visible_bias": (None if self.joint_visible_bias_ is None
                                        else self.joint_visible_bias_.tolist()),
                 "history": io.to_json(self.history_),
                 "pretrain_history": io.to_json(self.pretrain_history_),
                 "seed": self.seed_}
+        if self.per_image:  # normalised images have no fixed range: the training one
+            meta["data_range"] = {m: list(r) for m, r in self.scaler_.data_range_.items()}
         return {"modalities": list(self.modalities_),
                 "pathways": {m: copy_layers(self.pathways_[m]) for m in self.modalities_},
                 "joint": copy_layers(self.joint_),
                 "output": copy_layers([self.output_])[0],
                 "clip": None if self.clip is None else float(self.clip),
                 "scalers": {m: {"mean": take(self.scaler_.mean_[m]),
-                                "scale": take(self.scaler_.scale_[m])}
+                                "scale": take(self.scaler_.scale_[m]),
+                                "per_image": bool(self.per_image)}
                             for m in self.modalities_},
                 "meta": meta}
 
@@ -609,12 +620,14 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         bias = meta["joint_visible_bias"]
         model.joint_visible_bias_ = None if bias is None else np.asarray(bias, dtype=dtype)
         model.classes_ = np.asarray(meta["classes"])
-        scaler = ModalityScaler(per_feature=meta["per_feature"])
+        scaler = ModalityScaler(per_feature=meta["per_feature"],
+                                per_image=bool(meta.get("per_image", False)))
         model.scaler_ = scaler._set_state(
             {f"{m}/{k}": d["scalers"][m][k] for m in model.modalities_ for k in ("mean",
                                                                                   "scale")},
             {"modalities": model.modalities_, "shapes": meta["image_shapes"],
-             "n_samples_seen": meta["n_samples_seen"]})
+             "n_samples_seen": meta["n_samples_seen"],
+             "data_range": meta.get("data_range")})
         model.history_ = meta["history"]
         model.pretrain_history_ = meta["pretrain_history"]
         model.seed_ = int(meta["seed"])

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from pymdbn.io import SaveMixin
 
-__all__ = ["ModalityScaler", "check_modalities", "standardize"]
+__all__ = ["ModalityScaler", "check_modalities", "standardize", "per_image_normalize"]
 
 SINGLE = "input"  # the modality name given to a bare array
 
@@ -34,12 +34,14 @@ def _as_modality(name, value, check_finite=True):
 _KERNEL_DTYPES = (np.float32, np.float64, np.uint8, np.uint16, np.int16)
 
 
-def standardize(name, x, mean, scale, dtype):
+def standardize(name, x, mean, scale, dtype, per_image=False):
     """``(x - mean) / scale`` flattened to (n_samples, n_features) in ``dtype``, checked.
 
     One multithreaded pass in the compiled kernel (``_core.standardize``), bit-identical
     to ``(x.astype(dtype) - mean.astype(dtype)) / scale.astype(dtype)`` in NumPy, which
     also tests every value for NaN and infinity, so callers need no separate check.
+    With ``per_image`` each sample is first standardised by its own mean and standard
+    deviation (twin: :func:`pymdbn._reference.standardize`).
 
     Parameters
     ----------
@@ -48,6 +50,7 @@ def standardize(name, x, mean, scale, dtype):
     x : ndarray of shape (n_samples, ...)
     mean, scale : scalar or ndarray of n_features values
     dtype : float32 or float64
+    per_image : bool, default=False
 
     Raises
     ------
@@ -65,13 +68,23 @@ def standardize(name, x, mean, scale, dtype):
     if mean.size != scale.size:  # one scalar, one per feature
         mean, scale = (np.broadcast_to(a, (x2.shape[1],)) for a in (mean, scale))
     mean, scale = np.ascontiguousarray(mean), np.ascontiguousarray(scale)
-    out, finite = _core.standardize(x2, mean, scale)
+    out, finite = _core.standardize(x2, mean, scale, bool(per_image))
     if not finite:
         if x2.dtype.kind == "f" and not np.isfinite(x2).all():
             raise ValueError(f"modality {name!r} contains NaN or infinity")
         raise ValueError(f"modality {name!r}: standardised values overflow {dtype.name} "
                          f"(values far outside the fitted range, or a tiny scale)")
     return out
+
+
+def per_image_normalize(a):
+    """Each sample of ``a`` (float64, shape (n, ...)) minus its mean, over its population
+    standard deviation (1 for a constant image): the per-image step of :func:`standardize`."""
+    f = a.reshape(len(a), -1)
+    mean = f.mean(axis=1, keepdims=True)
+    sd = np.sqrt(((f - mean) ** 2).mean(axis=1, keepdims=True))
+    sd = np.where((sd > 1e-7 * np.abs(mean)) & (sd > 0) & np.isfinite(sd), sd, 1.0)
+    return ((f - mean) / sd).reshape(a.shape)
 
 
 def check_modalities(X, names=None, shapes=None, allow_missing=False, check_finite=True):
@@ -147,10 +160,17 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
     pair per pixel or feature instead. A zero standard deviation (a constant
     modality or pixel) gets scale 1, so nothing is divided by zero.
 
+    ``per_image=True`` first standardises every image by its own mean and standard
+    deviation (intensity normalisation per scan, as MRI pipelines do, since scanner
+    gain, bias fields and exposure shift whole images), then applies the fitted
+    z-score to the normalised images.
+
     Parameters
     ----------
     per_feature : bool, default=False
         One mean/scale per feature (pixel) instead of one per modality.
+    per_image : bool, default=False
+        Standardise each image by its own statistics before the fitted z-score.
 
     Attributes
     ----------
@@ -163,6 +183,9 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         Per-sample shape of each modality, e.g. ``(64, 64)`` for images.
     modalities_ : list of str
         Modality names in the order seen at fit.
+    data_range_ : dict of str to tuple of float
+        Smallest and largest training value of each modality, after the per-image
+        normalisation when ``per_image`` (the range ZBox bounds are derived from).
     n_samples_seen_ : int
 
     Notes
@@ -183,8 +206,9 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
     ((2, 4), 0.0)
     """
 
-    def __init__(self, per_feature=False):
+    def __init__(self, per_feature=False, per_image=False):
         self.per_feature = per_feature
+        self.per_image = per_image
 
     def fit(self, X, y=None):
         """Fit means and standard deviations per modality.
@@ -198,13 +222,17 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         -------
         self : ModalityScaler
         """
-        if not isinstance(self.per_feature, (bool, np.bool_)):
-            raise ValueError(f"per_feature must be a bool, got {self.per_feature!r}")
+        for param in ("per_feature", "per_image"):
+            if not isinstance(getattr(self, param), (bool, np.bool_)):
+                raise ValueError(f"{param} must be a bool, got {getattr(self, param)!r}")
         X = check_modalities(X)
         self.modalities_ = list(X)
-        self.shapes_, self.mean_, self.scale_ = {}, {}, {}
+        self.shapes_, self.mean_, self.scale_, self.data_range_ = {}, {}, {}, {}
         for name, arr in X.items():
             a = arr.astype(np.float64, copy=False)
+            if self.per_image:
+                a = per_image_normalize(a)
+            self.data_range_[name] = (float(a.min()), float(a.max()))
             axis = 0 if self.per_feature else None
             mean, std = np.asarray(a.mean(axis=axis)), np.asarray(a.std(axis=axis))
             self.shapes_[name] = tuple(arr.shape[1:])
@@ -242,11 +270,15 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         out = {}
         for name, arr in X.items():
             dt = dtype or (np.float32 if arr.dtype == np.float32 else np.float64)
-            out[name] = standardize(name, arr, self.mean_[name], self.scale_[name], dt)
+            out[name] = standardize(name, arr, self.mean_[name], self.scale_[name], dt,
+                                    per_image=self.per_image)
         return out
 
     def inverse_transform(self, Z):
         """Undo :meth:`transform`, restoring each modality's sample shape.
+
+        With ``per_image`` the result is the per-image normalised images: each image's
+        own mean and deviation are not kept.
 
         Parameters
         ----------
@@ -275,6 +307,7 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
             arrays[f"{name}/scale"] = self.scale_[name]
         meta = {"modalities": self.modalities_,
                 "shapes": {m: list(s) for m, s in self.shapes_.items()},
+                "data_range": {m: list(r) for m, r in self.data_range_.items()},
                 "n_samples_seen": self.n_samples_seen_}
         return arrays, meta
 
@@ -285,4 +318,6 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         self.scale_ = {m: np.asarray(arrays[f"{m}/scale"], np.float64)
                        for m in self.modalities_}
         self.n_samples_seen_ = int(meta["n_samples_seen"])
+        # Files written before data_range_ existed: unknown range.
+        self.data_range_ = {m: tuple(r) for m, r in (meta.get("data_range") or {}).items()}
         return self

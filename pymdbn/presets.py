@@ -28,7 +28,7 @@ from pymdbn.preprocessing import ModalityScaler, check_modalities
 
 __all__ = ["EarlyFusionDBN", "early_fusion_dbn", "mdbn", "e_mdbn", "proposed",
            "PATHWAY", "PROPOSED_CLIP", "FINE_TUNE", "PRETRAIN_EPOCHS", "SPARSITY",
-           "PER_FEATURE"]
+           "PER_FEATURE", "PER_IMAGE"]
 
 #: Default hidden layer sizes of every modality pathway.
 PATHWAY = (512, 256)
@@ -68,6 +68,15 @@ SPARSITY = dict(target=0.1, cost=0.1)
 #: removes the mean image; the same units then vary with a median standard deviation
 #: of about 0.4.
 PER_FEATURE = True
+#: Every preset also normalises each image by its own mean and standard deviation before
+#: the per-pixel z-score (:class:`~pymdbn.preprocessing.ModalityScaler` ``per_image=True``),
+#: the intensity normalisation per scan that MRI pipelines apply: whole-image gain,
+#: bias-field and exposure differences otherwise drown a lesion's local contrast in the
+#: dense first layer. Measured on 64x64 phantoms (1600 patients, seed 0, held-out split):
+#: the proposed model went from 0.868 to 0.927 accuracy at difficulty 0.2 (ROC AUC 0.945
+#: to 0.976; brain-only lesions found 43% -> 83% of the time) and from 0.830 to 0.833 at
+#: difficulty 0.5 (AUC 0.901 to 0.922); the e-MDBN from 0.830 to 0.855 at 0.5.
+PER_IMAGE = True
 
 
 class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
@@ -81,7 +90,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     ----------
     dbn : DBN or None, default=None
         The network to fit (cloned); None is ``DBN()``.
-    per_feature : bool, default=False
+    per_feature, per_image : bool, default=False
         Passed to :class:`~pymdbn.preprocessing.ModalityScaler`.
 
     Attributes
@@ -96,9 +105,10 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, dbn=None, *, per_feature=False):
+    def __init__(self, dbn=None, *, per_feature=False, per_image=False):
         self.dbn = dbn
         self.per_feature = per_feature
+        self.per_image = per_image
 
     def _concat(self, X):
         Z = self.scaler_.transform(check_modalities(X, self.modalities_, self.scaler_.shapes_))
@@ -118,7 +128,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         """
         X = check_modalities(X)
         self.modalities_ = sorted(X)
-        self.scaler_ = ModalityScaler(per_feature=self.per_feature).fit(X)
+        self.scaler_ = ModalityScaler(per_feature=self.per_feature,
+                                      per_image=self.per_image).fit(X)
         widths = np.cumsum([0] + [int(np.prod(self.scaler_.shapes_[m]))
                                   for m in self.modalities_])
         self.slices_ = {m: (int(widths[i]), int(widths[i + 1]))
@@ -146,7 +157,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
 
         The DBN is explained on the concatenated z-scored input; each modality's
         columns (``slices_``) are reshaped to its images. ZBox bounds are each
-        modality's data range [0, 1] in z-scored units.
+        modality's data range in z-scored units: [0, 1], or the training range of the
+        normalised images with ``per_image``.
 
         Returns
         -------
@@ -163,8 +175,9 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             shape = tuple(self.scaler_.shapes_[m])  # 0-d, or per pixel (per_feature)
             mean = np.broadcast_to(self.scaler_.mean_[m], shape).reshape(n)
             scale = np.broadcast_to(self.scaler_.scale_[m], shape).reshape(n)
-            low.append(-mean / scale)
-            high.append((1.0 - mean) / scale)
+            lo, hi = self.scaler_.data_range_[m] if self.per_image else (0.0, 1.0)
+            low.append((lo - mean) / scale)
+            high.append((hi - mean) / scale)
         d["meta"]["data_range"] = {"x": [np.concatenate(low), np.concatenate(high)]}
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
                     return_layers=return_layers, batch_size=batch_size)
@@ -194,7 +207,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                         "dbn_params": io.encode_params(self.dbn_.get_params(deep=False))}
 
     def _set_state(self, arrays, meta):
-        self.scaler_ = ModalityScaler(per_feature=self.per_feature)._set_state(
+        self.scaler_ = ModalityScaler(per_feature=self.per_feature,
+                                      per_image=self.per_image)._set_state(
             io.unnest("scaler", arrays), meta["scaler"])
         self.modalities_ = sorted(self.scaler_.modalities_)
         widths = np.cumsum([0] + [int(np.prod(self.scaler_.shapes_[m]))
@@ -207,7 +221,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         return self
 
 
-def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, **dbn_params):
+def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, per_image=PER_IMAGE,
+                     **dbn_params):
     """Early fusion baseline: one DBN on the concatenated raw modalities.
 
     Parameters
@@ -215,6 +230,8 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, **dbn_param
     hidden_layers : tuple of int, default=(512, 256)
     per_feature : bool, default=:data:`PER_FEATURE`
         Z-score each pixel separately (see :data:`PER_FEATURE`).
+    per_image : bool, default=:data:`PER_IMAGE`
+        Normalise each image by its own statistics first (see :data:`PER_IMAGE`).
     **dbn_params
         Further :class:`~pymdbn.DBN` parameters (e.g. ``random_state``).
 
@@ -230,7 +247,7 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, **dbn_param
                     n_iter_no_change=FINE_TUNE["n_iter_no_change"],
                     n_iter=PRETRAIN_EPOCHS)
     return EarlyFusionDBN(DBN(hidden_layers=hidden_layers, **{**defaults, **dbn_params}),
-                          per_feature=per_feature)
+                          per_feature=per_feature, per_image=per_image)
 
 
 def _modalities(modalities, pathway):
@@ -243,7 +260,8 @@ def _modalities(modalities, pathway):
 
 def _pretrain():
     return dict(pretrain_epochs=PRETRAIN_EPOCHS, pretrain_sparsity_target=SPARSITY["target"],
-                pretrain_sparsity_cost=SPARSITY["cost"], per_feature=PER_FEATURE)
+                pretrain_sparsity_cost=SPARSITY["cost"], per_feature=PER_FEATURE,
+                per_image=PER_IMAGE)
 
 
 def mdbn(modalities=None, pathway=PATHWAY, **params):

@@ -68,3 +68,37 @@ def test_dbn_and_early_fusion_explain(data):
     np.testing.assert_allclose(e.shares["brain"] + e.shares["bone"], 1.0)
     with pytest.raises(ValueError, match="brain"):
         ef.explain({"bone": X["bone"]})
+
+
+def test_per_image_models_explain_and_persist(data, tmp_path):
+    from pymdbn import load
+    from pymdbn.lrp import ZBox, zbox_bounds
+    from pymdbn.preprocessing import per_image_normalize
+
+    X, y = data
+    gain = np.random.default_rng(1).uniform(0.5, 2.0, (120, 1, 1))
+    Xg = {m: a * gain for m, a in X.items()}  # per-scan gain: per_image removes it
+    model = _small_mdbn(per_image=True, per_feature=True).fit(Xg, y)
+    np.testing.assert_allclose(model.decision_function(Xg), model.decision_function(X),
+                               rtol=1e-9, atol=1e-9)
+    d = model.to_dict()
+    assert d["scalers"]["brain"]["per_image"] is True and d["meta"]["per_image"] is True
+    lo, hi = d["meta"]["data_range"]["brain"]
+    norm = per_image_normalize(Xg["brain"])
+    assert (lo, hi) == (norm.min(), norm.max())
+    low, high = zbox_bounds(d, "brain")
+    np.testing.assert_allclose(low, (lo - model.scaler_.mean_["brain"].ravel())
+                               / model.scaler_.scale_["brain"].ravel())
+    e = model.explain(Xg, composite="epsilon_gamma_box")
+    np.testing.assert_allclose(e.logits, model.decision_function(Xg), rtol=1e-10)
+    assert isinstance(e.composite.rule("input", "brain"), ZBox)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    back = load(path)
+    assert back.per_image is True
+    np.testing.assert_array_equal(back.decision_function(Xg), model.decision_function(Xg))
+    np.testing.assert_array_equal(back.explain(Xg).relevance["bone"],
+                                  model.explain(Xg).relevance["bone"])
+    ef = early_fusion_dbn(hidden_layers=(8,), n_iter=2, fine_tune_epochs=2, random_state=0,
+                          dtype="float64", per_image=True).fit(Xg, y)
+    np.testing.assert_allclose(ef.explain(Xg).logits, ef.decision_function(Xg), rtol=1e-10)

@@ -43,7 +43,8 @@ def test_to_dict_layout(model, data):
     assert d["modalities"] == ["brain", "breast", "bone"]
     assert [x["W"].shape for x in d["pathways"]["breast"]] == [(25, 24), (24, 12)]
     assert d["joint"][0]["W"].shape == (24 + 12 + 16, 16) and d["output"]["W"].shape == (16, 2)
-    assert set(d["scalers"]["brain"]) == {"mean", "scale"}
+    assert set(d["scalers"]["brain"]) == {"mean", "scale", "per_image"}
+    assert d["scalers"]["brain"]["per_image"] is False and "data_range" not in d["meta"]
     json.dumps(d["meta"], allow_nan=False)
     assert d["meta"]["image_shapes"]["brain"] == [6, 6] and d["meta"]["classes"] == ["none",
                                                                                     "tumour"]

@@ -49,7 +49,7 @@ def test_single_array_round_trip(rng):
     z = s.fit_transform(a)
     assert isinstance(z, np.ndarray) and z.shape == (10, 9)
     np.testing.assert_allclose(s.inverse_transform(z), a)
-    assert clone(s).get_params() == {"per_feature": False}
+    assert clone(s).get_params() == {"per_feature": False, "per_image": False}
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -116,3 +116,65 @@ def test_standardize_names_nan_and_overflow(bad, dtype):
     big = np.full((3, 4), 3e38, np.float64)
     with pytest.raises(ValueError, match="'bone'.*overflow float32"):
         standardize("bone", big, -3e38, 1.0, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("per_feature", [True, False])
+def test_standardize_per_image_matches_twin(dtype, in_dtype, per_feature):
+    rng = np.random.default_rng(5)
+    x = (rng.uniform(0, 1, (23, 6, 9)) * rng.uniform(1, 200, (23, 1, 1))).astype(in_dtype)
+    x[3] = x[3].flat[0]  # a constant image: deviation 0 -> 1
+    n = 54 if per_feature else 1
+    mean, scale = rng.uniform(-0.5, 0.5, n), rng.uniform(0.5, 2, n)
+    got = standardize("m", x, mean, scale, dtype, per_image=True)
+    want, finite = ref.standardize(x, mean, scale, dtype, per_row=True)
+    assert finite
+    # Row statistics are summed in another order than NumPy's: a few ulps at most.
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(got[3], np.broadcast_to((0 - mean) / scale, (54,)), **tol)
+    # Each image is now mean 0, deviation 1 before the fitted z-score.
+    plain = standardize("m", x, 0.0, 1.0, np.float64, per_image=True)
+    keep = np.arange(23) != 3
+    np.testing.assert_allclose(plain[keep].mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(plain[keep].std(axis=1), 1, rtol=1e-12)
+
+
+def test_standardize_per_image_still_names_nan():
+    x = np.ones((4, 10))
+    x[2, 3] = np.nan
+    with pytest.raises(ValueError, match="modality 'breast' contains NaN"):
+        standardize("breast", x, 0.0, 1.0, np.float32, per_image=True)
+
+
+def test_per_image_scaler_removes_gain_and_offset(rng):
+    base = rng.uniform(0, 1, (40, 5, 5))
+    gain = rng.uniform(0.5, 3, (40, 1, 1))
+    offset = rng.uniform(-1, 1, (40, 1, 1))
+    X = {"mri": base * gain + offset}
+    s = ModalityScaler(per_feature=True, per_image=True).fit(X)
+    z = s.transform(X)["mri"]
+    np.testing.assert_allclose(z, s.transform({"mri": base})["mri"], atol=1e-9)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)  # fitted on normalised images
+    lo, hi = s.data_range_["mri"]
+    from pymdbn.preprocessing import per_image_normalize
+    norm = per_image_normalize(X["mri"])
+    assert lo == norm.min() and hi == norm.max()
+    back = s.inverse_transform({"mri": z})["mri"].reshape(40, -1)  # the normalised images
+    norm = norm.reshape(40, -1)
+    np.testing.assert_allclose(back, norm, atol=1e-9)
+    with pytest.raises(ValueError, match="per_image must be a bool"):
+        ModalityScaler(per_image="yes").fit(X)
+
+
+def test_per_image_scaler_persists(tmp_path, rng):
+    from pymdbn import load
+
+    X = {"a": rng.uniform(0, 1, (12, 4, 4)) * rng.uniform(1, 5, (12, 1, 1))}
+    s = ModalityScaler(per_image=True).fit(X)
+    path = tmp_path / "s.npz"
+    s.save(path)
+    back = load(path)
+    assert back.per_image is True and back.data_range_ == s.data_range_
+    np.testing.assert_array_equal(back.transform(X)["a"], s.transform(X)["a"])

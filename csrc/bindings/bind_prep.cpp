@@ -10,7 +10,8 @@ namespace {
 using py::arg;
 
 template <class T>
-py::tuple standardize_typed(const py::array& x, const py::array& mean, const py::array& scale) {
+py::tuple standardize_typed(const py::array& x, const py::array& mean, const py::array& scale,
+                            bool per_row) {
   if (x.ndim() != 2 || !(x.flags() & py::array::c_style))
     fail("x: expected a C-contiguous 2-d array, got shape " + shape_str(x));
   auto mv = cvec<T>(mean, "mean");
@@ -28,7 +29,7 @@ py::tuple standardize_typed(const py::array& x, const py::array& mean, const py:
     using S = decltype(stag);
     const S* xp = static_cast<const S*>(x.data());
     py::gil_scoped_release nogil;
-    finite = standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, ov);
+    finite = standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
   };
   if (has_dtype<float>(x)) run(float{});
   else if (has_dtype<double>(x)) run(double{});
@@ -41,9 +42,9 @@ py::tuple standardize_typed(const py::array& x, const py::array& mean, const py:
   return py::make_tuple(out, finite);
 }
 
-py::tuple standardize_py(py::array x, py::array mean, py::array scale) {
+py::tuple standardize_py(py::array x, py::array mean, py::array scale, bool per_row) {
   return dispatch(mean, "mean", [&](auto tag) -> py::tuple {
-    return standardize_typed<decltype(tag)>(x, mean, scale);
+    return standardize_typed<decltype(tag)>(x, mean, scale, per_row);
   });
 }
 
@@ -51,7 +52,9 @@ py::tuple standardize_py(py::array x, py::array mean, py::array scale) {
 
 void bind_prep(py::module_& m) {
   m.def("standardize", &standardize_py, arg("x"), arg("mean"), arg("scale"),
-        "(x - mean) / scale in mean's dtype; returns (out, all_finite).");
+        arg("per_row") = false,
+        "(x - mean) / scale in mean's dtype, each row first standardised by its own mean "
+        "and deviation with per_row; returns (out, all_finite).");
 }
 
 }  // namespace pymdbn::bind

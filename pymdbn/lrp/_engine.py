@@ -7,7 +7,8 @@ The network is the layout of ``MDBN.to_dict()``::
      'joint': [{'W', 'b'}, ...],            # possibly empty
      'output': {'W': (n_code, K), 'b': (K,)},
      'clip': float or None,
-     'scalers': {name: {'mean', 'scale'}},  # scalars or per-feature arrays
+     'scalers': {name: {'mean', 'scale',    # scalars or per-feature arrays
+                        'per_image'}},      # optional bool: normalise each image first
      'meta': {'image_shapes': {name: [H, W] or [D]}, 'classes': [...],
               'data_range': {name: [min, max]} (optional), ...}}
 
@@ -203,7 +204,8 @@ def _inputs(net: _Network, X: Any, scale: bool) -> tuple[dict[str, np.ndarray], 
         x = x.reshape(n, d)
         if scale:  # one compiled pass in the compute dtype, NaN/infinity checked in it
             mean, sd = _scaler(net, m)
-            x = standardize(m, x, mean, sd, net.dtype)
+            per_image = bool((net.scalers.get(m) or {}).get("per_image", False))
+            x = standardize(m, x, mean, sd, net.dtype, per_image=per_image)
         else:
             x = np.ascontiguousarray(x, dtype=net.dtype)
             # A sum is finite unless some entry is not (or it overflows: then check each).

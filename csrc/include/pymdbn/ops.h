@@ -121,10 +121,14 @@ void adam_update(Vec<T> param, CVec<T> grad, Vec<T> m, Vec<T> v, T lr, T beta1, 
 
 // out(i, j) = (T(x(i, j)) - mean[j]) / scale[j], or with mean[0], scale[0] for every j
 // when per_feature is false; x is any of the element types the bindings accept.
+// per_row first standardises each row by its own mean m_i and standard deviation s_i
+// (population, computed in double; s_i = 1 where it is not finite or not above
+// 1e-7 |m_i|, i.e. a constant row):
+// out(i, j) = ((T(x(i, j)) - T(m_i)) / T(s_i) - mean[j]) / scale[j].
 // Returns false when some output is not finite (NaN or infinite input, or overflow).
 template <class S, class T>
 bool standardize(const S* x, index_t rows, index_t cols, const T* mean, const T* scale,
-                 bool per_feature, Mat<T> out);
+                 bool per_feature, bool per_row, Mat<T> out);
 
 // --- layer-wise relevance propagation through a dense layer ----------------------------
 
