@@ -21,7 +21,7 @@ import numpy as np
 from pymdbn._loader import _core
 from pymdbn._progress import Progress
 
-__all__ = ["Network", "Optimizer", "train", "fit_supervised", "check_training", "encode_labels",
+__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "check_training", "encode_labels",
            "class_sample_weight"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
@@ -75,20 +75,24 @@ class Network:
             [layer for name in self.order for layer in self.pathways[name]] + self.joint)
         return [p for layer in layers + [self.output] for p in (layer["W"], layer["b"])]
 
-    def _stack(self, x, layers, steps):
+    def _stack(self, x, layers, steps, masks=None):
         for layer in layers:
             z, a = _core.dense_forward(x, layer["W"], layer["b"], self.clip, "sigmoid")
             if steps is not None:
                 steps.append((x, z, a))
             x = a
+            if masks is not None:  # dropout: the next layer sees the masked activation
+                x = masks.apply(a)
         return x
 
-    def codes(self, X, steps=None):
-        """Top activation of each pathway; ``steps`` (a dict) collects (x, z, a) per layer."""
+    def codes(self, X, steps=None, masks=None):
+        """Top activation of each pathway; ``steps`` (a dict) collects (x, z, a) per layer;
+        ``masks`` (a :class:`Dropout` draw) drops inputs and hidden units."""
         tops = {}
         for name in self.order:
             record = None if steps is None else steps.setdefault(name, [])
-            tops[name] = self._stack(X[name], self.pathways[name], record)
+            x = X[name] if masks is None else masks.apply(X[name], inputs=True)
+            tops[name] = self._stack(x, self.pathways[name], record, masks)
         return tops
 
     def fuse(self, tops):
@@ -96,14 +100,17 @@ class Network:
         parts = [tops[name] for name in self.order]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
-    def head(self, fused, steps=None):
+    def head(self, fused, steps=None, masks=None):
         """Joint layers then output logits from a fused code; returns (code, logits)."""
-        code = self._stack(fused, self.joint, steps)
+        code = self._stack(fused, self.joint, steps, masks)
         logits, _ = _core.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
         return code, logits
 
-    def forward(self, X):
+    def forward(self, X, masks=None):
         """Full forward pass keeping every layer's input, pre-activation and activation.
+
+        ``masks``, a :class:`Dropout` draw, drops units for training; it records the
+        masks it applied, which :meth:`backward` then uses.
 
         Returns
         -------
@@ -112,11 +119,11 @@ class Network:
             pathway top, in ``order``), ``fused`` (concatenated pathway tops), ``joint`` (list of (x, z, a)), ``code`` (input of the output layer)
             and ``logits``.
         """
-        cache = {"pathways": {}, "joint": []}
-        tops = self.codes(X, cache["pathways"])
+        cache = {"pathways": {}, "joint": [], "masks": masks}
+        tops = self.codes(X, cache["pathways"], masks)
         cache["widths"] = [tops[name].shape[1] for name in self.order]
         cache["fused"] = self.fuse(tops)
-        cache["code"], cache["logits"] = self.head(cache["fused"], cache["joint"])
+        cache["code"], cache["logits"] = self.head(cache["fused"], cache["joint"], masks)
         return cache
 
     def code_and_logits(self, X):
@@ -141,6 +148,9 @@ class Network:
         """Gradients of the loss w.r.t. :meth:`parameters`, from d loss / d logits."""
         lower = [layer for name in self.order for layer in self.pathways[name]] + self.joint
         need = not output_only and bool(lower)
+        masks = cache.get("masks")
+        # Gradient w.r.t. a layer's activation: through its dropout mask, if any.
+        undrop = (lambda g, a: g) if masks is None else masks.backward
         g, gw, gb = _core.dense_backward(grad_logits, cache["logits"], cache["logits"],
                                       cache["code"], self.output["W"], None, "linear", need)
         grads = [gw, gb]
@@ -150,8 +160,8 @@ class Network:
         for i in range(len(self.joint) - 1, -1, -1):
             x, z, a = cache["joint"][i]
             need_x = i > 0 or has_pathway_layers
-            g, gw, gb = _core.dense_backward(g, z, a, x, self.joint[i]["W"], self.clip,
-                                          "sigmoid", need_x)
+            g, gw, gb = _core.dense_backward(undrop(g, a), z, a, x, self.joint[i]["W"],
+                                             self.clip, "sigmoid", need_x)
             grads = [gw, gb] + grads
         pathway_grads, start = [], 0
         for name, width in zip(self.order, cache["widths"]):
@@ -161,11 +171,53 @@ class Network:
             local = []
             for i in range(len(steps) - 1, -1, -1):
                 x, z, a = steps[i]
-                gp, gw, gb = _core.dense_backward(gp, z, a, x, self.pathways[name][i]["W"],
-                                               self.clip, "sigmoid", i > 0)
+                gp, gw, gb = _core.dense_backward(undrop(gp, a), z, a, x,
+                                                  self.pathways[name][i]["W"], self.clip,
+                                                  "sigmoid", i > 0)
                 local = [gw, gb] + local
             pathway_grads += local
         return pathway_grads + grads
+
+
+class Dropout:
+    """Dropout masks for one training batch (Srivastava et al. 2014, inverted scaling).
+
+    Each call to :meth:`apply` draws a Bernoulli mask for one activation (kept with
+    probability ``1 - rate``, scaled by ``1 / (1 - rate)`` so that inference needs no
+    change) from ``numpy.random.default_rng(seed)`` in a fixed order, so a batch's masks
+    depend only on its seed. :meth:`backward` passes a gradient back through the mask
+    that was applied to that activation.
+
+    Parameters
+    ----------
+    rate : float
+        Hidden units' drop probability, in [0, 1).
+    input_rate : float
+        Input features' drop probability, in [0, 1).
+    seed : sequence of int
+        E.g. ``[seed, epoch, batch]``.
+    """
+
+    def __init__(self, rate, input_rate, seed):
+        self.rate, self.input_rate = float(rate), float(input_rate)
+        self.rng = np.random.default_rng(seed)
+        self.scales = {}  # id(activation) -> the scaled mask applied to it
+        self._keep = []  # the activations themselves, so their ids stay unique
+
+    def apply(self, a, inputs=False):
+        rate = self.input_rate if inputs else self.rate
+        if rate == 0:
+            return a
+        keep = self.rng.random(a.shape, dtype=np.float32) >= rate
+        scale = (keep / (1 - rate)).astype(a.dtype)
+        self.scales[id(a)] = scale
+        self._keep.append(a)
+        return np.ascontiguousarray(a * scale)
+
+    def backward(self, grad, a):
+        """d loss / d a from d loss / d (masked a)."""
+        scale = self.scales.get(id(a))
+        return grad if scale is None else np.ascontiguousarray(grad * scale)
 
 
 class Optimizer:
@@ -215,7 +267,8 @@ def validation_split(y, fraction, seed):
 
 def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, momentum,
           weight_decay, batch_size, max_epochs, early_stopping, validation_fraction,
-          n_iter_no_change, tol, seed, progress, state=None, on_epoch=None):
+          n_iter_no_change, tol, seed, progress, state=None, on_epoch=None, dropout=0.0,
+          input_dropout=0.0):
     """Minimise the softmax cross-entropy of ``net`` by mini-batch gradient descent.
 
     Each epoch visits the training rows in the order ``default_rng([seed, epoch])``
@@ -248,6 +301,11 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
         Per epoch: ``epoch``, ``loss`` (weighted training loss averaged over the
         epoch's batches), ``val_loss`` and ``val_accuracy`` (with early stopping) and
         ``time``.
+
+    ``dropout`` and ``input_dropout`` drop hidden units and inputs in the training
+    batches of a full fine-tuning (:class:`Dropout`, masks seeded by ``[seed, epoch,
+    batch]``; not with ``output_only``); the validation loss and the trained network
+    use every unit.
     """
     rows = np.arange(len(y))
     val = None
@@ -274,9 +332,12 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
         epoch = state["epoch"]
         order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
         total, weight = 0.0, 0.0
+        drop = not output_only and (dropout > 0 or input_dropout > 0)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            cache = net.forward({k: v[idx] for k, v in X.items()})
+            masks = (Dropout(dropout, input_dropout, [seed, epoch, start // batch_size])
+                     if drop else None)
+            cache = net.forward({k: v[idx] for k, v in X.items()}, masks)
             sw = None if sample_weight is None else np.ascontiguousarray(sample_weight[idx])
             loss, grad, _ = _core.softmax_cross_entropy(cache["logits"], y[idx], sw)
             if not np.isfinite(loss):
@@ -333,10 +394,14 @@ def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=
 
 def check_training(*, optimizer, learning_rate, momentum, weight_decay, batch_size,
                    max_epochs, early_stopping, validation_fraction, n_iter_no_change, tol,
-                   class_weight, fine_tune):
+                   class_weight, fine_tune, dropout=0.0, input_dropout=0.0):
     """Validate the fine-tuning hyperparameters shared by DBN and MDBN."""
     from pymdbn.rbm import _check_param
 
+    for name, rate in (("dropout", dropout), ("input_dropout", input_dropout)):
+        _check_param(name, rate, Real, 0, 1)
+        if rate >= 1:
+            raise ValueError(f"{name} must be < 1, got {rate!r}")
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     _check_param("learning_rate", learning_rate, Real, 0, low_open=True)

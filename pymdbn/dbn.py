@@ -111,6 +111,12 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     fine_tune_batch_size : int, default=32
     fine_tune_epochs : int, default=30
         Maximum number of fine-tuning epochs.
+    fine_tune_dropout : float, default=0.0
+        Probability of dropping each hidden unit in the fine-tuning batches
+        (Srivastava et al. 2014; activations of kept units are scaled by
+        ``1 / (1 - p)``, so inference uses every unit unchanged).
+    fine_tune_input_dropout : float, default=0.0
+        Probability of dropping each input feature in the fine-tuning batches.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the samples (stratified) and stop when
         the validation loss has not improved by ``tol`` for ``n_iter_no_change``
@@ -175,7 +181,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                  layer_params=None, fine_tune=True,
                  optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, random_state=None, verbose=0, dtype="float32"):
         self.hidden_layers = hidden_layers
         self.visible = visible
@@ -197,6 +203,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.fine_tune_weight_decay = fine_tune_weight_decay
         self.fine_tune_batch_size = fine_tune_batch_size
         self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_dropout = fine_tune_dropout
+        self.fine_tune_input_dropout = fine_tune_input_dropout
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -257,7 +265,9 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                            early_stopping=self.early_stopping,
                            validation_fraction=self.validation_fraction,
                            n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                           class_weight=self.class_weight, fine_tune=self.fine_tune)
+                           class_weight=self.class_weight, fine_tune=self.fine_tune,
+                           dropout=self.fine_tune_dropout,
+                           input_dropout=self.fine_tune_input_dropout)
 
     def _train_options(self):
         return dict(optimizer=self.optimizer, learning_rate=self.fine_tune_learning_rate,
@@ -266,7 +276,9 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                     batch_size=self.fine_tune_batch_size, max_epochs=self.fine_tune_epochs,
                     early_stopping=self.early_stopping,
                     validation_fraction=self.validation_fraction,
-                    n_iter_no_change=self.n_iter_no_change, tol=self.tol)
+                    n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                    dropout=self.fine_tune_dropout,
+                    input_dropout=self.fine_tune_input_dropout)
 
     # -- fitting ------------------------------------------------------------------------
     def pretrain(self, X, seeds, desc="pretrain"):

@@ -83,6 +83,12 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         SGD momentum.
     weight_decay : float, default=1e-4
         L2 penalty on the weights (not the biases) during fine-tuning.
+    dropout : float, default=0.0
+        Probability of dropping each hidden unit (pathway, joint) in the fine-tuning
+        batches (Srivastava et al. 2014, inverted scaling: inference is unchanged).
+        Not applied when only the softmax is trained (``fine_tune=False``).
+    input_dropout : float, default=0.0
+        Probability of dropping each input pixel in the fine-tuning batches.
     batch_size : int, default=32
     max_epochs : int, default=30
         Maximum number of fine-tuning epochs.
@@ -216,7 +222,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                  pretrain_momentum=0.5, pretrain_sparsity_target=0.1,
                  pretrain_sparsity_cost=0.1, k=1, persistent=False, pathway_params=None,
                  per_feature=False, per_image=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
-                 momentum=0.9, weight_decay=1e-4, batch_size=32, max_epochs=30,
+                 momentum=0.9, weight_decay=1e-4, dropout=0.0, input_dropout=0.0,
+                 batch_size=32, max_epochs=30,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
                  checkpoint_path=None, random_state=None, verbose=0, dtype="float32"):
@@ -240,6 +247,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.input_dropout = input_dropout
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -303,7 +312,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                            early_stopping=self.early_stopping,
                            validation_fraction=self.validation_fraction,
                            n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                           class_weight=self.class_weight, fine_tune=self.fine_tune)
+                           class_weight=self.class_weight, fine_tune=self.fine_tune,
+                           dropout=self.dropout, input_dropout=self.input_dropout)
         return sizes
 
     def _stack(self, sizes, visible, name):
@@ -406,7 +416,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             weight_decay=self.weight_decay, batch_size=self.batch_size,
             max_epochs=self.max_epochs, early_stopping=self.early_stopping,
             validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change, tol=self.tol)
+            n_iter_no_change=self.n_iter_no_change, tol=self.tol, dropout=self.dropout,
+            input_dropout=self.input_dropout)
 
     def _checkpoint(self, state):
         self.history_ = state["history"]

@@ -136,6 +136,57 @@ def test_network_backward_finite_differences(rng, joint):
     assert len(only) == 2
 
 
+@pytest.mark.parametrize("joint", [True, False])
+def test_network_backward_with_dropout_matches_finite_differences(rng, joint):
+    # Masks depend only on the Dropout seed: every loss evaluation drops the same units.
+    dt = np.float64
+    pathways = {"a": [_nn.new_layer(6, 5, rng, dt, 1.0), _nn.new_layer(5, 4, rng, dt, 1.0)],
+                "b": [_nn.new_layer(5, 6, rng, dt, 1.0)]}
+    joint_layers = [_nn.new_layer(10, 6, rng, dt, 1.0)] if joint else []
+    output = _nn.new_layer(6 if joint else 10, 3, rng, dt, 1.0)
+    net = _nn.Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
+    X = {"a": rng.standard_normal((9, 6)), "b": rng.standard_normal((9, 5))}
+    y = rng.integers(0, 3, 9).astype(np.int64)
+
+    def masks():
+        return _nn.Dropout(0.4, 0.3, [7, 0, 1])
+
+    def loss():
+        return _core.softmax_cross_entropy(net.forward(X, masks())["logits"], y, None)[0]
+
+    cache = net.forward(X, masks())
+    dropped = cache["pathways"]["a"][0][0]  # the first layer's (masked) input
+    assert (dropped == 0).any() and not (X["a"] == 0).any()
+    np.testing.assert_allclose(dropped[dropped != 0], (X["a"] / 0.7)[dropped != 0])
+    _, grad_logits, _ = _core.softmax_cross_entropy(cache["logits"], y, None)
+    grads = net.backward(cache, grad_logits)
+    for g, p in zip(grads, net.parameters()):
+        np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
+    # Without masks the same network gives other gradients; inference never drops.
+    plain = net.backward(net.forward(X), grad_logits)
+    assert not np.allclose(plain[0], grads[0])
+    np.testing.assert_array_equal(net.logits(X), net.forward(X)["logits"])
+
+
+def test_dropout_zero_is_no_dropout_and_rates_are_checked(rng):
+    from pymdbn import MDBN
+
+    X = {"a": rng.random((40, 3, 3)), "b": rng.random((40, 4))}
+    y = np.repeat([0, 1], 20)
+    kw = dict(modalities={"a": (4,), "b": (3,)}, joint_units=(3,), pretrain_epochs=1,
+              max_epochs=3, random_state=0, dtype="float64")
+    base = MDBN(**kw).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(MDBN(dropout=0.0, input_dropout=0.0, **kw).fit(X, y)
+                                  .decision_function(X), base)
+    d1 = MDBN(dropout=0.5, input_dropout=0.2, **kw).fit(X, y).decision_function(X)
+    d2 = MDBN(dropout=0.5, input_dropout=0.2, **kw).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(d1, d2)  # reproducible
+    assert not np.allclose(d1, base)
+    for bad in (dict(dropout=1.0), dict(input_dropout=-0.1)):
+        with pytest.raises(ValueError, match="dropout"):
+            MDBN(**bad, **kw).fit(X, y)
+
+
 def test_training_reduces_loss_and_resumes_exactly(rng):
     dt = np.float64
     X = {"x": rng.standard_normal((60, 6))}
@@ -162,3 +213,20 @@ def test_training_reduces_loss_and_resumes_exactly(rng):
     _nn.train(part, X, y, None, max_epochs=6, state=states[-1], **opts)
     for a, b in zip(part.parameters(), full.parameters()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dbn_fine_tune_dropout(rng):
+    from pymdbn import DBN
+
+    X = rng.random((40, 6))
+    y = np.repeat([0, 1], 20)
+    kw = dict(hidden_layers=(4,), n_iter=1, fine_tune_epochs=3, random_state=0,
+              dtype="float64")
+    base = DBN(**kw).fit(X, y).decision_function(X)
+    d = DBN(fine_tune_dropout=0.5, fine_tune_input_dropout=0.2, **kw).fit(X, y)
+    assert not np.allclose(d.decision_function(X), base)
+    np.testing.assert_array_equal(
+        DBN(fine_tune_dropout=0.5, fine_tune_input_dropout=0.2, **kw).fit(X, y)
+        .decision_function(X), d.decision_function(X))
+    with pytest.raises(ValueError, match="fine_tune_dropout|dropout"):
+        DBN(fine_tune_dropout=1.5, **kw).fit(X, y)
