@@ -28,8 +28,8 @@ def _load_data(spec, size, modality=None):
 def _cmd_demo(args):
     from pymdbn.experiments import run_demo
 
-    run_demo(args.out, n_patients=args.n_patients, size=args.size, difficulty=args.difficulty,
-             random_state=args.seed, verbose=not args.quiet)
+    run_demo(args.out, n_patients=args.n_patients, size=args.size, model_size=args.model_size,
+             difficulty=args.difficulty, random_state=args.seed, verbose=not args.quiet)
 
 
 def _cmd_train(args):
@@ -98,7 +98,8 @@ def _cmd_experiment(args):
     if args.name != "table1":
         raise ValueError(f"unknown experiment {args.name!r}; available: table1")
     run_table1(args.out, seeds=tuple(range(args.seeds)), n_patients=args.n_patients,
-               size=args.size, difficulty=args.difficulty, verbose=not args.quiet)
+               size=args.size, model_size=args.model_size, difficulty=args.difficulty,
+               verbose=not args.quiet)
 
 
 #: The benchmark suite in the source tree's bench/ folder, with the arguments of a
@@ -159,6 +160,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
 
+    from pymdbn.experiments import DEMO_PATIENTS, MODEL_SIZE
+
     def common(sp, seed=True):
         if seed:
             sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -167,14 +170,18 @@ def build_parser():
     def phantom_args(sp, n):
         sp.add_argument("--n-patients", type=int, default=n,
                         help=f"phantom patients to generate (default {n})")
-        sp.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+        sp.add_argument("--size", type=int, default=64,
+                        help="side of the generated scans in pixels (default 64)")
+        sp.add_argument("--model-size", type=int, default=MODEL_SIZE,
+                        help=f"side the scans are resized to for the models, a divisor of "
+                             f"--size (default {MODEL_SIZE})")
         sp.add_argument("--difficulty", type=float, default=0.5,
                         help="lesion subtlety and noise in [0, 1] (default 0.5)")
 
     sp = sub.add_parser("demo", help="train, evaluate and explain the proposed model on "
                                      "built-in phantoms (the main job)")
     sp.add_argument("--out", required=True, help="output folder")
-    phantom_args(sp, 1600)
+    phantom_args(sp, DEMO_PATIENTS)
     common(sp)
     sp.set_defaults(func=_cmd_demo)
 
@@ -213,7 +220,7 @@ def build_parser():
     sp.add_argument("name", choices=["table1"], help="experiment to run")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
-    phantom_args(sp, 1600)
+    phantom_args(sp, DEMO_PATIENTS)
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_experiment)
 

@@ -66,6 +66,39 @@ class Phantoms:
     def __iter__(self):
         return iter((self.X, self.y, self.masks, self.lesion_labels))
 
+    def resized(self, size):
+        """The same patients at ``size`` x ``size`` pixels, as a scan is resized for a model.
+
+        Images are averaged over square blocks (area resampling, which also averages
+        the noise); a pixel of a resized lesion or organ mask is set when any pixel of
+        its block was, so that small lesions (microcalcifications) are not lost.
+
+        Parameters
+        ----------
+        size : int
+            New side length; must divide the current one.
+
+        Returns
+        -------
+        Phantoms
+        """
+        old = next(iter(self.X.values())).shape[-1]
+        if not isinstance(size, (int, np.integer)) or size < 1 or old % size:
+            raise ValueError(f"size must be a positive divisor of the image side {old}, "
+                             f"got {size!r}")
+        k = old // size
+
+        def blocks(a):
+            return a.reshape(len(a), size, k, size, k)
+
+        return Phantoms(
+            X={m: blocks(a).mean(axis=(2, 4), dtype=np.float32) for m, a in self.X.items()},
+            y=self.y,
+            masks={m: blocks(a).any(axis=(2, 4)) for m, a in self.masks.items()},
+            lesion_labels=self.lesion_labels,
+            organ_masks={m: blocks(a).any(axis=(2, 4)) for m, a in self.organ_masks.items()},
+        )
+
     @property
     def modalities(self):
         """tuple of str: The modality names, in the order requested."""

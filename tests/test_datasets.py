@@ -168,3 +168,19 @@ def test_bad_arguments(kwargs, name):
 def test_unknown_modality_message_lists_known():
     with pytest.raises(ValueError, match="brain.*breast.*bone"):
         make_phantoms(2, modalities=["lung"])
+
+
+def test_resized_averages_blocks_and_keeps_small_lesions():
+    from pymdbn.datasets import make_phantoms
+
+    d = make_phantoms(12, size=32, random_state=3)
+    r = d.resized(16)
+    for m in d.X:
+        assert r.X[m].shape == (12, 16, 16) and r.X[m].dtype == np.float32
+        np.testing.assert_allclose(r.X[m][:, 1, 2], d.X[m][:, 2:4, 4:6].mean(axis=(1, 2)),
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(r.masks[m].any(axis=(1, 2)), d.masks[m].any(axis=(1, 2)))
+        assert r.masks[m].sum() >= d.masks[m].sum() / 4
+    assert r.y is d.y and d.resized(32).X["brain"].shape == (12, 32, 32)
+    with pytest.raises(ValueError, match="divisor"):
+        d.resized(24)
