@@ -38,9 +38,13 @@ PROPOSED_CLIP = 4.0
 #: Fine-tuning defaults shared by every fine-tuned preset (same budget for all).
 #: Adam at 1e-3 instead of the estimators' SGD (lr 0.1, momentum 0.9), whose loss
 #: oscillated between 1.0 and 2.5 on the binary phantom task; early stopping on a
-#: 10% stratified hold-out restores the best weights.
+#: 10% stratified hold-out restores the best weights. Dropout (half the hidden units,
+#: a fifth of the input pixels per batch; Hinton et al. 2012 fine-tuned pretrained DBNs
+#: this way) because without it the training loss reached 0.002 while the validation
+#: loss was lowest after 2 epochs: on 6400 phantom patients resized to 32x32 (seed 0) the
+#: proposed model went from 0.932 to 0.948 test accuracy with it (ROC AUC 0.975 to 0.978).
 FINE_TUNE = dict(optimizer="adam", learning_rate=1e-3, batch_size=32, max_epochs=30,
-                 early_stopping=True, n_iter_no_change=5)
+                 early_stopping=True, n_iter_no_change=5, dropout=0.5, input_dropout=0.2)
 
 #: Pretraining epochs of every RBM, shared by all presets (the estimators default to 10).
 #: On 64x64 phantoms (1600 patients, seed 0) longer pretraining gave the fine-tuned
@@ -245,6 +249,8 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, per_image=P
                     fine_tune_epochs=FINE_TUNE["max_epochs"],
                     early_stopping=FINE_TUNE["early_stopping"],
                     n_iter_no_change=FINE_TUNE["n_iter_no_change"],
+                    fine_tune_dropout=FINE_TUNE["dropout"],
+                    fine_tune_input_dropout=FINE_TUNE["input_dropout"],
                     n_iter=PRETRAIN_EPOCHS)
     return EarlyFusionDBN(DBN(hidden_layers=hidden_layers, **{**defaults, **dbn_params}),
                           per_feature=per_feature, per_image=per_image)

@@ -86,3 +86,13 @@ def test_experiment_table1_writes_the_table_and_figures(tmp_path):
     table = (out / "table1.md").read_text()
     for system in ("DBN", "MDBN", "e-MDBN", "proposed"):
         assert f"| {system} |" in table
+
+
+def test_sensitivity_by_lesion_subset():
+    from pymdbn.experiments import sensitivity_by_lesion_subset
+
+    lesions = {"brain": np.array([1, 1, 0, 0, 1], bool), "bone": np.array([0, 1, 1, 0, 0], bool)}
+    got = sensitivity_by_lesion_subset([1, 1, 1, 0, 1], [1, 0, 1, 1, 0], lesions)
+    assert list(got) == ["bone", "brain", "brain+bone"]
+    assert got["brain"] == {"n": 2, "sensitivity": 0.5}
+    assert got["brain+bone"] == {"n": 1, "sensitivity": 0.0}
