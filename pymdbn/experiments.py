@@ -14,6 +14,10 @@ SYSTEMS = ("CNN", "DBN", "MDBN", "e-MDBN", "proposed")
 TABLE_METRICS = ("accuracy", "specificity", "f1", "sensitivity")
 #: LRP composite of the demo's and Table 1's heatmaps.
 HEATMAP_COMPOSITE = "epsilon_plus"
+#: Colour scale of the figures: the 99.5th percentile of |R|, so that a few extreme
+#: pixels do not wash out every other map (larger values saturate; the colour bar shows
+#: arrows).
+HEATMAP_VMAX = "p99.5"
 
 
 def _log(verbose, msg):
@@ -232,7 +236,8 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     if len(pos) == 0:
         pos = np.arange(min(n_heatmaps, len(y_te)))
     plot.heatmaps(_take(Xte, pos), {k: v[pos] for k, v in expl.relevance.items()},
-                  masks=_take(masks_te, pos), path=os.path.join(out, "heatmaps.png"))
+                  masks=_take(masks_te, pos), path=os.path.join(out, "heatmaps.png"),
+                  vmax=HEATMAP_VMAX)
     plot.relevance_bars(np.concatenate([expl.relevance[k][pos[0]].ravel()
                                         for k in expl.relevance]), top=40,
                         path=os.path.join(out, "relevance_bars.png"))
@@ -295,7 +300,8 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
                         if len(sel):
                             plot.heatmaps(Xte[name][sel], expl.relevance[name][sel],
                                           masks=data.masks[name][test][sel],
-                                          path=os.path.join(out, f"figure{i}_{name}.png"))
+                                          path=os.path.join(out, f"figure{i}_{name}.png"),
+                                          vmax=HEATMAP_VMAX)
     table = {s: summarize(r) for s, r in reports.items() if r}
     header = "| system | " + " | ".join(TABLE_METRICS) + " |"
     rows = [header, "|" + "---|" * (len(TABLE_METRICS) + 1)]

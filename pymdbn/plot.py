@@ -88,15 +88,16 @@ def heatmaps(
     cmap: str = "bwr",
     path: str | os.PathLike[str] | None = None,
     ncols: int | None = None,
+    vmax: float | str | None = None,
 ) -> Any:
     """Relevance maps overlaid on the input images, one panel per image.
 
     Each panel shows the input in grey with the relevance on top in a
     diverging colormap, red = evidence for the explained class, blue =
     against it (LRP, Bach et al. [1]_). The colour scale is symmetric,
-    ``[-vmax, vmax]`` with ``vmax = max |R|`` over the *whole figure*, so
-    equal colours mean equal relevance across samples and modalities, and
-    zero relevance is the neutral centre. The overlay's opacity grows
+    ``[-vmax, vmax]`` with ``vmax = max |R|`` over the *whole figure* (or as
+    given by ``vmax``), so equal colours mean equal relevance across samples
+    and modalities, and zero relevance is the neutral centre. The overlay's opacity grows
     linearly with ``|R|`` up to ``alpha``, so irrelevant regions leave the
     anatomy visible and faint colour honestly means little relevance.
     One colour bar labelled "relevance" is shared by all panels.
@@ -125,6 +126,12 @@ def heatmaps(
     ncols : int, optional
         Panels per row for array input (default: up to 4). Not allowed for
         dict input, whose columns are the modalities.
+    vmax : float or str, optional
+        End of the colour scale: a positive number, or ``'pQ'`` for the
+        Q-th percentile of ``|R|`` over the figure (e.g. ``'p99'``), so that
+        a few extreme pixels do not wash out the rest; larger values are
+        drawn at full colour and the colour bar gets arrows. Default: the
+        maximum of ``|R|``.
 
     Returns
     -------
@@ -184,8 +191,22 @@ def heatmaps(
     if titles is not None and len(titles) != n:
         raise ValueError(f"got {len(titles)} titles for {n} samples")
 
-    vmax = max(float(np.abs(rels[k]).max()) for k in keys)
-    vmax = vmax or 1.0  # all-zero relevance: any symmetric scale shows neutral
+    top = max(float(np.abs(rels[k]).max()) for k in keys)
+    if vmax is None:
+        vmax = top
+    elif isinstance(vmax, str):
+        try:
+            q = float(vmax[1:]) if vmax[:1] == "p" else float("nan")
+        except ValueError:
+            q = float("nan")
+        if not 0 < q <= 100:
+            raise ValueError(f"vmax must be a positive number or 'pQ' with 0 < Q <= 100, "
+                             f"got {vmax!r}")
+        vmax = float(np.percentile(np.concatenate([np.abs(rels[k]).ravel() for k in keys]), q))
+    elif not (isinstance(vmax, (int, float)) and math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a positive number or 'pQ', got {vmax!r}")
+    vmax = float(vmax) or top or 1.0  # all-zero relevance: any symmetric scale shows neutral
+    clipped = top > vmax
 
     if multimodal:
         nrows, ncol = n, len(keys)
@@ -211,7 +232,7 @@ def heatmaps(
             norm=norm,
             # Opacity follows |R|: a constant alpha would wash the whole image
             # out with the colormap's white centre.
-            alpha=alpha * np.abs(r) / vmax,
+            alpha=alpha * np.minimum(np.abs(r) / vmax, 1.0),
             interpolation="nearest",
         )
         if msks is not None and msks[k][i].any():
@@ -232,7 +253,8 @@ def heatmaps(
 
     # Opaque mappable for the bar: the overlay's per-pixel alpha would fade it.
     bar = fig.colorbar(
-        ScalarMappable(norm=norm, cmap=overlay.get_cmap()), ax=axes, shrink=0.8
+        ScalarMappable(norm=norm, cmap=overlay.get_cmap()), ax=axes, shrink=0.8,
+        extend="both" if clipped else "neither",
     )
     bar.set_label("relevance")
     if msks is not None:

@@ -70,6 +70,20 @@ def test_heatmaps_dict_rows_samples_columns_modalities(tmp_path):
     assert {(im.norm.vmin, im.norm.vmax) for im in _overlays(fig)} == {(-40.0, 40.0)}
 
 
+def test_heatmaps_percentile_vmax_clips_outliers():
+    images, R = _data(n=2)
+    R[0, 0, 0] = 1000.0  # one extreme pixel
+    fig = heatmaps(images, R, vmax="p99")
+    want = np.percentile(np.abs(R), 99)
+    assert {(im.norm.vmin, im.norm.vmax) for im in _overlays(fig)} == {(-want, want)}
+    assert all(np.max(im.get_alpha()) <= 0.6 + 1e-12 for im in _overlays(fig))
+    fig = heatmaps(images, R, vmax=2.5)
+    assert {im.norm.vmax for im in _overlays(fig)} == {2.5}
+    for bad in ("q50", "p0", "pxx", -1.0, float("nan")):
+        with pytest.raises(ValueError, match="vmax"):
+            heatmaps(images, R, vmax=bad)
+
+
 def test_heatmaps_all_zero_relevance_and_custom_cmap():
     images, _ = _data(n=1)
     fig = heatmaps(images, np.zeros_like(images), cmap="seismic")
