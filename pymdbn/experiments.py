@@ -27,9 +27,9 @@ def _log(verbose, msg):
 
 #: Patients the demo and Table 1 generate by default (75% train, 25% test). Dense
 #: pathways need many examples to find lesions anywhere in their region: with the
-#: presets and 32x32 inputs (seed 0, difficulty 0.5) the proposed model reached 0.932
-#: test accuracy on 6400 patients, 0.948 with dropout, 0.961 on 12800 and 0.969 on
-#: 25600 (ROC AUC 0.975, 0.978, 0.984, 0.988).
+#: presets and 32x32 inputs (seed 0, difficulty 0.5) the proposed model reached 0.948
+#: test accuracy on 6400 patients (50 pretraining epochs), 0.961 on 12800 (20 epochs)
+#: and 0.969 on 25600 (10 epochs; ROC AUC 0.978, 0.984, 0.988).
 DEMO_PATIENTS = 25600
 #: RBM pretraining epochs in the demo and Table 1 (every belief network alike). The
 #: presets' 50 (:data:`pymdbn.presets.PRETRAIN_EPOCHS`) suit a few thousand patients;
