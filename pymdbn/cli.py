@@ -29,7 +29,8 @@ def _cmd_demo(args):
     from pymdbn.experiments import run_demo
 
     run_demo(args.out, n_patients=args.n_patients, size=args.size, model_size=args.model_size,
-             difficulty=args.difficulty, random_state=args.seed, verbose=not args.quiet)
+             difficulty=args.difficulty, random_state=args.seed,
+             pretrain_epochs=args.pretrain_epochs, verbose=not args.quiet)
 
 
 def _cmd_train(args):
@@ -99,7 +100,7 @@ def _cmd_experiment(args):
         raise ValueError(f"unknown experiment {args.name!r}; available: table1")
     run_table1(args.out, seeds=tuple(range(args.seeds)), n_patients=args.n_patients,
                size=args.size, model_size=args.model_size, difficulty=args.difficulty,
-               verbose=not args.quiet)
+               pretrain_epochs=args.pretrain_epochs, verbose=not args.quiet)
 
 
 #: The benchmark suite in the source tree's bench/ folder, with the arguments of a
@@ -160,7 +161,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
 
-    from pymdbn.experiments import DEMO_PATIENTS, MODEL_SIZE
+    from pymdbn.experiments import DEMO_PATIENTS, DEMO_PRETRAIN_EPOCHS, MODEL_SIZE
 
     def common(sp, seed=True):
         if seed:
@@ -175,6 +176,9 @@ def build_parser():
         sp.add_argument("--model-size", type=int, default=MODEL_SIZE,
                         help=f"side the scans are resized to for the models, a divisor of "
                              f"--size (default {MODEL_SIZE})")
+        sp.add_argument("--pretrain-epochs", type=int, default=DEMO_PRETRAIN_EPOCHS,
+                        help=f"RBM pretraining epochs of every belief network (default "
+                             f"{DEMO_PRETRAIN_EPOCHS})")
         sp.add_argument("--difficulty", type=float, default=0.5,
                         help="lesion subtlety and noise in [0, 1] (default 0.5)")
 

@@ -14,12 +14,14 @@ from pymdbn.cli import main
 def test_demo_writes_every_output(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--n-patients", "40", "--size", "16",
-                 "--model-size", "8", "--quiet"]) == 0
+                 "--model-size", "8", "--pretrain-epochs", "2", "--quiet"]) == 0
     for name in ("metrics.md", "metrics.json", "heatmaps.png", "modality_shares.png",
                  "explanation_quality.json", "explanation_quality.md", "model.npz"):
         assert (out / name).exists(), name
     from pymdbn import load
-    assert load(out / "model.npz").scaler_.shapes_["brain"] == (8, 8)  # resized for the model
+    model = load(out / "model.npz")
+    assert model.scaler_.shapes_["brain"] == (8, 8)  # resized for the model
+    assert model.pretrain_epochs == 2 and model.per_image and model.dropout == 0.5
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_samples"] == 10
     assert 0 <= report["accuracy"] <= 1
