@@ -21,8 +21,8 @@ import numpy as np
 from pymdbn._loader import _core
 from pymdbn._progress import Progress
 
-__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "check_training", "encode_labels",
-           "class_sample_weight"]
+__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "check_training",
+           "encode_labels", "class_sample_weight"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
 _PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory

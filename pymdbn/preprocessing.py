@@ -77,14 +77,11 @@ def standardize(name, x, mean, scale, dtype, per_image=False):
     return out
 
 
-def per_image_normalize(a):
-    """Each sample of ``a`` (float64, shape (n, ...)) minus its mean, over its population
-    standard deviation (1 for a constant image): the per-image step of :func:`standardize`."""
-    f = a.reshape(len(a), -1)
-    mean = f.mean(axis=1, keepdims=True)
-    sd = np.sqrt(((f - mean) ** 2).mean(axis=1, keepdims=True))
-    sd = np.where((sd > 1e-7 * np.abs(mean)) & (sd > 0) & np.isfinite(sd), sd, 1.0)
-    return ((f - mean) / sd).reshape(a.shape)
+def per_image_normalize(a, name="input"):
+    """Each sample of ``a`` (shape (n, ...)) minus its mean, over its population standard
+    deviation (1 for a constant image), in float64: the per-image step of
+    :func:`standardize`, by the same kernel."""
+    return standardize(name, a, 0.0, 1.0, np.float64, per_image=True).reshape(a.shape)
 
 
 def check_modalities(X, names=None, shapes=None, allow_missing=False, check_finite=True):
@@ -229,9 +226,8 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         self.modalities_ = list(X)
         self.shapes_, self.mean_, self.scale_, self.data_range_ = {}, {}, {}, {}
         for name, arr in X.items():
-            a = arr.astype(np.float64, copy=False)
-            if self.per_image:
-                a = per_image_normalize(a)
+            a = (per_image_normalize(arr, name) if self.per_image
+                 else arr.astype(np.float64, copy=False))
             self.data_range_[name] = (float(a.min()), float(a.max()))
             axis = 0 if self.per_feature else None
             mean, std = np.asarray(a.mean(axis=axis)), np.asarray(a.std(axis=axis))
