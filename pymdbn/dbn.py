@@ -181,7 +181,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                  layer_params=None, fine_tune=True,
                  optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
-                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, random_state=None, verbose=0, dtype="float32"):
         self.hidden_layers = hidden_layers
         self.visible = visible

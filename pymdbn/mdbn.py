@@ -221,10 +221,10 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                  pretrain_learning_rate=None, pretrain_epochs=10, pretrain_batch_size=32,
                  pretrain_momentum=0.5, pretrain_sparsity_target=0.1,
                  pretrain_sparsity_cost=0.1, k=1, persistent=False, pathway_params=None,
-                 per_feature=False, per_image=False, fine_tune=True, optimizer="sgd", learning_rate=0.1,
-                 momentum=0.9, weight_decay=1e-4, dropout=0.0, input_dropout=0.0,
-                 batch_size=32, max_epochs=30,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 per_feature=False, per_image=False, fine_tune=True, optimizer="sgd",
+                 learning_rate=0.1, momentum=0.9, weight_decay=1e-4, dropout=0.0,
+                 input_dropout=0.0, batch_size=32, max_epochs=30, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
                  checkpoint_path=None, random_state=None, verbose=0, dtype="float32"):
         self.modalities = modalities

@@ -60,7 +60,8 @@ py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevan
       expect(zv.rows == xv.rows && zv.cols == wv.cols, "z must be (n_samples, n_out)");
     }
     // Only the epsilon rule can write its result over x (the others read x to the end).
-    py::array out = overwrite_x && r == LrpRule::Epsilon ? x : py::array(empty<T>(xv.rows, xv.cols));
+    py::array out =
+        overwrite_x && r == LrpRule::Epsilon ? x : py::array(empty<T>(xv.rows, xv.cols));
     auto ov = mat<T>(out, "x");
     py::array_t<double> tot;
     double* tp = nullptr;

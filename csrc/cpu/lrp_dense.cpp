@@ -121,7 +121,8 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
                const LrpParams<T>& prm, Mat<T> out, double* totals) {
   lrp_rule<T>(x, w, b, relevance, z_in, prm, out, totals);
   if (totals && prm.rule != LrpRule::Epsilon)  // the epsilon rule fills them in its last pass
-    cpu::for_rows(out.rows, out.cols, [&](index_t i) { row_totals(out.row(i), out.cols, totals + 2 * i); });
+    cpu::for_rows(out.rows, out.cols,
+                  [&](index_t i) { row_totals(out.row(i), out.cols, totals + 2 * i); });
 }
 
 template <class T>
