@@ -96,7 +96,7 @@ class Explanation:
             Rows to show (default: all N).
         **kwargs
             Passed to :func:`pymdbn.plot.heatmaps` (``titles``, ``masks``,
-            ``alpha``, ``cmap``).
+            ``alpha``, ``cmap``, ``vmax``).
 
         Returns
         -------

@@ -148,6 +148,7 @@ struct LrpParams {
 // forward pre-activation and saves the epsilon rule its forward GEMM. totals, when not
 // null, receives each row's sum and sum of absolute values of out ((rows, 2), row-major,
 // accumulated in double, the same for any thread count), computed while out is in cache.
+// out may be x itself (same data) for the epsilon rule only: the result then replaces x.
 template <class T>
 void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z,
                const LrpParams<T>& params, Mat<T> out, double* totals = nullptr);
