@@ -8,6 +8,8 @@ looks wrong. They favour clarity over speed.
 
 import numpy as np
 
+from ._matmul import matmul
+
 __all__ = [
     "philox4x32_10",
     "random_bits",
@@ -125,7 +127,7 @@ def clipped_sigmoid(x, clip=None):
 
 def affine(x, w, b, trans_w=False):
     """x op(w) + b with op(w) = w.T when ``trans_w``."""
-    return x @ (w.T if trans_w else w) + b
+    return matmul(x, w.T if trans_w else w) + b
 
 
 def affine_sigmoid(x, w, b, clip=None, trans_w=False):
@@ -206,7 +208,7 @@ def cd_epoch(x, order, batch_size, state, *, k, persistent, visible, clip, learn
         qhat = ph0.mean(axis=0)
         vbar = v0.mean(axis=0)
         pull = dt(sparsity_cost) * (dt(sparsity_target) - qhat) if sparsity_cost > 0 else 0 * qhat
-        grad_w = (ph0.T @ v0 - phn.T @ vs) / dt(b)
+        grad_w = (matmul(ph0.T, v0) - matmul(phn.T, vs)) / dt(b)
         s["v_w"][...] = (mom * s["v_w"] + lr * grad_w + lr * pull[:, None] * vbar[None, :]
                          - lr * dt(weight_decay) * s["w"])
         s["v_b_visible"][...] = mom * s["v_b_visible"] + lr * (vbar - vs.mean(axis=0))
@@ -228,7 +230,7 @@ def free_energy(v, w, b_visible, b_hidden, visible="bernoulli"):
     hidden = softplus(affine(v, w, b_hidden, trans_w=True)).sum(axis=1)
     if visible == "gaussian":
         return 0.5 * ((v - b_visible) ** 2).sum(axis=1) - hidden
-    return -(v @ b_visible) - hidden
+    return -matmul(v, b_visible) - hidden
 
 
 def ais_log_weights(w, b_visible, b_hidden, base_b_visible, betas, n_runs, seed):
@@ -251,7 +253,7 @@ def ais_log_weights(w, b_visible, b_hidden, base_b_visible, betas, n_runs, seed)
         beta, prev = betas[k], betas[k - 1]
         pre = affine(v, w, b_hidden, trans_w=True)
         v64 = v.astype(np.float64)
-        dot_base, dot_model = v64 @ base_b_visible, v64 @ b_visible
+        dot_base, dot_model = matmul(v64, base_b_visible), matmul(v64, b_visible)
         logw += log_p(pre, dot_base, dot_model, beta) - log_p(pre, dot_base, dot_model, prev)
         if k + 1 == len(betas):
             break
@@ -273,10 +275,10 @@ def log_partition_exact(w, b_visible, b_hidden):
                          f"({n_h}, {n_v}) is too large")
     if n_h <= n_v:  # sum over h: log Z = logsumexp_h [c.h + sum_i softplus(b_i + (W^T h)_i)]
         states = ((np.arange(2**n_h)[:, None] >> np.arange(n_h)) & 1).astype(np.float64)
-        terms = states @ b_hidden + softplus(states @ w + b_visible).sum(axis=1)
+        terms = matmul(states, b_hidden) + softplus(matmul(states, w) + b_visible).sum(axis=1)
     else:
         states = ((np.arange(2**n_v)[:, None] >> np.arange(n_v)) & 1).astype(np.float64)
-        terms = states @ b_visible + softplus(states @ w.T + b_hidden).sum(axis=1)
+        terms = matmul(states, b_visible) + softplus(matmul(states, w.T) + b_hidden).sum(axis=1)
     top = terms.max()
     return float(top + np.log(np.exp(terms - top).sum()))
 
@@ -288,7 +290,7 @@ def log_partition_exact(w, b_visible, b_hidden):
 
 def dense_forward(x, w, b, clip=None, activation="sigmoid"):
     """Returns (z, a) of one dense layer."""
-    z = x @ w + b
+    z = matmul(x, w) + b
     if activation == "linear":
         return z, z
     return z, clipped_sigmoid(z, clip).astype(x.dtype, copy=False)
@@ -306,9 +308,9 @@ def dense_backward(grad_a, z, a, x, w, clip=None, activation="sigmoid", need_gra
         dz = grad_a * a * (1 - a)
         if clip is not None:
             dz = dz * (np.abs(z) < clip)
-    grad_w = x.T @ dz
+    grad_w = matmul(x.T, dz)
     grad_b = dz.sum(axis=0)
-    grad_x = dz @ w.T if need_grad_x else None
+    grad_x = matmul(dz, w.T) if need_grad_x else None
     return grad_x, grad_w, grad_b
 
 
@@ -372,35 +374,36 @@ def lrp_dense(x, w, b, relevance, rule="epsilon", *, epsilon=1e-6, gamma=0.25, a
     wp, wn = np.maximum(w, 0), np.minimum(w, 0)
     bp, bn = np.maximum(bias, 0), np.minimum(bias, 0)
     if rule == "epsilon":
-        zz = x @ w + bias if z is None else (z if use_bias else z - b)
+        zz = matmul(x, w) + bias if z is None else (z if use_bias else z - b)
         s = relevance / stabilize(zz, epsilon)
-        return x * (s @ w.T)
+        return x * matmul(s, w.T)
     if rule == "gamma":
         wg, bg = w + gamma * wp, bias + gamma * bp
-        s = relevance / stabilize(x @ wg + bg, epsilon)
-        return x * (s @ wg.T)
+        s = relevance / stabilize(matmul(x, wg) + bg, epsilon)
+        return x * matmul(s, wg.T)
     if rule in ("zplus", "alpha_beta"):
         if rule == "zplus":
             alpha, beta = 1.0, 0.0
         xp, xn = np.maximum(x, 0), np.minimum(x, 0)
         # Positive contributions: x+ w+ and x- w-; negative ones: x+ w- and x- w+.
-        s_pos = relevance / stabilize(xp @ wp + xn @ wn + bp, epsilon)
-        r_pos = xp * (s_pos @ wp.T) + xn * (s_pos @ wn.T)
+        s_pos = relevance / stabilize(matmul(xp, wp) + matmul(xn, wn) + bp, epsilon)
+        r_pos = xp * matmul(s_pos, wp.T) + xn * matmul(s_pos, wn.T)
         if beta == 0:
             return alpha * r_pos
-        s_neg = relevance / stabilize(xp @ wn + xn @ wp + bn, epsilon)
-        r_neg = xp * (s_neg @ wn.T) + xn * (s_neg @ wp.T)
+        s_neg = relevance / stabilize(matmul(xp, wn) + matmul(xn, wp) + bn, epsilon)
+        r_neg = xp * matmul(s_neg, wn.T) + xn * matmul(s_neg, wp.T)
         return alpha * r_pos - beta * r_neg
     if rule == "zbox":
         low = np.broadcast_to(np.asarray(low, x.dtype), (x.shape[1],))
         high = np.broadcast_to(np.asarray(high, x.dtype), (x.shape[1],))
-        s = relevance / stabilize(x @ w - low @ wp - high @ wn + bias, epsilon)
-        return x * (s @ w.T) - low * (s @ wp.T) - high * (s @ wn.T)
+        s = relevance / stabilize(matmul(x, w) - matmul(low, wp) - matmul(high, wn) + bias,
+                                  epsilon)
+        return x * matmul(s, w.T) - low * matmul(s, wp.T) - high * matmul(s, wn.T)
     if rule == "flat":
         return np.repeat(relevance.sum(axis=1, keepdims=True) / x.shape[1], x.shape[1], axis=1)
     if rule == "wsquare":
         w2 = w * w
-        return relevance @ (w2 / stabilize(w2.sum(axis=0), epsilon)).T
+        return matmul(relevance, (w2 / stabilize(w2.sum(axis=0), epsilon)).T)
     raise ValueError(f"unknown LRP rule {rule!r}")
 
 

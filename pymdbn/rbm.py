@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pymdbn._loader import _core
+from pymdbn._matmul import matmul
 
 __all__ = ["RBM"]
 
@@ -373,7 +374,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=False)
         v = (X > 0.5).astype(np.float64)
         w = self.components_.astype(np.float64)
-        pre = v @ w.T + self.intercept_hidden_
+        pre = matmul(v, w.T) + self.intercept_hidden_
         out = np.empty(len(v))
         # F(flip_i v) - F(v) = (2 v_i - 1) b_i + sum_j [sp(pre_j) - sp(pre_j + (1 - 2 v_i) w_ji)]
         chunk = max(1, int(2**23 // max(1, w.size)))

@@ -1,5 +1,7 @@
 """C++ kernels against their NumPy twins (pymdbn._reference), same random draws."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,15 @@ def test_bindings_reject_bad_arrays(rng):
         _core.cd_epoch(ro, np.array([0, 9]), 2, w.copy(), bv, bh, z((3, 4), np.float32),
                        z(4, np.float32), z(3, np.float32), z((2, 3), np.float32), 1, False,
                        "bernoulli", None, 0.1, 0.0, 0.0, 0.1, 0.0, 0, 0)
+
+
+def test_matmul_helper_keeps_results_and_drops_blas_flags():
+    # The helper must not hide a non-finite result, only the warning NumPy derives from flags.
+    from pymdbn._matmul import matmul
+
+    a = np.full((4, 3), 3e38, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = matmul(a, a.T)
+        np.testing.assert_array_equal(out, np.full((4, 4), np.inf, np.float32))
+        np.testing.assert_allclose(matmul(np.eye(3), np.arange(3.0)), [0.0, 1.0, 2.0])

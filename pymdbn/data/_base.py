@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .._matmul import matmul
+
 
 class DataLoadError(ValueError):
     """A file could not be read or decoded; the message names the file."""
@@ -121,10 +123,14 @@ def to_unit(array):
     return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
 
 
+# ITU-R 601 luma weights.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def to_grey(array):
     """Collapse ``(H, W, 3|4)`` colour (alpha ignored) to ``(H, W)`` luma (ITU-R 601)."""
     if array.ndim == 3 and array.shape[-1] in (3, 4):
-        return array[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        return matmul(array[..., :3], LUMA)
     if array.ndim == 3 and array.shape[-1] == 1:
         return array[..., 0]
     if array.ndim != 2:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._matmul import matmul
 from ._base import (
+    LUMA,
     DataLoadError,
     Dataset,
     FailureLog,
@@ -380,7 +382,7 @@ def load_medmnist_npz(path, split="train", modality="image", size=None, classes=
         raise DataLoadError(f"{path}: {len(images)} images but {len(labels)} labels")
     grey = to_unit(images)
     if grey.ndim == 4:
-        grey = grey[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = matmul(grey[..., :3], LUMA)
     y, classes = _labels(labels, len(labels), classes)
     shape = tuple(images.shape[1:3])
     X = grey if size is None else np.stack([resize(im, size) for im in grey])
