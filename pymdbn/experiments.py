@@ -141,10 +141,12 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon"):
         if not has.any():
             continue
         R, M = expl.relevance[name][has], masks[name][has]
+        sign = lm.lesion_relevance_sign(R, M)
         rows[name] = {
             "n": int(has.sum()),
             "relevance_mass_accuracy": _nanmean(lm.relevance_mass_accuracy(R, M)),
             "relevance_rank_accuracy": _nanmean(lm.relevance_rank_accuracy(R, M)),
+            "lesion_relevance_positive": _nanmean(np.where(np.isnan(sign), np.nan, sign > 0)),
             "pointing_game": float(np.mean(lm.pointing_game(R, M))),
             "pointing_game_tolerance_2px": float(np.mean(lm.pointing_game(R, M, tolerance=2))),
             "mask_fraction": float(M.mean()),
@@ -215,15 +217,18 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
             expl = e
         lines += [f"## composite '{composite}'", "",
                   "| modality | n | relevance mass acc. | rank acc. | pointing game | "
-                  "mask fraction |", "|---|---|---|---|---|---|"]
+                  "lesion relevance > 0 | mask fraction |", "|---|---|---|---|---|---|---|"]
         for name, row in q.items():
             if isinstance(row, dict):
                 cells = [row[k] for k in ("relevance_mass_accuracy", "relevance_rank_accuracy",
-                                          "pointing_game", "mask_fraction")]
+                                          "pointing_game", "lesion_relevance_positive",
+                                          "mask_fraction")]
                 lines.append(f"| {name} | {row['n']} | " + " | ".join(_fmt(c) for c in cells)
                              + " |")
         lines += ["", "Modality attribution accuracy (largest share on a lesioned modality): "
-                  f"{_fmt(q['modality_attribution_accuracy'])}", ""]
+                  f"{_fmt(q['modality_attribution_accuracy'])}", "",
+                  "'lesion relevance > 0': share of lesions whose net relevance is evidence "
+                  "for cancer; the positive-only scores cannot see the others.", ""]
     _write_json(os.path.join(out, "explanation_quality.json"), quality)
     _write_text(os.path.join(out, "explanation_quality.md"), "\n".join(lines))
 

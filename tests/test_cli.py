@@ -28,6 +28,8 @@ def test_demo_writes_every_output(tmp_path):
     quality = json.loads((out / "explanation_quality.json").read_text())
     assert "modality_attribution_accuracy" in quality["epsilon"]
     assert "modality_attribution_accuracy" in quality["epsilon_plus"]
+    rows = [r for r in quality["epsilon_plus"].values() if isinstance(r, dict)]
+    assert rows and all(0 <= r["lesion_relevance_positive"] <= 1 for r in rows)
 
 
 def _image_folder(root, rng):

@@ -5,6 +5,7 @@ import pytest
 
 from pymdbn.lrp.metrics import (
     PixelFlippingResult,
+    lesion_relevance_sign,
     modality_attribution_accuracy,
     pixel_flipping,
     pointing_game,
@@ -64,6 +65,22 @@ def test_uniform_random_relevance_scores_mask_fraction_on_average():
     assert relevance_rank_accuracy(R, mask).mean() == pytest.approx(0.25, abs=0.005)
     # A map concentrated on the lesion is clearly better than chance.
     assert relevance_rank_accuracy(R + 2 * mask, mask).mean() == 1.0
+
+
+def test_lesion_relevance_sign_sees_negative_lesions():
+    mask = _square_mask(4, 4, 4, 0, 0, 2)
+    R = np.zeros((4, 4, 4))
+    R[0, 0, 0] = 1.0                        # evidence for the class
+    R[1, 0, 0], R[1, 3, 3] = -1.0, 5.0      # lesion against it, strong evidence elsewhere
+    R[2, 0, 0], R[2, 1, 1] = 2.0, -2.0      # cancels out
+    mask[3] = False                         # no lesion: undefined
+    out = lesion_relevance_sign(R, mask)
+    np.testing.assert_array_equal(out[:3], [1.0, -1.0, 0.0])
+    assert np.isnan(out[3])
+    # the positive-only score sees a miss there, not evidence against the class
+    assert relevance_mass_accuracy(R, mask)[1] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        lesion_relevance_sign(R, mask[:, :3])
 
 
 def test_pointing_game_hits_and_tolerance():

@@ -7,8 +7,9 @@ a few vectorised NumPy calls.
 Two families are provided:
 
 * Localisation against ground truth (a lesion mask): relevance mass and rank
-  accuracy [1]_, the pointing game [2]_ and, for multimodal inputs, whether
-  the most relevant modality is one showing a lesion.
+  accuracy [1]_, the pointing game [2]_, the sign of the lesion's net relevance
+  and, for multimodal inputs, whether the most relevant modality is one showing
+  a lesion.
 * Faithfulness to the model: pixel flipping / region perturbation with the
   area over the perturbation curve (AOPC) [3]_.
 
@@ -38,6 +39,7 @@ from scipy import ndimage
 __all__ = [
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "lesion_relevance_sign",
     "pointing_game",
     "pixel_flipping",
     "PixelFlippingResult",
@@ -144,6 +146,37 @@ def relevance_rank_accuracy(R: Any, mask: Any) -> np.ndarray:
     tie_share = (k - n_above) / tied.sum(axis=1)
     hits = (above & mask).sum(axis=1) + tie_share * (tied & mask).sum(axis=1)
     out[ok] = hits / k
+    return out
+
+
+def lesion_relevance_sign(R: Any, mask: Any) -> np.ndarray:
+    """Sign of the net relevance inside the ground-truth mask.
+
+    ``sign(sum(R inside mask))`` per sample: +1 when the lesion counts as
+    evidence *for* the explained class, -1 when against it. The positive-only
+    scores (relevance mass, pointing game) cannot see a lesion whose relevance
+    is negative; the mean of this sign over lesion cases can. Where the model
+    demonstrably relies on a lesion, a -1 is an explanation error.
+
+    Parameters
+    ----------
+    R : array_like of shape (N, ...)
+        Relevance maps.
+    mask : array_like of bool, same shape as ``R``
+
+    Returns
+    -------
+    ndarray of shape (N,)
+        -1.0, 0.0 or 1.0; NaN for samples with an empty mask.
+
+    Raises
+    ------
+    ValueError
+        If shapes differ or ``R`` contains NaN or infinity.
+    """
+    R, mask = _check_pair(R, mask)
+    out = np.sign((R * mask).sum(axis=1))
+    out[~mask.any(axis=1)] = np.nan
     return out
 
 
