@@ -390,16 +390,19 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                 "meta": {"classes": self.classes_.tolist(), "image_shapes": {"x": [n_in]}}}
 
     def explain(self, X, target=None, composite="epsilon", return_layers=False,
-                batch_size=None):
+                batch_size=None, reference=None):
         """Layer-wise relevance propagation of the decisions on X.
 
         See :func:`pymdbn.lrp.explain`; relevance comes back as ``relevance['x']``.
         ZBox input bounds default to the range [0, 1] of the (unscaled) features.
+        ``reference``: one sample of shape (n_features,), or None.
         """
         from pymdbn.lrp import explain
 
+        if reference is not None:
+            reference = {"x": self._validate(np.asarray(reference).reshape(1, -1))}
         return explain(self, {"x": self._validate(X)}, target=target, composite=composite,
-                       return_layers=return_layers, batch_size=batch_size)
+                       return_layers=return_layers, batch_size=batch_size, reference=reference)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""

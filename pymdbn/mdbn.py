@@ -532,7 +532,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         return cache
 
     def explain(self, X, target=None, composite="epsilon", return_layers=False,
-                batch_size=None):
+                batch_size=None, reference=None):
         """Explain the decisions on X by layer-wise relevance propagation.
 
         Relevance starts at the target logit (default: the predicted class; the other
@@ -549,6 +549,10 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             'epsilon_gamma_box' and 'epsilon_plus_flat'.
         return_layers : bool, default=False
         batch_size : int, optional
+        reference : dict of str to array-like, optional
+            One raw image per modality (e.g. the mean image of healthy training
+            patients): Epsilon layers then propagate differences from the reference's
+            activations; see :func:`pymdbn.lrp.explain`.
 
         Returns
         -------
@@ -559,7 +563,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         from pymdbn.lrp import explain
 
         return explain(self.to_dict(copy=False), X, target=target, composite=composite,
-                       return_layers=return_layers, batch_size=batch_size)
+                       return_layers=return_layers, batch_size=batch_size, reference=reference)
 
     # -- dict and file persistence ------------------------------------------------------------
     def to_dict(self, copy=True):

@@ -16,6 +16,8 @@ factory                        fusion       training of the top    sigmoid
 ============================  ===========  =====================  ===============
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -156,13 +158,14 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
     def explain(self, X, target=None, composite="epsilon", return_layers=False,
-                batch_size=None):
+                batch_size=None, reference=None):
         """Layer-wise relevance propagation, split back into the modalities.
 
         The DBN is explained on the concatenated z-scored input; each modality's
         columns (``slices_``) are reshaped to its images. ZBox bounds are each
         modality's data range in z-scored units: [0, 1], or the training range of the
-        normalised images with ``per_image``.
+        normalised images with ``per_image``. ``reference``: one raw image per
+        modality, as for :meth:`pymdbn.MDBN.explain`.
 
         Returns
         -------
@@ -183,8 +186,13 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             low.append((lo - mean) / scale)
             high.append((hi - mean) / scale)
         d["meta"]["data_range"] = {"x": [np.concatenate(low), np.concatenate(high)]}
+        if reference is not None:
+            if not isinstance(reference, Mapping):
+                raise ValueError("reference must be a dict modality -> image")
+            reference = {"x": self._concat({m: np.asarray(r)[None] for m, r in
+                                            reference.items()})}
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
-                    return_layers=return_layers, batch_size=batch_size)
+                    return_layers=return_layers, batch_size=batch_size, reference=reference)
         R = e.relevance["x"]
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}
@@ -196,7 +204,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                                                for m, r in flat.items()}),
                            code_relevance=e.code_relevance, code_slices=e.code_slices,
                            conservation_residual=e.conservation_residual,
-                           composite=e.composite, layers=e.layers)
+                           composite=e.composite, layers=e.layers,
+                           reference_logits=e.reference_logits)
 
     def _forward_layers(self, X):
         """The DBN's forward cache on the concatenated input (pathway ``'x'``)."""

@@ -54,6 +54,32 @@ def test_mdbn_explain_conserves_without_biases(data):
     np.testing.assert_allclose(total, logit, rtol=1e-8, atol=1e-10)
 
 
+def test_mdbn_explain_against_a_reference_image(data):
+    from pymdbn.lrp import _engine
+
+    X, y = data
+    model = _small_mdbn(fusion="joint").fit(X, y)
+    healthy = {m: a[y == 0].mean(axis=0) for m, a in X.items()}  # raw (H, W) images
+    e = model.explain(X, reference=healthy)
+    scaled = model.scaler_.transform(X)
+    want = _engine.explain(model.to_dict(), scaled,
+                           reference=model.scaler_.transform({m: a[None] for m, a in
+                                                              healthy.items()}))
+    for m in X:
+        np.testing.assert_allclose(e.relevance[m], want.relevance[m].reshape(X[m].shape),
+                                   rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(e.reference_logits,
+                               model.decision_function({m: a[None] for m, a in
+                                                        healthy.items()})[0], rtol=1e-10)
+    with pytest.raises(ValueError, match="reference: X lacks modalities"):
+        model.explain(X, reference={"brain": healthy["brain"]})
+    dbn = DBN(hidden_layers=(8,), n_iter=2, random_state=0, dtype="float64")
+    flat = X["brain"].reshape(120, -1)
+    dbn.fit(flat, y)
+    d = dbn.explain(flat, reference=flat[y == 0].mean(axis=0))
+    assert d.reference_logits.shape == (2,)
+
+
 def test_dbn_and_early_fusion_explain(data):
     X, y = data
     flat = np.concatenate([X["bone"].reshape(120, -1), X["brain"].reshape(120, -1)], axis=1)
@@ -68,6 +94,11 @@ def test_dbn_and_early_fusion_explain(data):
     np.testing.assert_allclose(e.shares["brain"] + e.shares["bone"], 1.0)
     with pytest.raises(ValueError, match="brain"):
         ef.explain({"bone": X["bone"]})
+    healthy = {m: a[y == 0].mean(axis=0) for m, a in X.items()}
+    r = ef.explain(X, composite="epsilon", reference=healthy)
+    total = sum(v.reshape(120, -1).sum(axis=1) for v in r.relevance.values())
+    explained = r.logits[np.arange(120), r.target] - r.reference_logits[r.target]
+    np.testing.assert_allclose(total, explained, rtol=1e-4, atol=1e-6)  # eps 1e-6 absorbs
 
 
 def test_per_image_models_explain_and_persist(data, tmp_path):

@@ -44,8 +44,9 @@ def scaled_inputs(rng, model, n):
             .astype(model["output"]["W"].dtype) for m in model["modalities"]}
 
 
-def twin_explain(model, x, target, composite):
-    """The same propagation with the NumPy twins, written out plainly."""
+def twin_explain(model, x, target, composite, reference=None):
+    """The same propagation with the NumPy twins, written out plainly. ``reference``:
+    z-scored (1, ...) inputs; Epsilon layers then propagate differences from it."""
     c, clip = get_composite(composite), model["clip"]
 
     def rule_args(rule, m=None):
@@ -73,33 +74,48 @@ def twin_explain(model, x, target, composite):
             a = a_next
         return trace, a
 
-    def backward(layers, trace, r, rules):
-        for layer, (a, z), rule in list(zip(layers, trace, rules))[::-1]:
-            name, kw = rule
-            r = ref.lrp_dense(a, layer["W"], layer["b"], r, name, z=z, **kw)
+    def lrp(a, w, b, r, z, rule, ref_az):
+        name, kw = rule
+        if ref_az is not None and name == "epsilon":
+            a, z, b = a - ref_az[0], z - ref_az[1], np.zeros_like(b)
+        return ref.lrp_dense(a, w, b, r, name, z=z, **kw)
+
+    def backward(layers, trace, r, rules, ref_trace):
+        ref_trace = ref_trace or [None] * len(trace)
+        for layer, (a, z), rule, ra in list(zip(layers, trace, rules, ref_trace))[::-1]:
+            r = lrp(a, layer["W"], layer["b"], r, z, rule, ra)
         return r
 
-    n = len(next(iter(x.values())))
-    x = {m: v.reshape(n, -1) for m, v in x.items()}
-    traces, tops = {}, []
-    for m in model["modalities"]:
-        traces[m], top = forward(model["pathways"][m], x[m])
-        tops.append(top)
-    jtrace, h = forward(model["joint"], np.concatenate(tops, axis=1))
-    logits = h @ model["output"]["W"] + model["output"]["b"]
+    def network(x):
+        n = len(next(iter(x.values())))
+        x = {m: v.reshape(n, -1) for m, v in x.items()}
+        traces, tops = {}, []
+        for m in model["modalities"]:
+            traces[m], top = forward(model["pathways"][m], x[m])
+            tops.append(top)
+        jtrace, h = forward(model["joint"], np.concatenate(tops, axis=1))
+        return traces, jtrace, h, h @ model["output"]["W"] + model["output"]["b"]
+
+    traces, jtrace, h, logits = network(x)
+    n = len(logits)
+    rtraces, rjtrace, rh, rlogits = (({}, None, None, None) if reference is None
+                                     else network(reference))
+    out_rule = rule_args(c.rule("output"))
     t = logits.argmax(axis=1) if target is None else target
     r = np.zeros_like(logits)
     r[np.arange(n), t] = logits[np.arange(n), t]
-    name, kw = rule_args(c.rule("output"))
-    r = ref.lrp_dense(h, model["output"]["W"], model["output"]["b"], r, name, z=logits, **kw)
-    r = backward(model["joint"], jtrace, r, [rule_args(c.rule("joint"))] * len(jtrace))
+    if reference is not None and out_rule[0] == "epsilon":
+        r[np.arange(n), t] -= rlogits[0, t]
+    r = lrp(h, model["output"]["W"], model["output"]["b"], r, logits, out_rule,
+            None if reference is None else (rh, rlogits))
+    r = backward(model["joint"], jtrace, r, [rule_args(c.rule("joint"))] * len(jtrace), rjtrace)
     out, start = {}, 0
     for m in model["modalities"]:
         layers = model["pathways"][m]
         width = layers[-1]["W"].shape[1]
         rules = [rule_args(c.rule("input", m), m)] + \
             [rule_args(c.rule("hidden", m))] * (len(layers) - 1)
-        out[m] = backward(layers, traces[m], r[:, start:start + width], rules)
+        out[m] = backward(layers, traces[m], r[:, start:start + width], rules, rtraces.get(m))
         start += width
     return out, logits
 
@@ -129,25 +145,28 @@ ARCHS = [
 @pytest.mark.parametrize("arch", range(len(ARCHS)))
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon_plus", "epsilon_gamma_box",
                                        "epsilon_plus_flat"])
-def test_engine_matches_numpy_twin(rng, arch, dtype, composite):
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_engine_matches_numpy_twin(rng, arch, dtype, composite, with_reference):
     modalities, joint = ARCHS[arch]
     model = make_model(rng, modalities, joint, n_classes=3, clip=4.0 if arch % 2 else None,
                        dtype=dtype)
     x = scaled_inputs(rng, model, 13)
+    reference = scaled_inputs(rng, model, 1) if with_reference else None
     if dtype == np.float32:
         # A denominator that nearly cancels is below float32 rounding when epsilon = 1e-6
         # meets sums of O(1) terms, and its error then scales a whole sample's relevance;
         # 1e-3 keeps this comparison about the engine rather than about rounding.
         composite = get_composite(composite, epsilon=1e-3,
                                   **({} if composite == "epsilon" else {"stabilizer": 1e-3}))
-    ex = _engine.explain(model, x, composite=composite)
-    want, logits = twin_explain(model, x, None, composite)
+    ex = _engine.explain(model, x, composite=composite, reference=reference)
+    want, logits = twin_explain(model, x, None, composite, reference)
     rtol, atol = TOL[dtype]
     if dtype == np.float32:
         # Where neither float32 run is accurate, allow ten times the largest error of the
         # twin's float32 run in that sample, against the twin in float64 on the same values.
-        exact, _ = twin_explain(as_float64(model), {m: v.astype(np.float64)
-                                                    for m, v in x.items()}, ex.target, composite)
+        f64 = lambda d: None if d is None else {m: v.astype(np.float64)  # noqa: E731
+                                                for m, v in d.items()}
+        exact, _ = twin_explain(as_float64(model), f64(x), ex.target, composite, f64(reference))
     np.testing.assert_allclose(ex.logits, logits, rtol=rtol, atol=atol)
     for m in model["modalities"]:
         assert ex.relevance[m].shape == x[m].shape and ex.relevance[m].dtype == dtype
@@ -463,3 +482,66 @@ def test_relevance_is_finite_and_epsilon_default(trimodal):
     ex = _engine.explain(model, x)
     assert ex.composite == get_composite("epsilon") == Composite(output=Epsilon())
     assert all(np.isfinite(r).all() for r in ex.relevance.values())
+
+
+def sign_model(dtype=np.float64):
+    """x -> h = sigma(-3 x + 1.5) -> logit_1 = 2 - 2 h: a large x lowers h, which raises the
+    class-1 logit, but h stays positive and its weight negative."""
+    return {"modalities": ["a"],
+            "pathways": {"a": [{"W": np.array([[-3.0]], dtype), "b": np.array([1.5], dtype)}]},
+            "joint": [], "output": {"W": np.array([[0.0, -2.0]], dtype),
+                                    "b": np.array([0.0, 2.0], dtype)},
+            "clip": None, "scalers": {}, "meta": {"image_shapes": {"a": [1]}}}
+
+
+def test_reference_gives_the_input_that_raised_the_logit_positive_relevance():
+    model, x, ref0 = sign_model(), {"a": np.array([[2.0]])}, {"a": np.array([[0.0]])}
+    plain = _engine.explain(model, x, target=1)
+    assert plain.relevance["a"][0, 0] < 0  # the sigmoid unit's residual 0.011 counts against
+    h, h0 = 1 / (1 + np.exp(4.5)), 1 / (1 + np.exp(-1.5))
+    diff = (2 - 2 * h) - (2 - 2 * h0)
+    lrp0 = get_composite("epsilon", epsilon=1e-15)  # class 0 has z = 0: LRP-0 would give 0/0
+    ex = _engine.explain(model, x, target=1, composite=lrp0, reference=ref0)
+    np.testing.assert_allclose(ex.relevance["a"][0, 0], diff, rtol=1e-12)
+    np.testing.assert_allclose(ex.reference_logits, [0.0, 2 - 2 * h0])
+    np.testing.assert_allclose(ex.conservation_residual, 0.0, atol=1e-12)
+    assert "reference_logits" in ex.to_dict()
+
+
+def test_reference_conserves_the_logit_difference(trimodal, rng):
+    model, x = trimodal
+    reference = scaled_inputs(rng, model, 1)
+    ex = _engine.explain(model, x, composite=get_composite("epsilon", epsilon=1e-12),
+                         reference=reference)
+    rows = np.arange(10)
+    want = ex.logits[rows, ex.target] - ex.reference_logits[ex.target]
+    total = sum(ex.relevance[m].reshape(10, -1).sum(axis=1) for m in ex.modalities)
+    np.testing.assert_allclose(total, want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ex.conservation_residual, 0.0, atol=1e-6)
+    # The reference explained against itself has nothing to explain.
+    same = _engine.explain(model, reference, reference=reference)
+    assert all(np.abs(same.relevance[m]).max() == 0 for m in same.modalities)
+
+
+def test_reference_is_ignored_by_other_rules(trimodal, rng):
+    model, x = trimodal
+    zplus = Composite(input=ZPlus(), hidden=ZPlus(), joint=ZPlus(), output=ZPlus())
+    a = _engine.explain(model, x, composite=zplus)
+    b = _engine.explain(model, x, composite=zplus, reference=scaled_inputs(rng, model, 1))
+    for m in a.modalities:
+        np.testing.assert_array_equal(a.relevance[m], b.relevance[m])
+
+
+def test_bad_reference_names_the_problem(trimodal, rng):
+    model, x = trimodal
+    two = scaled_inputs(rng, model, 2)
+    with pytest.raises(ValueError, match="one sample per modality, got 2"):
+        _engine.explain(model, x, reference=two)
+    one = scaled_inputs(rng, model, 1)
+    with pytest.raises(ValueError, match=r"reference: X lacks modalities \['bone'\]"):
+        _engine.explain(model, x, reference={k: v for k, v in one.items() if k != "bone"})
+    bad = dict(one, brain=np.full((6, 6), np.nan))  # one image without its sample axis
+    with pytest.raises(ValueError, match="reference: .*NaN"):
+        _engine.explain(model, x, reference=bad)
+    with pytest.raises(ValueError, match="reference must be a dict"):
+        _engine.explain(model, x, reference=one["brain"])

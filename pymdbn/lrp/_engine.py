@@ -33,7 +33,7 @@ import numpy as np
 from pymdbn._loader import _core
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation
-from pymdbn.lrp.rules import Rule, ZBox
+from pymdbn.lrp.rules import Epsilon, Rule, ZBox
 from pymdbn.preprocessing import standardize
 
 __all__ = ["explain", "explain_model", "zbox_bounds"]
@@ -215,6 +215,31 @@ def _inputs(net: _Network, X: Any, scale: bool) -> tuple[dict[str, np.ndarray], 
     return flat, shapes, n
 
 
+def _reference_inputs(net: _Network, reference: Any, scale: bool) -> dict[str, np.ndarray] | None:
+    """The reference as validated (1, D) inputs, or None."""
+    if reference is None:
+        return None
+    if not isinstance(reference, Mapping):
+        if len(net.modalities) != 1:
+            raise ValueError(f"reference must be a dict modality -> array for the modalities "
+                             f"{net.modalities}")
+        reference = {net.modalities[0]: reference}
+    single = {}
+    for m, r in reference.items():
+        r = np.asarray(r)
+        image = net.image_shape(m) if m in net.pathways else None
+        if r.ndim == 1 or (image is not None and r.shape == image):
+            r = r[None]  # one sample given without its sample axis
+        single[m] = r
+    try:
+        flat, _, n = _inputs(net, single, scale)
+    except ValueError as exc:
+        raise ValueError(f"reference: {exc}") from None
+    if n != 1:
+        raise ValueError(f"reference must hold one sample per modality, got {n}")
+    return flat
+
+
 def _targets(net: _Network, target: Any, n: int) -> np.ndarray | None:
     """Explicit targets as (N,) int64 class indices; None to explain the prediction."""
     if target is None:
@@ -259,16 +284,23 @@ def _forward(layers, a, clip):
     return inputs, zs, a
 
 
-def _backward(layers, rules, inputs, zs, r, record, totals=False, overwrite_input=False):
+def _backward(layers, rules, inputs, zs, r, record, totals=False, overwrite_input=False,
+              refs=None):
     """Relevance down a stack of layers; ``record`` collects it top-down. With
     ``totals``, also the row sums and absolute row sums of the bottom relevance; with
-    ``overwrite_input``, the bottom relevance may be written over the stack's input."""
+    ``overwrite_input``, the bottom relevance may be written over the stack's input.
+    ``refs``: per layer, the reference's (input, pre-activation), used by Epsilon rules."""
     last = len(layers) - 1
     sums = None
-    for k, ((w, b), rule, x, z) in enumerate(zip(layers[::-1], rules[::-1], inputs[::-1],
-                                                 zs[::-1])):
+    refs = [None] * len(layers) if refs is None else refs
+    for k, ((w, b), rule, x, z, ref) in enumerate(zip(layers[::-1], rules[::-1], inputs[::-1],
+                                                      zs[::-1], refs[::-1])):
+        owned = overwrite_input
+        if ref is not None and isinstance(rule, Epsilon):
+            # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
+            x, z, b, owned = x - ref[0], z - ref[1], np.zeros_like(b), True
         if totals and k == last:
-            r, sums = rule(x, w, b, r, z=z, return_totals=True, overwrite_x=overwrite_input)
+            r, sums = rule(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
         else:
             r = rule(x, w, b, r, z=z)
         if record is not None:
@@ -276,8 +308,19 @@ def _backward(layers, rules, inputs, zs, r, record, totals=False, overwrite_inpu
     return (r, sums) if totals else r
 
 
-def _explain_batch(net, rules, x, target, record_layers, owned=False):
-    """Explain one chunk; returns the arrays that make up an Explanation."""
+def _reference_forward(net, reference):
+    """The reference's inputs and pre-activations per layer (one sample each)."""
+    pathway_fw = {m: _forward(net.pathways[m], reference[m], net.clip) for m in net.modalities}
+    code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
+    joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
+    logits = _core.affine(top, net.w_out, net.b_out, False)
+    return dict(pathways={m: list(zip(fw[0], fw[1])) for m, fw in pathway_fw.items()},
+                joint=list(zip(joint_inputs, joint_zs)), output=(top, logits))
+
+
+def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
+    """Explain one chunk; returns the arrays that make up an Explanation. ``ref``: the
+    reference's forward pass (:func:`_reference_forward`) or None."""
     pathway_fw = {m: _forward(net.pathways[m], x[m], net.clip) for m in net.modalities}
     code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
     joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
@@ -286,13 +329,20 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False):
     rows = np.arange(len(logits))
     t = np.argmax(logits, axis=1) if target is None else target
     r_out = np.zeros_like(logits)
-    r_out[rows, t] = logits[rows, t]
+    out_ref = ref is not None and isinstance(rules["output"], Epsilon)
+    # Against a reference, the explained quantity is the logit's difference from its own.
+    r_out[rows, t] = logits[rows, t] - (ref["output"][1][0, t] if out_ref else 0)
 
     joint_rec = [r_out] if record_layers else None
-    r = rules["output"](top, net.w_out, net.b_out, r_out, z=logits)
+    if out_ref:
+        r = rules["output"](top - ref["output"][0], net.w_out, np.zeros_like(net.b_out), r_out,
+                            z=logits - ref["output"][1])
+    else:
+        r = rules["output"](top, net.w_out, net.b_out, r_out, z=logits)
     if joint_rec is not None:
         joint_rec.append(r)
-    code_r = _backward(net.joint, rules["joint"], joint_inputs, joint_zs, r, joint_rec)
+    code_r = _backward(net.joint, rules["joint"], joint_inputs, joint_zs, r, joint_rec,
+                       refs=None if ref is None else ref["joint"])
 
     relevance, totals, path_rec = {}, {}, {}
     for m in net.modalities:
@@ -300,13 +350,14 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False):
         r_top = np.ascontiguousarray(code_r[:, net.code_slices[m]])
         rec = [r_top] if record_layers else None
         relevance[m], totals[m] = _backward(net.pathways[m], rules["pathways"][m], inputs, zs,
-                                            r_top, rec, totals=True, overwrite_input=owned)
+                                            r_top, rec, totals=True, overwrite_input=owned,
+                                            refs=None if ref is None else ref["pathways"][m])
         del inputs, zs
         if rec is not None:
             path_rec[m] = rec[::-1]
     layers = {"pathways": path_rec, "joint": joint_rec[::-1]} if record_layers else None
     return dict(relevance=relevance, totals=totals, logits=logits, target=t.astype(np.int64),
-                code_relevance=code_r, layers=layers)
+                code_relevance=code_r, layers=layers, explained=r_out[rows, t])
 
 
 def _concat(chunks: list[Any]) -> Any:
@@ -334,9 +385,10 @@ def _shares(totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: Any,
-         composite: Any, return_layers: bool, batch_size: Any, owned: bool) -> Explanation:
+         composite: Any, return_layers: bool, batch_size: Any, owned: bool,
+         reference: dict[str, np.ndarray] | None = None) -> Explanation:
     """``owned``: ``x`` holds this call's own z-scored copies, which the input layers'
-    relevance may overwrite."""
+    relevance may overwrite. ``reference``: validated (1, D) inputs or None."""
     composite = get_composite(composite)
     if batch_size is None:
         batch_size = n
@@ -352,17 +404,18 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
             for m in net.modalities
         },
     }
+    ref = None if reference is None else _reference_forward(net, reference)
     chunks = []
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
         chunks.append(_explain_batch(net, rules, {m: x[m][rows] for m in net.modalities},
-                                     None if t is None else t[rows], return_layers, owned))
+                                     None if t is None else t[rows], return_layers, owned, ref))
     out = _concat(chunks)
 
     relevance = out["relevance"]
     sums = {m: out["totals"][m][:, 0] for m in net.modalities}
     abs_sums = {m: out["totals"][m][:, 1] for m in net.modalities}
-    explained = np.take_along_axis(out["logits"], out["target"][:, None], axis=1)[:, 0]
+    explained = out["explained"]
     return Explanation(
         relevance={m: relevance[m].reshape(shapes[m]) for m in net.modalities},
         logits=out["logits"],
@@ -374,12 +427,13 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
         conservation_residual=explained.astype(np.float64) - np.sum(list(sums.values()), axis=0),
         composite=composite,
         layers=out["layers"],
+        reference_logits=None if ref is None else ref["output"][1][0].copy(),
     )
 
 
 def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
             composite: str | Composite = "epsilon", return_layers: bool = False,
-            batch_size: int | None = None) -> Explanation:
+            batch_size: int | None = None, reference: Any = None) -> Explanation:
     """Explain a network given as a dict, on already z-scored inputs.
 
     Parameters
@@ -391,6 +445,8 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
         (N, H, W); a single array for a one-modality network.
     target, composite, return_layers, batch_size
         As for :func:`pymdbn.lrp.explain`.
+    reference : dict of str -> array_like, or array_like, optional
+        As for :func:`pymdbn.lrp.explain`, but z-scored like ``X_scaled``.
 
     Returns
     -------
@@ -398,11 +454,14 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
     """
     net = _Network(model_dict)
     x, shapes, n = _inputs(net, X_scaled, scale=False)
-    return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=False)
+    ref = _reference_inputs(net, reference, scale=False)
+    return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=False,
+                reference=ref)
 
 
 def explain_model(model: Any, X: Any, target: Any = None, composite: str | Composite = "epsilon",
-                  return_layers: bool = False, batch_size: int | None = None) -> Explanation:
+                  return_layers: bool = False, batch_size: int | None = None,
+                  reference: Any = None) -> Explanation:
     """Explain a (multimodal) DBN's decisions by layer-wise relevance propagation.
 
     Relevance starts at the target logit (the others set to 0) and is
@@ -431,6 +490,19 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
     batch_size : int, optional
         Explain this many samples at a time to bound memory (the result
         does not depend on it, up to rounding). Default: all at once.
+    reference : dict of str -> array_like, or array_like, optional
+        One raw input per modality (an image, shaped like one sample of
+        ``X``), e.g. the mean image of healthy training patients. Layers
+        whose rule is :class:`~pymdbn.lrp.Epsilon` then propagate the
+        differences from the reference's activations, ``R_i = sum_j (x_i -
+        x~_i) w_ij / (z_j - z~_j + eps) R_j`` (the bias cancels), and the
+        explained quantity is ``logit[target] - logit~[target]`` when the
+        output layer's rule is Epsilon (the Rescale rule of DeepLIFT,
+        Shrikumar et al. [4]_, in LRP's form). Sigmoid units are never off:
+        without a reference a unit at 0.5 with a negative weight counts
+        against the class even when the input lowered it from 0.9, which
+        can give a lesion the model relies on negative relevance. Other
+        rules ignore the reference. Default: None, LRP as published.
 
     Returns
     -------
@@ -456,6 +528,9 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
     .. [3] C. J. Anders, D. Neumann, W. Samek, K.-R. Müller, S. Lapuschkin,
        "Software for dataset-wide XAI: from local explanations to global
        insights with Zennit, CoRelAy, and ViRelAy", arXiv:2106.13200, 2021.
+    .. [4] A. Shrikumar, P. Greenside, A. Kundaje, "Learning important
+       features through propagating activation differences", ICML 2017,
+       PMLR 70, 3145-3153.
     """
     if isinstance(model, Mapping):
         model_dict = model
@@ -466,4 +541,6 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
                          f"{type(model).__name__}")
     net = _Network(model_dict)
     x, shapes, n = _inputs(net, X, scale=True)
-    return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=True)
+    ref = _reference_inputs(net, reference, scale=True)
+    return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=True,
+                reference=ref)

@@ -49,6 +49,8 @@ class Explanation:
         ``logit[target] - total input relevance``: what the biases and the
         stabilisers (epsilon) absorbed on the way down. It is 0 up to
         epsilon when every rule ignores the biases (``use_bias=False``).
+        Explained against a reference with an Epsilon output rule, the
+        explained quantity is ``logit[target] - reference_logits[target]``.
     composite : Composite
         The rules used.
     layers : dict or None
@@ -56,6 +58,8 @@ class Explanation:
         R_L]}, 'joint': [R_code, ..., R_logits]}``, relevance (N, units) at
         every layer boundary from the input pixels (``R_0``) to the pathway
         top, and from the fused code to the logits.
+    reference_logits : ndarray of shape (K,) or None
+        The reference's logits when explained against a reference.
     """
 
     relevance: dict[str, np.ndarray]
@@ -68,6 +72,7 @@ class Explanation:
     conservation_residual: np.ndarray
     composite: Composite
     layers: dict[str, Any] | None = None
+    reference_logits: np.ndarray | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -151,4 +156,6 @@ class Explanation:
         }
         if self.layers is not None:
             out["layers"] = self.layers
+        if self.reference_logits is not None:
+            out["reference_logits"] = self.reference_logits
         return out
