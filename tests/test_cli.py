@@ -28,6 +28,7 @@ def test_demo_writes_every_output(tmp_path):
     quality = json.loads((out / "explanation_quality.json").read_text())
     assert "modality_attribution_accuracy" in quality["epsilon"]
     assert "modality_attribution_accuracy" in quality["epsilon_plus"]
+    assert "modality_attribution_accuracy" in quality["epsilon_plus/healthy_mean"]
     rows = [r for r in quality["epsilon_plus"].values() if isinstance(r, dict)]
     assert rows and all(0 <= r["lesion_relevance_positive"] <= 1 for r in rows)
 
@@ -90,6 +91,19 @@ def test_experiment_table1_writes_the_table_and_figures(tmp_path):
     table = (out / "table1.md").read_text()
     for system in ("DBN", "MDBN", "e-MDBN", "proposed"):
         assert f"| {system} |" in table
+    loc = json.loads((out / "localisation.json").read_text())
+    assert set(loc) == {"epsilon_plus", "epsilon_plus/healthy_mean"}
+    assert all("lesion_relevance_positive" in row for row in loc["epsilon_plus"].values())
+
+
+def test_healthy_reference():
+    from pymdbn.experiments import healthy_reference
+
+    X = {"brain": np.arange(12.0).reshape(3, 2, 2)}
+    ref = healthy_reference(X, [0, 1, 0])
+    np.testing.assert_array_equal(ref["brain"], (X["brain"][0] + X["brain"][2]) / 2)
+    with pytest.raises(ValueError, match="no training sample of class 0"):
+        healthy_reference(X, [1, 1, 1])
 
 
 def test_sensitivity_by_lesion_subset():
