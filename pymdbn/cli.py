@@ -1,7 +1,6 @@
 """The ``pymdbn`` command: demo, train, evaluate, explain, experiment, bench, digits."""
 
 import argparse
-import json
 import os
 import sys
 
@@ -75,21 +74,37 @@ def _cmd_explain(args):
     from pymdbn import plot
     from pymdbn.lrp import explain
 
+    from pymdbn.experiments import _write_json, healthy_reference
+
     model = pymdbn.load(args.model)
-    ds = _load_data(args.data, _model_size(model), args.modality)
+    size = _model_size(model)
+    ds = _load_data(args.data, size, args.modality)
+    reference = None
+    if args.reference_class is not None:
+        src = ds if args.reference_data is None else _load_data(args.reference_data, size,
+                                                                args.modality)
+        if args.reference_class not in src.classes:
+            raise ValueError(f"--reference-class {args.reference_class!r} is not a class of "
+                             f"the reference data; classes are {list(src.classes)}")
+        reference = healthy_reference(src.X, src.y, src.classes.index(args.reference_class))
+    elif args.reference_data is not None:
+        raise ValueError("--reference-data needs --reference-class")
     idx = np.arange(min(args.n, len(ds.y)))
     X = {k: v[idx] for k, v in ds.X.items()}
-    expl = explain(model, X, composite=args.composite)
+    expl = explain(model, X, composite=args.composite, reference=reference)
     os.makedirs(args.out, exist_ok=True)
     masks = None
     if ds.masks and all(ds.masks.get(k) is not None for k in X):
         masks = {k: ds.masks[k][idx] for k in X}
     plot.heatmaps(X, expl.relevance, masks=masks, path=os.path.join(args.out, "heatmaps.png"))
-    np.savez(os.path.join(args.out, "relevance.npz"),
-             **{f"relevance_{k}": v for k, v in expl.relevance.items()})
+    path = os.path.join(args.out, "relevance.npz")
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **{f"relevance_{k}": v for k, v in expl.relevance.items()})
+    os.replace(tmp, path)
     shares = {k: [float(x) for x in v] for k, v in expl.shares.items()}
-    with open(os.path.join(args.out, "shares.json"), "w", encoding="utf-8") as f:
-        json.dump({"target": [int(t) for t in expl.target], "shares": shares}, f, indent=2)
+    _write_json(os.path.join(args.out, "shares.json"),
+                {"target": [int(t) for t in expl.target], "shares": shares,
+                 "reference_class": args.reference_class})
     print(f"wrote heatmaps.png, relevance.npz and shares.json to {args.out}")
 
 
@@ -216,6 +231,11 @@ def build_parser():
     sp.add_argument("--composite", default="epsilon",
                     choices=["epsilon", "epsilon_plus", "epsilon_gamma_box",
                              "epsilon_plus_flat"], help="LRP composite (default epsilon)")
+    sp.add_argument("--reference-class", metavar="CLASS",
+                    help="explain against the mean image of this class (e.g. the healthy "
+                         "one); Epsilon layers then propagate differences from it")
+    sp.add_argument("--reference-data", metavar="PATH",
+                    help="take the reference class's mean from this data (default: --data)")
     sp.add_argument("--modality", help="modality name for single-modality folders/npz")
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_explain)

@@ -57,6 +57,18 @@ def test_train_evaluate_explain_on_an_image_folder(tmp_path):
     assert (tmp_path / "expl" / "heatmaps.png").exists()
     rel = np.load(tmp_path / "expl" / "relevance.npz")
     assert rel["relevance_image"].shape == (4, 16, 16)
+    assert main(["explain", "--model", str(model), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "ref"), "--n", "4", "--reference-class", "benign"]) == 0
+    against = np.load(tmp_path / "ref" / "relevance.npz")["relevance_image"]
+    assert against.shape == (4, 16, 16) and not np.allclose(against, rel["relevance_image"])
+    assert json.loads((tmp_path / "ref" / "shares.json").read_text())["reference_class"] == \
+        "benign"
+    proc = subprocess.run([sys.executable, "-m", "pymdbn", "explain", "--model", str(model),
+                           "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"),
+                           "--reference-class", "healthy"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode != 0 and "'healthy' is not a class" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("argv", [
