@@ -72,9 +72,8 @@ def _cmd_explain(args):
 
     import pymdbn
     from pymdbn import plot
-    from pymdbn.lrp import explain
-
     from pymdbn.experiments import _write_json, healthy_reference
+    from pymdbn.lrp import explain
 
     model = pymdbn.load(args.model)
     size = _model_size(model)
