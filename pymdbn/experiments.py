@@ -324,12 +324,10 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
             _log(verbose, f"seed {seed} {system:9s} accuracy {rep['accuracy']:.3f} "
                           f"({rep['fit_seconds']:.0f} s)")
             if system == "proposed":
-                _, plain = _explanation_quality(model, Xte, _take(data.masks, test),
-                                                _take(data.lesion_labels, test),
-                                                HEATMAP_COMPOSITE)
-                expl, quality = _explanation_quality(
-                    model, Xte, _take(data.masks, test), _take(data.lesion_labels, test),
-                    HEATMAP_COMPOSITE, healthy_reference(Xtr, data.y[train]))
+                truth = (_take(data.masks, test), _take(data.lesion_labels, test))
+                _, plain = _explanation_quality(model, Xte, *truth, HEATMAP_COMPOSITE)
+                expl, quality = _explanation_quality(model, Xte, *truth, HEATMAP_COMPOSITE,
+                                                     healthy_reference(Xtr, data.y[train]))
                 localisation.append({"none": plain, HEATMAP_REFERENCE: quality})
                 if seed == seeds[0]:
                     y_te = data.y[test]
