@@ -283,7 +283,7 @@ def worker(args):
         rec["sklearn_fit"] = best_of(sk, rep)
         rec["sklearn_dtype"] = str(sk().components_.dtype)
 
-    rec["pymdbn_config"] = pymdbn.show_config()
+    rec["pymdbn_config"] = pymdbn.show_config(mode="dicts")
     rec["threadpool_info"] = threadpoolctl.threadpool_info()
     print("RESULT " + json.dumps(rec), flush=True)
 

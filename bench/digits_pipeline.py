@@ -153,7 +153,7 @@ def main():
     record = {"benchmark": "digits_pipeline", "machine": machine_info(),
               "threads_env": {k: os.environ.get(k) for k in
                               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")},
-              "pymdbn_config": pymdbn.show_config(),
+              "pymdbn_config": pymdbn.show_config(mode="dicts"),
               "train_shape": list(X_train.shape), "test_shape": list(X_test.shape),
               "example_seed0": single, "seeds": args.seeds, "per_seed": runs,
               "summary": summary, "rbm_fit_speedup_sklearn_over_pymdbn": sp}

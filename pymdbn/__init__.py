@@ -1,6 +1,8 @@
 """pymdbn: multimodal deep belief networks explained by layer-wise relevance propagation.
 
-The compiled core loads on first use of a model, so ``import pymdbn`` stays light.
+The compiled core loads on first use of a model, so ``import pymdbn`` stays light;
+subpackages (``pymdbn.lrp``, ``pymdbn.data``, ``pymdbn.plot``, ...) are imported on first
+attribute access, as SciPy does.
 """
 
 from pymdbn._version import __version__
@@ -19,7 +21,16 @@ _LAZY = {
 }
 
 
+# Public submodules, imported on first access (``pymdbn.lrp.explain`` after ``import pymdbn``).
+_SUBMODULES = ("baselines", "data", "datasets", "experiments", "io", "lrp", "metrics", "plot",
+               "preprocessing", "presets")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"pymdbn.{name}")
     if name in _LAZY:
         import importlib
 
@@ -31,4 +42,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

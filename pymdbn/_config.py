@@ -26,25 +26,29 @@ def set_num_threads(n):
     _core.set_num_threads(int(n))
 
 
-def show_config(print_=False):
-    """Describe the build and runtime backend.
+def show_config(mode="stdout"):
+    """Describe the build and runtime backend, as ``numpy.show_config`` does.
 
     Parameters
     ----------
-    print_ : bool, default=False
-        Also print the configuration as JSON.
+    mode : {'stdout', 'dicts'}, default='stdout'
+        ``'stdout'`` prints the configuration as JSON and returns None;
+        ``'dicts'`` returns it and prints nothing.
 
     Returns
     -------
-    dict
-        ``version``, ``compiler``, ``openmp`` (spec date), ``openmp_threads``,
-        ``blas``, ``blas_config``, ``blas_threads`` and ``cuda`` (whether a CUDA
-        backend is built and a device is usable).
+    dict or None
+        With ``mode='dicts'``: ``version``, ``compiler``, ``openmp`` (spec date),
+        ``openmp_threads``, ``blas``, ``blas_config``, ``blas_threads`` and ``cuda``
+        (whether a CUDA backend is built and a device is usable).
     """
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
     info = dict(_core.build_info())
     threads = get_num_threads()
     info["openmp_threads"] = threads["openmp"]
     info["blas_threads"] = threads["blas"]
-    if print_:
-        print(json.dumps(info, indent=2))
-    return info
+    if mode == "dicts":
+        return info
+    print(json.dumps(info, indent=2))
+    return None
