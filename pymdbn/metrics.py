@@ -15,13 +15,21 @@ References
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["classification_report", "format_report", "summarize", "METRICS"]
+__all__ = [
+    "classification_report",
+    "format_report",
+    "summarize",
+    "positive_class",
+    "METRICS",
+    "NEGATIVE_CLASS_NAMES",
+]
 
 #: Scalar metrics of a report, in display order.
 METRICS = (
@@ -33,6 +41,123 @@ METRICS = (
     "balanced_accuracy",
     "roc_auc",
 )
+
+
+#: Class names that mean "no disease" in diagnostic datasets. Of two named classes,
+#: the one *not* in this list is the positive class (see :func:`positive_class`).
+#: Compared case-insensitively, ignoring spaces, '-', '_' and '.' (so 'No_Tumor',
+#: 'no-tumor' and 'notumor' all match).
+NEGATIVE_CLASS_NAMES = (
+    "healthy",
+    "normal",
+    "benign",
+    "negative",
+    "control",
+    "controls",
+    "healthy-control",
+    "no-tumor",
+    "no-tumour",
+    "non-tumor",
+    "non-tumour",
+    "no-finding",
+    "no-findings",
+    "no-cancer",
+    "non-cancer",
+    "cancer-free",
+    "no-lesion",
+    "no-disease",
+    "absent",
+    "nonmalignant",
+)
+
+
+def _canonical(name: Any) -> str:
+    return re.sub(r"[\s_.\-]+", "", str(name).lower())
+
+
+_NEGATIVE = frozenset(_canonical(n) for n in NEGATIVE_CLASS_NAMES)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the matching Python scalar (JSON-serialisable)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def positive_class(classes: Sequence[Any], pos_label: Any = None) -> Any:
+    """The positive ("disease") class of a binary problem, by one documented rule.
+
+    Sensitivity, specificity, precision, F1, ROC AUC and the explained class of
+    LRP heatmaps all refer to this class. The rule, in order:
+
+    1. An explicit ``pos_label`` wins. It must be one of ``classes``; a string
+       that equals ``str(c)`` of exactly one class also matches (so the
+       command line's ``--positive-class 1`` selects the integer class 1).
+    2. Of exactly two named classes of which exactly one is a known name for
+       the negative class (:data:`NEGATIVE_CLASS_NAMES`: 'healthy', 'normal',
+       'benign', 'no-tumor', 'negative', 'control', ...; compared case- and
+       separator-insensitively), the *other* one is positive: ``['cancer',
+       'healthy']`` -> ``'cancer'``, whatever the alphabetical order.
+    3. Integer classes ``{0, 1}`` (or one of them, for a split holding a single
+       class): 1, scikit-learn's ``pos_label=1`` convention. Only true
+       integers: the strings ``'0'``/``'1'`` (e.g. MedMNIST labels without
+       names, where BreastMNIST's 1 means *benign*) need ``pos_label``.
+    4. Otherwise no rule decides and a :class:`ValueError` asks for
+       ``pos_label`` (``--positive-class`` on the command line).
+
+    Parameters
+    ----------
+    classes : sequence
+        The classes, e.g. a fitted model's ``classes_``.
+    pos_label : hashable, optional
+        The positive class, when the caller knows it.
+
+    Returns
+    -------
+    object
+        The positive class, an element of ``classes`` as a plain Python
+        scalar (rule 3 may return 1 for the classes ``[0]``).
+
+    Raises
+    ------
+    ValueError
+        If ``pos_label`` is not a class, or no rule decides.
+
+    Examples
+    --------
+    >>> positive_class(["cancer", "healthy"])
+    'cancer'
+    >>> positive_class([0, 1])
+    1
+    >>> positive_class(["a", "b"], pos_label="b")
+    'b'
+    """
+    values = [_plain(c) for c in np.asarray(classes).ravel().tolist()]
+    if pos_label is not None:
+        pos_label = _plain(pos_label)
+        if pos_label in values:
+            return values[values.index(pos_label)]
+        same = [c for c in values if str(c) == str(pos_label)]
+        if len(same) == 1:
+            return same[0]
+        raise ValueError(
+            f"pos_label={pos_label!r} is not one of the classes {values} "
+            "(--positive-class on the command line)"
+        )
+    if len(values) == 2 and all(isinstance(c, str) for c in values):
+        negative = [c for c in values if _canonical(c) in _NEGATIVE]
+        if len(negative) == 1:
+            return values[1 - values.index(negative[0])]
+    if (
+        values
+        and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in values)
+        and set(values) <= {0, 1}
+    ):
+        return 1
+    raise ValueError(
+        f"cannot tell which of the classes {values} is the positive one (no rule of "
+        "pymdbn.metrics.positive_class decides): pass pos_label (--positive-class on "
+        "the command line)"
+    )
 
 
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -72,7 +197,7 @@ def classification_report(
     y_true: Any,
     y_pred: Any,
     y_score: Any = None,
-    pos_label: Any = 1,
+    pos_label: Any = None,
     labels: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Summarise a classifier's predictions with the usual diagnostic metrics.
@@ -87,9 +212,13 @@ def classification_report(
         ``labels`` (sorted classes by default, as scikit-learn's
         ``predict_proba``). Multi-class problems take (N, K) scores, one
         column per entry of ``labels``.
-    pos_label : hashable, default 1
-        Positive (e.g. "cancer") class of a binary problem. Ignored for
-        multi-class problems.
+    pos_label : hashable, optional
+        Positive (e.g. "cancer") class of a binary problem. By default the
+        rule of :func:`positive_class` picks it from ``labels`` (pass a
+        model's ``classes_`` there): of two named classes the one that is not
+        a known negative name ('healthy', 'normal', 'benign', ...), of the
+        integer classes 0 and 1 the class 1; a ``ValueError`` asks for
+        ``pos_label`` when no rule decides. Ignored for multi-class problems.
     labels : sequence, optional
         All classes, in confusion-matrix order. Defaults to the sorted union
         of ``y_true`` and ``y_pred``. Pass it explicitly when a class may be
@@ -104,7 +233,8 @@ def classification_report(
         ``f1``, ``balanced_accuracy`` (mean recall over classes present in
         ``y_true`` [2]_), ``roc_auc`` (only when ``y_score`` is given),
         ``confusion_matrix`` (rows = true, columns = predicted, ordered as
-        ``labels``), ``labels``, ``n_samples`` and ``average``.
+        ``labels``), ``labels``, ``n_samples``, ``average`` and, for a binary
+        problem, ``positive_class``.
 
         With at most two classes ``average`` is ``'binary'``: sensitivity,
         specificity, precision and F1 refer to ``pos_label`` against all
@@ -173,11 +303,16 @@ def classification_report(
 
     report: dict[str, Any] = {"accuracy": float(np.trace(cm) / n)}
     if k <= 2:
-        if k == 2 and pos_label not in classes.tolist():
-            raise ValueError(
-                f"pos_label={pos_label!r} is not one of the classes "
-                f"{classes.tolist()}"
-            )
+        if k == 2:
+            pos_label = positive_class(classes, pos_label)
+        elif pos_label is None:  # a one-class split keeps an explicit pos_label it lacks
+            try:
+                pos_label = positive_class(classes)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc}; or pass labels= with all the classes (y_true and y_pred "
+                    f"hold only {classes.tolist()})"
+                ) from None
         pos = y_true == pos_label
         hit = y_pred == pos_label
         tp = float(np.sum(pos & hit))
@@ -192,6 +327,7 @@ def classification_report(
             precision=prec,
             f1=float(_divide(2 * tp, 2 * tp + fp + fn)),
             average="binary",
+            positive_class=_plain(pos_label),
         )
     else:
         fp_c = predicted - tp_c
@@ -317,16 +453,19 @@ def format_report(report: dict[str, Any]) -> str:
     Parameters
     ----------
     report : dict
-        Output of :func:`classification_report` (single run; the confusion
-        matrix is appended as a second table) or of :func:`summarize`
-        (cells read "mean ± sd").
+        Output of :func:`classification_report` (single run; the positive
+        class is named above the table, the confusion matrix is appended as
+        a second table) or of :func:`summarize` (cells read "mean ± sd").
 
     Returns
     -------
     str
         Markdown text.
     """
-    lines = ["| metric | value |", "|---|---|"]
+    lines = []
+    if report.get("positive_class") is not None:
+        lines += [f"positive class: {report['positive_class']}", ""]
+    lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {m} | {_cell(report[m])} |" for m in METRICS if m in report]
     if "confusion_matrix" in report:
         labels = [str(c) for c in report.get("labels", [])]

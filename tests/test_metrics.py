@@ -173,3 +173,64 @@ def test_format_report_tables():
     assert "Confusion" not in s
     undefined = classification_report([1, 1], [1, 0], y_score=[0.9, 0.1], labels=[0, 1])
     assert "| roc_auc | n/a |" in format_report(undefined)
+
+
+@pytest.mark.parametrize(
+    "classes, expected",
+    [
+        (["cancer", "healthy"], "cancer"),  # alphabetical order would make it 0
+        (["healthy", "cancer"], "cancer"),
+        (["Normal", "tumor"], "tumor"),
+        (["glioma", "No_Tumor"], "glioma"),
+        (["notumor", "meningioma"], "meningioma"),
+        (["benign", "malignant"], "malignant"),
+        (np.array(["malignant", "negative"]), "malignant"),
+        ([0, 1], 1),
+        (np.array([1, 0]), 1),
+        ([0], 1),
+    ],
+)
+def test_positive_class_rule(classes, expected):
+    from pymdbn.metrics import positive_class
+
+    got = positive_class(classes)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_positive_class_explicit_and_errors():
+    from pymdbn.metrics import positive_class
+
+    assert positive_class(["cancer", "healthy"], pos_label="healthy") == "healthy"
+    assert positive_class(np.array([0, 1]), pos_label="0") == 0  # a CLI string
+    with pytest.raises(ValueError, match=r"pos_label='x' is not one of the classes"):
+        positive_class(["cancer", "healthy"], pos_label="x")
+    for ambiguous in (["a", "b"], ["healthy", "normal"], ["0", "1"], [1, 2],
+                      ["cancer", "healthy", "other"]):
+        with pytest.raises(ValueError, match="--positive-class"):
+            positive_class(ambiguous)
+
+
+def test_report_names_the_positive_class_by_the_rule():
+    # Alphabetically 'cancer' is class 0; sensitivity must still be its recall.
+    y_true = np.array(["cancer"] * 10 + ["healthy"] * 30)
+    y_pred = y_true.copy()
+    y_pred[:1] = "healthy"   # cancer recall 0.9
+    y_pred[10:20] = "cancer"  # healthy recall 2/3
+    proba = np.where(y_pred == "cancer", 0.8, 0.3)
+    r = classification_report(y_true, y_pred, np.stack([proba, 1 - proba], 1),
+                              labels=["cancer", "healthy"])
+    assert r["positive_class"] == "cancer"
+    assert r["sensitivity"] == pytest.approx(0.9)
+    assert r["specificity"] == pytest.approx(20 / 30)
+    assert r["roc_auc"] == pytest.approx(skm.roc_auc_score(y_true == "cancer", proba))
+    assert "positive class: cancer" in format_report(r)
+    flipped = classification_report(y_true, y_pred, pos_label="healthy")
+    assert flipped["positive_class"] == "healthy"
+    assert flipped["sensitivity"] == pytest.approx(20 / 30)
+    assert json.loads(json.dumps(r)) == r
+    with pytest.raises(ValueError, match="pos_label"):
+        classification_report(["a", "b"], ["a", "b"])
+    with pytest.raises(ValueError, match="labels="):
+        classification_report(["healthy"], ["healthy"])
+    assert classification_report([0, 1], [0, 1])["positive_class"] == 1
+    assert "positive_class" not in classification_report([0, 1, 2], [0, 1, 2])
