@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
-__all__ = ["MODALITIES", "Phantoms", "make_phantoms"]
+__all__ = ["CLASSES", "MODALITIES", "Phantoms", "make_phantoms"]
 
 #: Modalities understood by :func:`make_phantoms`, in generation order.
 MODALITIES = ("brain", "breast", "bone")
@@ -28,6 +28,9 @@ MODALITIES = ("brain", "breast", "bone")
 # memory whatever ``n_patients`` and ``size`` are, and is about twice as fast
 # as large chunks because freed buffers are reused instead of re-mapped.
 _CHUNK_PIXELS = 2**18
+
+#: Class names of the phantoms: ``y`` indexes this tuple (0 healthy, 1 cancer).
+CLASSES = ("healthy", "cancer")
 
 #: Values of ``bone_site`` understood by :func:`make_phantoms`.
 _BONE_SITES = ("long", "spine", "mixed")
@@ -44,7 +47,8 @@ class Phantoms:
     X : dict of str to ndarray
         Modality name -> images, float32 array of shape ``(N, size, size)``.
     y : ndarray
-        Patient labels, int64 array of shape ``(N,)``; 1 means cancer.
+        Patient labels, int64 array of shape ``(N,)``, indices into
+        ``classes``: 0 healthy, 1 cancer.
     masks : dict of str to ndarray
         Modality name -> lesion masks, bool array of shape
         ``(N, size, size)``; empty for patients without a lesion there.
@@ -103,6 +107,13 @@ class Phantoms:
     def modalities(self):
         """tuple of str: The modality names, in the order requested."""
         return tuple(self.X)
+
+    @property
+    def classes(self):
+        """list of str: Class names, ``['healthy', 'cancer']``; ``y`` indexes them, as
+        in :class:`pymdbn.data.Dataset`. A model fitted on ``classes[y]`` has named
+        ``classes_``."""
+        return list(CLASSES)
 
 
 def make_phantoms(

@@ -184,3 +184,14 @@ def test_resized_averages_blocks_and_keeps_small_lesions():
     assert r.y is d.y and d.resized(32).X["brain"].shape == (12, 32, 32)
     with pytest.raises(ValueError, match="divisor"):
         d.resized(24)
+
+
+def test_phantoms_carry_class_names():
+    from pymdbn.metrics import positive_class
+
+    data = make_phantoms(6, size=16, random_state=0)
+    assert data.classes == ["healthy", "cancer"]
+    assert data.resized(8).classes == data.classes
+    names = np.asarray(data.classes)[data.y]
+    assert set(names[data.y == 1]) == {"cancer"}
+    assert positive_class(np.unique(names)) == "cancer"
