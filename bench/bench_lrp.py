@@ -34,6 +34,8 @@ from pymdbn.lrp import explain  # noqa: E402
 from pymdbn.preprocessing import standardize  # noqa: E402
 
 MODALITIES = ("brain", "breast", "bone")
+# Samples checked against the NumPy twins (in float64) before timing.
+CHECK_ROWS = 64
 
 
 def make_model(side, widths, joint, n_classes, dtype, seed=0):
@@ -144,14 +146,20 @@ def main():
     rng = np.random.default_rng(1)
     X = {m: rng.uniform(0, 1, (args.n, args.side, args.side)).astype(dtype) for m in MODALITIES}
 
-    # Same numbers three ways before timing anything (loosely: in float32, epsilon = 1e-6
-    # leaves nearly cancelling denominators to rounding; the tests hold the precision).
-    ex = explain(model, X)
-    twin = numpy_explain(model, X, dtype)
-    np.testing.assert_allclose(ex.logits, forward(model, X, dtype), rtol=1e-4, atol=1e-5)
+    # Same numbers three ways before timing anything. The relevance is compared in float64:
+    # with epsilon = 1e-6 a nearly cancelling denominator amplifies float32 rounding without
+    # bound (measured: 16 of 4096000 values 2.5% apart at magnitudes near 6e4 with the
+    # Haswell kernel), so float32 agreement is a property of the data, not of the code;
+    # tests/ hold the float32 kernels to the twins at stated tolerances.
+    np.testing.assert_allclose(explain(model, X).logits, forward(model, X, dtype),
+                               rtol=1e-4, atol=1e-5)
+    model64 = make_model(args.side, widths, joint, 2, np.float64)
+    X64 = {m: X[m][:CHECK_ROWS].astype(np.float64) for m in MODALITIES}
+    ex, twin = explain(model64, X64), numpy_explain(model64, X64, np.float64)
     for m in MODALITIES:
-        r = ex.relevance[m].reshape(args.n, -1)
-        np.testing.assert_allclose(r, twin[m], rtol=1e-2, atol=1e-3 * np.abs(twin[m]).max())
+        r = ex.relevance[m].reshape(len(X64[m]), -1)
+        np.testing.assert_allclose(r, twin[m], rtol=1e-7, atol=1e-9 * np.abs(twin[m]).max(),
+                                   err_msg=m)
 
     # Interleaved, best of each: on a shared machine both see the same load.
     reference = {m: X[m].mean(axis=0) for m in MODALITIES}

@@ -11,14 +11,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-from pymdbn.datasets import MODALITIES, make_phantoms  # noqa: E402
+from pymdbn.datasets import MODALITIES, make_phantoms
 
 
 def save_preview(phantoms, path, n_rows=4, zoom=4):

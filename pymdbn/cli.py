@@ -117,8 +117,8 @@ def _cmd_experiment(args):
                pretrain_epochs=args.pretrain_epochs, verbose=not args.quiet)
 
 
-#: The benchmark suite in the source tree's bench/ folder, with the arguments of a
-#: quick smoke run.
+#: The benchmark suite (bench/ in a checkout, shipped in the wheel as pymdbn/_bench), with
+#: the arguments of a quick smoke run.
 _BENCHES = {
     "bench_rbm.py": ["--quick"],
     "bench_mdbn.py": ["--n", "400", "--epochs", "1"],
@@ -127,18 +127,30 @@ _BENCHES = {
 }
 
 
+def bench_dir():
+    """The folder of the benchmark scripts: the installed copy, else the checkout's bench/."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "_bench"), os.path.join(os.path.dirname(here), "bench")):
+        if all(os.path.isfile(os.path.join(folder, s)) for s in _BENCHES):
+            return folder
+    raise ValueError(f"the benchmark scripts are missing: neither {here}/_bench (an installed "
+                     "pymdbn) nor a source checkout's bench/ folder has them; reinstall pymdbn")
+
+
 def _cmd_bench(args):
     import subprocess
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    bench = os.path.join(os.path.dirname(here), "bench")
-    if not os.path.isdir(bench):
-        raise ValueError("the benchmark suite lives in the source tree's bench/ folder; run "
-                         "this command from a source checkout")
+    names = [n.removesuffix(".py") + ".py" for n in args.names] or list(_BENCHES)
+    unknown = [n[:-3] for n in names if n not in _BENCHES]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from "
+                         f"{', '.join(s[:-3] for s in _BENCHES)}")
+    folder = bench_dir()
     failed = []
-    for script, quick in _BENCHES.items():
+    for script in names:
         print(f"== {script}", flush=True)
-        cmd = [sys.executable, os.path.join(bench, script)] + (quick if args.quick else [])
+        cmd = [sys.executable, os.path.join(folder, script)]
+        cmd += _BENCHES[script] if args.quick else []
         if subprocess.run(cmd).returncode != 0:
             failed.append(script)
     if failed:
@@ -247,7 +259,10 @@ def build_parser():
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_experiment)
 
-    sp = sub.add_parser("bench", help="run the benchmark suite (source checkout)")
+    sp = sub.add_parser("bench", help="run the benchmark suite (bench/ of the checkout, or "
+                        "the copy installed with pymdbn)")
+    sp.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"benchmarks to run (default all: {', '.join(s[:-3] for s in _BENCHES)})")
     sp.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     sp.set_defaults(func=_cmd_bench)
 
