@@ -101,8 +101,10 @@ def rule_and_twin_kwargs(rng, n_in):
         (AlphaBeta(3.0, 2.0, use_bias=False), "alpha_beta", dict(alpha=3.0, beta=2.0,
                                                                   use_bias=False)),
         (Gamma(0.5, stabilizer=1e-3), "gamma", dict(gamma=0.5, epsilon=1e-3)),
-        (ZBox(low, high), "zbox", dict(low=low, high=high)),
-        (ZBox(-2.5, 1.5), "zbox", dict(low=np.full(n_in, -2.5), high=np.full(n_in, 1.5))),
+        (ZBox(low, high), "zbox", dict(low=low, high=high, use_bias=False)),
+        (ZBox(-2.5, 1.5), "zbox", dict(low=np.full(n_in, -2.5), high=np.full(n_in, 1.5),
+                                       use_bias=False)),
+        (ZBox(low, high, use_bias=True), "zbox", dict(low=low, high=high, use_bias=True)),
         (Flat(), "flat", {}),
         (WSquare(), "wsquare", {}),
     ]
@@ -196,7 +198,66 @@ def test_gamma_zero_and_zbox_at_zero_are_epsilon(rng):
     x, w, b, r = layer(rng, 6, 10, 4, np.float64)
     want = Epsilon(1e-3)(x, w, b, r)
     np.testing.assert_allclose(Gamma(0.0, stabilizer=1e-3)(x, w, b, r), want, rtol=1e-12)
-    np.testing.assert_allclose(ZBox(0.0, 0.0, stabilizer=1e-3)(x, w, b, r), want, rtol=1e-12)
+    # The bias cancels in z^B by default; use_bias=True keeps it, as Epsilon does.
+    np.testing.assert_allclose(ZBox(0.0, 0.0, stabilizer=1e-3)(x, w, b, r),
+                               Epsilon(1e-3, use_bias=False)(x, w, b, r), rtol=1e-12)
+    np.testing.assert_allclose(ZBox(0.0, 0.0, stabilizer=1e-3, use_bias=True)(x, w, b, r), want,
+                               rtol=1e-12)
+
+
+def zbox_by_definition(x, w, b, r, low, high, stabilizer):
+    """z^B (Montavon et al. 2017), written as zennit writes it: three copies of the layer,
+    x W + b, l W+ + b+ and h W- + b-, whose difference cancels the bias; every
+    contribution x_i w_ij - l_i w+_ij - h_i w-_ij spelled out."""
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    low, high = np.broadcast_to(low, x.shape[1:]), np.broadcast_to(high, x.shape[1:])
+    z = (x @ w + b) - (low @ wp + np.maximum(b, 0)) - (high @ wn + np.minimum(b, 0))
+    z = z + np.where(z >= 0, stabilizer, -stabilizer)
+    contrib = (np.einsum("bi,ij->bij", x, w) - (low[:, None] * wp)[None]
+               - (high[:, None] * wn)[None])  # (B, n_in, n_out)
+    return np.einsum("bij,bj->bi", contrib, r / z)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zbox_follows_its_definition_and_conserves_relevance(rng, dtype):
+    x, w, b, r = layer(rng, 7, 30, 5, dtype)
+    b = (b + np.sign(b) * 2).astype(dtype)  # large biases: what the old default got wrong
+    low, high = -rng.uniform(1, 3, 30), rng.uniform(1, 3, 30)
+    x = np.clip(x, low, high).astype(dtype)  # inside the box, as the rule assumes
+    want = zbox_by_definition(*(a.astype(np.float64) for a in (x, w, b, r)), low, high, 1e-9)
+    got = ZBox(low, high, stabilizer=1e-9)(x, w, b, r)
+    tol = dict(rtol=2e-4, atol=2e-4 * np.abs(want).max()) if dtype == np.float32 else \
+        dict(rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(got, want, **tol)
+    # Without the bias in z^B the layer is conservative: input relevance adds up to r.
+    np.testing.assert_allclose(got.sum(axis=1, dtype=np.float64), r.sum(axis=1),
+                               rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+    # The old form divides by z^B + b and does not conserve.
+    old = ZBox(low, high, stabilizer=1e-9, use_bias=True)(x, w, b, r)
+    assert not np.allclose(old.sum(axis=1), r.sum(axis=1), rtol=1e-2)
+
+
+def test_zbox_matches_zennit():
+    torch = pytest.importorskip("torch")
+    try:  # zennit imports torchvision, which can fail to load beside another torch
+        from zennit import rules as zennit_rules
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"zennit not usable: {exc}")
+    rng = np.random.default_rng(3)
+    x, w, b, r = layer(rng, 4, 12, 5, np.float64)
+    low, high = -np.full(12, 2.0), np.full(12, 2.5)
+    x = np.clip(x, low, high)
+    lin = torch.nn.Linear(12, 5).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w.T.copy()))
+        lin.bias.copy_(torch.from_numpy(b))
+    handle = zennit_rules.ZBox(torch.from_numpy(low[None]), torch.from_numpy(high[None])).register(lin)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = lin(xt)
+    (grad,) = torch.autograd.grad(out, xt, torch.from_numpy(r))
+    handle.remove()
+    np.testing.assert_allclose(ZBox(low, high)(x, w, b, r), grad.numpy(), rtol=1e-9,
+                               atol=1e-12)
 
 
 # --------------------------------------------------------- rule objects
@@ -226,7 +287,8 @@ def test_rule_repr_and_equality():
     assert repr(Epsilon()) == "Epsilon(epsilon=1e-06, use_bias=True)"
     assert repr(AlphaBeta()) == "AlphaBeta(alpha=2.0, beta=1.0, stabilizer=1e-06, use_bias=True)"
     assert repr(Flat()) == "Flat()"
-    assert repr(ZBox(-1, 2)) == "ZBox(low=-1.0, high=2.0, stabilizer=1e-06, use_bias=True)"
+    assert repr(ZBox(-1, 2)) == "ZBox(low=-1.0, high=2.0, stabilizer=1e-06, use_bias=False)"
+    assert ZBox(-1, 2) != ZBox(-1, 2, use_bias=True)
     assert repr(ZBox(np.zeros(10), np.ones(10))).startswith("ZBox(low=array(shape=(10,))")
     assert Epsilon() == Epsilon(1e-6) and Epsilon() != Epsilon(1e-3)
     assert Epsilon() != Epsilon(use_bias=False) and Epsilon() != Gamma()
@@ -357,3 +419,13 @@ def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng):
     for out, totals in outs[1:]:
         np.testing.assert_array_equal(out, outs[0][0])
         np.testing.assert_array_equal(totals, outs[0][1])
+
+
+def test_box_preset_zbox_excludes_the_bias_and_presets_are_named():
+    c = get_composite("epsilon_gamma_box", low=-1.0, high=1.0)
+    assert c.rule("input") == ZBox(-1.0, 1.0) and not c.rule("input").use_bias
+    assert c.rule("hidden").use_bias  # use_bias=True still reaches the other rules
+    assert get_composite("epsilon_gamma_box", use_bias=False).rule("input").use_bias is False
+    assert c.name == "epsilon_gamma_box" and c.describe().startswith("epsilon_gamma_box (input ZBox")
+    assert Composite().describe() == "input Epsilon, hidden Epsilon, joint Epsilon, output Epsilon"
+    assert Composite(name="mine") == Composite()  # the name is a label, not a rule

@@ -64,6 +64,9 @@ class Composite:
         named modalities, e.g. ``{'brain': {'input': Flat()}}``. Joint and
         output layers are shared by all modalities, so they have no
         per-modality rule.
+    name : str, optional
+        A name for figures and reports; the presets of :func:`get_composite`
+        carry theirs. It does not take part in equality.
 
     Examples
     --------
@@ -71,7 +74,7 @@ class Composite:
     >>> c = Composite(input=ZBox(-2.0, 3.0), output=Epsilon(),
     ...               per_modality={'brain': {'input': Flat()}})
     >>> c.rule('input', 'brain'), c.rule('input', 'bone')
-    (Flat(), ZBox(low=-2.0, high=3.0, stabilizer=1e-06, use_bias=True))
+    (Flat(), ZBox(low=-2.0, high=3.0, stabilizer=1e-06, use_bias=False))
     """
 
     def __init__(
@@ -81,7 +84,11 @@ class Composite:
         joint: Rule | None = None,
         output: Rule | None = None,
         per_modality: Mapping[str, Mapping[str, Rule]] | None = None,
+        name: str | None = None,
     ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be a string or None, got {name!r}")
+        self.name = name
         given = dict(input=input, hidden=hidden, joint=joint, output=output)
         self.rules = {
             role: Epsilon() if rule is None else _check_rule(rule, role)
@@ -106,10 +113,22 @@ class Composite:
             raise ValueError(f"unknown layer role {role!r}; roles are {ROLES}")
         return self.per_modality.get(modality, {}).get(role, self.rules[role])
 
+    def describe(self) -> str:
+        """A short label: the name and the rule class per role.
+
+        E.g. ``'epsilon_plus (input ZPlus, hidden ZPlus, joint Epsilon,
+        output Epsilon)'``; per-modality overrides are counted, not listed.
+        """
+        roles = ", ".join(f"{role} {type(self.rules[role]).__name__}" for role in ROLES)
+        extra = f"; {len(self.per_modality)} per-modality override(s)" if self.per_modality else ""
+        return f"{self.name} ({roles}{extra})" if self.name else f"{roles}{extra}"
+
     def __repr__(self) -> str:
         args = [f"{role}={self.rules[role]!r}" for role in ROLES]
         if self.per_modality:
             args.append(f"per_modality={self.per_modality!r}")
+        if self.name is not None:
+            args.append(f"name={self.name!r}")
         return f"Composite({', '.join(args)})"
 
     def __eq__(self, other: object) -> bool:
@@ -122,26 +141,29 @@ class Composite:
 
 def _epsilon(epsilon=1e-6, use_bias=True, per_modality=None):
     e = Epsilon(epsilon, use_bias=use_bias)
-    return Composite(input=e, hidden=e, joint=e, output=e, per_modality=per_modality)
+    return Composite(input=e, hidden=e, joint=e, output=e, per_modality=per_modality,
+                     name="epsilon")
 
 
 def _epsilon_plus(epsilon=1e-6, stabilizer=1e-6, use_bias=True, per_modality=None):
     e, p = Epsilon(epsilon, use_bias=use_bias), ZPlus(stabilizer, use_bias=use_bias)
-    return Composite(input=p, hidden=p, joint=e, output=e, per_modality=per_modality)
+    return Composite(input=p, hidden=p, joint=e, output=e, per_modality=per_modality,
+                     name="epsilon_plus")
 
 
 def _epsilon_gamma_box(epsilon=1e-6, gamma=0.25, low=None, high=None, stabilizer=1e-6,
                        use_bias=True, per_modality=None):
     e = Epsilon(epsilon, use_bias=use_bias)
-    return Composite(input=ZBox(low, high, stabilizer, use_bias=use_bias),
+    # ZBox takes no use_bias: by its definition (and in zennit) the bias cancels.
+    return Composite(input=ZBox(low, high, stabilizer),
                      hidden=Gamma(gamma, stabilizer, use_bias=use_bias),
-                     joint=e, output=e, per_modality=per_modality)
+                     joint=e, output=e, per_modality=per_modality, name="epsilon_gamma_box")
 
 
 def _epsilon_plus_flat(epsilon=1e-6, stabilizer=1e-6, use_bias=True, per_modality=None):
     e = Epsilon(epsilon, use_bias=use_bias)
     return Composite(input=Flat(), hidden=ZPlus(stabilizer, use_bias=use_bias),
-                     joint=e, output=e, per_modality=per_modality)
+                     joint=e, output=e, per_modality=per_modality, name="epsilon_plus_flat")
 
 
 _PRESETS = {
@@ -178,7 +200,8 @@ def get_composite(composite: str | Composite = "epsilon", **kwargs: Any) -> Comp
         ``stabilizer`` (of ZPlus, Gamma, ZBox, default 1e-6), ``gamma``
         (0.25), ``low``/``high`` (ZBox bounds; default: derived per modality
         by :func:`pymdbn.lrp.explain`), ``use_bias`` (True) for all rules that
-        have it, and ``per_modality`` overrides as for :class:`Composite`.
+        have it except ZBox, whose bias cancels by definition (pass a
+        :class:`Composite` with ``ZBox(use_bias=True)`` for the old form), and ``per_modality`` overrides as for :class:`Composite`.
 
     Returns
     -------

@@ -8,7 +8,13 @@ method (Bach et al. [1]_):
     R_i = sum_j a_i w_ij / (z_j + eps * sign(z_j)) R_j,   sign(0) = +1.
 
 Relevance passes through the (clipped) sigmoid unchanged, so a rule only ever
-sees the affine part. Each rule calls the compiled kernel
+sees the affine part.
+
+Biases: zennit keeps a layer's bias wherever the rule's definition has it and
+removes it with ``zero_params=['bias']``; here ``use_bias=False`` does the
+same. Each rule's docstring says how its bias enters and how that compares
+with zennit (0.5). With the defaults, every rule but ``Gamma`` (for negative
+pre-activations) and ``WSquare`` computes what zennit computes. Each rule calls the compiled kernel
 ``pymdbn._core.lrp_dense``; ``pymdbn._reference.lrp_dense`` is its readable
 NumPy twin and the specification.
 
@@ -184,6 +190,13 @@ class Epsilon(Rule):
         Include the bias in the denominator ``z``. The bias then absorbs
         relevance ``R_j b_j / (z_j + eps sign(z_j))``; with ``False`` the
         layer conserves relevance up to epsilon.
+
+    Notes
+    -----
+    Bias as in zennit's ``Epsilon``: ``z = x W + b`` with ``use_bias=True``,
+    ``zennit.rules.Epsilon(zero_params=['bias'])`` with ``False``. Explained
+    against a reference (:func:`pymdbn.lrp.explain`), the bias cancels in
+    ``z - z~`` whatever ``use_bias`` says.
     """
 
     kernel_rule = "epsilon"
@@ -213,6 +226,13 @@ class ZPlus(Rule):
         Added to the denominator (zennit's name for epsilon here).
     use_bias : bool, default True
         Include the positive part of the bias in the denominator.
+
+    Notes
+    -----
+    Bias as in zennit's ``ZPlus``: its positive-weight copy keeps the
+    positive part of the bias and its negative-weight copy has none, so the
+    denominator is ``sum_i (x_i w_ij)+ + b_j+``; ``use_bias=False`` is
+    ``zennit.rules.ZPlus(zero_params=['bias'])``.
     """
 
     kernel_rule = "zplus"
@@ -243,6 +263,12 @@ class AlphaBeta(Rule):
         Added to both denominators with their sign.
     use_bias : bool, default True
         Include the bias parts in the denominators.
+
+    Notes
+    -----
+    Bias as in zennit's ``AlphaBeta``: ``b_j+`` in the positive and ``b_j-``
+    in the negative denominator; ``use_bias=False`` is
+    ``zennit.rules.AlphaBeta(zero_params=['bias'])``.
     """
 
     kernel_rule = "alpha_beta"
@@ -277,6 +303,17 @@ class Gamma(Rule):
         Added to the denominator with the sign of ``z``.
     use_bias : bool, default True
         Include the (modified) bias in the denominator.
+
+    Notes
+    -----
+    zennit's ``Gamma`` (0.5) is the generalised rule of Andéol et al.: where
+    ``z_j > 0`` it divides by ``x+ (w + gamma w+) + x- (w + gamma w-) + b_j
+    + gamma b_j+``, where ``z_j < 0`` by ``x+ (w + gamma w-) + x- (w + gamma
+    w+) + b_j + gamma b_j-``. For non-negative inputs (the sigmoid
+    activations of the hidden layers) and ``z_j > 0`` that is this rule, bias
+    included; where ``z_j < 0`` this rule keeps ``w + gamma w+`` and ``b +
+    gamma b+`` (Montavon et al.'s original form) and differs from zennit.
+    ``use_bias=False`` is ``zero_params=['bias']``.
     """
 
     kernel_rule = "gamma"
@@ -297,7 +334,10 @@ class ZBox(Rule):
 
     For inputs known to lie in ``[low, high]`` per feature:
     ``R_i = sum_j (x_i w_ij - l_i w_ij+ - h_i w_ij-) / z_j^B R_j`` with
-    ``z_j^B = sum_i (x_i w_ij - l_i w_ij+ - h_i w_ij-) (+ b_j)``.
+    ``z_j^B = sum_i (x_i w_ij - l_i w_ij+ - h_i w_ij-)``. The bias is not in
+    ``z_j^B``: it enters the three terms ``x W + b``, ``l W+ + b+`` and
+    ``h W- + b-`` and cancels, ``b - b+ - b- = 0``, so the layer conserves
+    relevance up to the stabilizer.
 
     Parameters
     ----------
@@ -308,15 +348,22 @@ class ZBox(Rule):
         calling an unbound ZBox raises ValueError.
     stabilizer : float, default 1e-6
         Added to the denominator with its sign.
-    use_bias : bool, default True
-        Include the bias in the denominator.
+    use_bias : bool, default False
+        Add the bias to ``z_j^B`` (``z_j^B + b_j``), where it absorbs
+        relevance: the default of pymdbn 0.1.0, not the rule's definition.
+
+    Notes
+    -----
+    The default is zennit's ``ZBox`` (whose three copies keep ``b``, ``b+``
+    and ``b-``, which cancel) and Montavon et al.'s definition;
+    ``use_bias=True`` matches neither.
     """
 
     kernel_rule = "zbox"
     _params = ("low", "high", "stabilizer", "use_bias")
 
     def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6,
-                 use_bias: bool = True) -> None:
+                 use_bias: bool = False) -> None:
         if (low is None) != (high is None):
             raise ValueError("ZBox needs both low and high, or neither (bounds from the model)")
         if low is not None:
@@ -366,6 +413,12 @@ class Flat(Rule):
     value or weight: a map of where the layer *could* look, used for the
     input layer when pixel values carry no meaning of their own. Biases do
     not enter, so it conserves relevance exactly.
+
+    Notes
+    -----
+    As zennit's ``Flat``, which sets every weight to 1 and zeroes the bias;
+    zennit adds its stabilizer to the denominator ``n_in``, this rule divides
+    by ``n_in`` exactly.
     """
 
     kernel_rule = "flat"
@@ -384,6 +437,13 @@ class WSquare(Rule):
     ----------
     stabilizer : float, default 1e-6
         Added to the denominator.
+
+    Notes
+    -----
+    zennit's ``WSquare`` squares every parameter, the bias too, so its
+    denominator is ``sum_i' w_i'j^2 + b_j^2``; this rule is
+    ``zennit.rules.WSquare(zero_params=['bias'])``, as deep Taylor
+    decomposition defines it (Montavon et al. [5]_).
     """
 
     kernel_rule = "wsquare"
