@@ -1,13 +1,17 @@
 """The main job (``pymdbn demo``) and the source paper's comparison (``table1``)."""
 
+import importlib
 import importlib.util
-import json
 import os
+import tempfile
 import time
 
 import numpy as np
 
-__all__ = ["SYSTEMS", "split_indices", "run_demo", "run_table1"]
+from pymdbn._atomic import write_json, write_text
+
+__all__ = ["SYSTEMS", "DEMO_OUTPUTS", "TABLE1_OUTPUTS", "split_indices", "run_demo",
+           "run_table1", "healthy_reference", "prepare_output", "require"]
 
 #: Systems of the paper's Table 1, in its order; "CNN" needs the [baselines] extra.
 SYSTEMS = ("CNN", "DBN", "MDBN", "e-MDBN", "proposed")
@@ -29,9 +33,98 @@ HEATMAP_VMAX = "p99.5"
 HEATMAP_REFERENCE = "healthy_mean"
 
 
+#: Files :func:`run_demo` writes into its output folder.
+DEMO_OUTPUTS = ("model.npz", "metrics.json", "metrics.md", "explanation_quality.json",
+                "explanation_quality.md", "heatmaps.png", "relevance_bars.png",
+                "modality_shares.png")
+#: Files :func:`run_table1` writes into its output folder (figures 1-3 only for the
+#: modalities with lesions among the first seed's test patients).
+TABLE1_OUTPUTS = ("model.npz", "table1.md", "table1.csv", "table1.json", "figure4.png",
+                  "figure1_brain.png", "figure2_breast.png", "figure3_bone.png",
+                  "localisation.json")
+
+
 def _log(verbose, msg):
     if verbose:
         print(msg, flush=True)
+
+
+def require(module, needed_for, install=None):
+    """Import an optional dependency now, before any long work that needs it.
+
+    Parameters
+    ----------
+    module : str
+        Module to import, e.g. ``'matplotlib'``.
+    needed_for : str
+        What needs it, for the message (e.g. ``'pymdbn demo'``).
+    install : str, optional
+        The command that installs it (default ``pip install <module>``).
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ImportError
+        Naming the package and the command that installs it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{needed_for} needs {module}, which cannot be imported ({exc}); "
+                          f"install it with: {install or f'pip install {module}'}") from exc
+
+
+def prepare_output(folder, names, overwrite=False):
+    """Create ``folder``, refuse to replace existing outputs, and check it is writable.
+
+    Called before any data is loaded or any model trained, so that a run does not
+    end, after its work, on an output it may not write.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Output folder; created (with its parents) when missing. ``''`` means the
+        current folder.
+    names : iterable of str
+        Files the caller will write into ``folder``.
+    overwrite : bool, default=False
+        Allow replacing those files.
+
+    Returns
+    -------
+    str
+        The folder.
+
+    Raises
+    ------
+    FileExistsError
+        If one of the files exists and ``overwrite`` is false, or a file is in
+        the way of the folder.
+    OSError
+        If the folder cannot be created or written to.
+    """
+    folder = os.fspath(folder) or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"{folder} exists and is not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # A real write: permission bits alone do not tell (root, read-only mounts).
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write to the output folder {folder}: "
+                      f"{exc.strerror or exc}") from None
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            raise FileExistsError(f"{path} is a folder; cannot write a file there")
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to "
+                                  "replace it")
+    return folder
 
 
 #: Patients the demo and Table 1 generate by default (75% train, 25% test). Dense
@@ -65,8 +158,11 @@ def _phantoms(n_patients, size, model_size, difficulty, random_state):
     return data if model_size in (None, size) else data.resized(model_size)
 
 
-def sensitivity_by_lesion_subset(y_true, y_pred, lesion_labels):
+def sensitivity_by_lesion_subset(y_true, y_pred, lesion_labels, pos_label=None):
     """Fraction of cancer patients detected, grouped by which modalities show lesions.
+
+    ``pos_label`` is the cancer class; by default :func:`pymdbn.metrics.positive_class`
+    picks it from the labels present.
 
     Returns
     -------
@@ -74,15 +170,18 @@ def sensitivity_by_lesion_subset(y_true, y_pred, lesion_labels):
         ``'brain+bone'`` etc. -> ``{'n': patients, 'sensitivity': detected fraction}``,
         ordered by the number of lesioned modalities, then by name.
     """
+    from pymdbn.metrics import positive_class
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    pos = positive_class(np.unique(np.concatenate([y_true, y_pred])), pos_label)
     names = list(lesion_labels)
     keys = np.array(["+".join(m for m in names if lesion_labels[m][i])
                      for i in range(len(y_true))])
     out = {}
-    for key in sorted(set(keys[y_true == 1]), key=lambda k: (k.count("+"), k)):
-        sel = (y_true == 1) & (keys == key)
+    for key in sorted(set(keys[y_true == pos]), key=lambda k: (k.count("+"), k)):
+        sel = (y_true == pos) & (keys == key)
         out[str(key) or "none"] = {"n": int(sel.sum()),
-                                   "sensitivity": float((y_pred[sel] == 1).mean())}
+                                   "sensitivity": float((y_pred[sel] == pos).mean())}
     return out
 
 
@@ -96,17 +195,6 @@ def split_indices(y, test_fraction=0.25, random_state=0):
 
 def _take(X, idx):
     return {name: arr[idx] for name, arr in X.items()}
-
-
-def _write_text(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path, obj):
-    _write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
 def _make_system(name, seed, verbose, pretrain_epochs=None, **overrides):
@@ -125,9 +213,11 @@ def _make_system(name, seed, verbose, pretrain_epochs=None, **overrides):
     return factory(random_state=seed, verbose=verbose, **overrides)
 
 
-def _positive_scores(model, X):
+def _positive_scores(model, X, positive):
+    """Scores of the ``positive`` class: its column of ``predict_proba``, which follows
+    ``model.classes_`` (column 1 only when the positive class sorts second)."""
     proba = model.predict_proba(X)
-    return proba[:, list(model.classes_).index(1)] if proba.shape[1] == 2 else proba
+    return proba[:, list(model.classes_).index(positive)] if proba.shape[1] == 2 else proba
 
 
 def _fmt(value):
@@ -141,24 +231,44 @@ def _nanmean(values):
     return float(values.mean()) if values.size else None
 
 
-def healthy_reference(X, y, negative=0):
+def healthy_reference(X, y, negative=None):
     """Per modality, the mean image of the training patients of class ``negative``.
 
     A reference for :meth:`pymdbn.MDBN.explain` (``reference=``): relevance then
     explains how a patient differs from an average healthy one.
+
+    ``negative`` defaults to the class that :func:`pymdbn.metrics.positive_class`
+    leaves negative: of two classes the one that is not positive (``'healthy'`` of
+    ``['cancer', 'healthy']``, 0 of ``[0, 1]``), of one class a known negative name,
+    or 0 for integer labels.
     """
+    from pymdbn.metrics import is_negative_name, positive_class
+
     y = np.asarray(y)
+    if negative is None:
+        classes = np.unique(y).tolist()
+        if len(classes) == 2:
+            negative = classes[1 - classes.index(positive_class(classes))]
+        elif y.dtype.kind in "iu":
+            negative = 0
+        elif len(classes) == 1 and is_negative_name(classes[0]):
+            negative = classes[0]
+        else:
+            raise ValueError(f"cannot tell the negative class among {classes}: pass "
+                             "negative=")
     if not (y == negative).any():
         raise ValueError(f"no training sample of class {negative!r} to average")
     return {m: np.asarray(a)[y == negative].mean(axis=0) for m, a in X.items()}
 
 
-def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", reference=None):
-    """LRP localisation scores of the explained positive class, per modality."""
+def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", reference=None,
+                         target=1):
+    """LRP localisation scores of the explained class ``target`` (the index of the
+    positive class in ``model.classes_``), per modality."""
     from pymdbn.lrp import explain
     from pymdbn.lrp import metrics as lm
 
-    expl = explain(model, X, target=1, composite=composite, reference=reference)
+    expl = explain(model, X, target=target, composite=composite, reference=reference)
     rows = {}
     for name in expl.relevance:
         has = np.asarray(lesion_labels[name], bool)
@@ -182,49 +292,70 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", re
 
 
 def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, difficulty=0.5,
-             random_state=0, n_heatmaps=4, pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True):
+             random_state=0, n_heatmaps=4, pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True,
+             overwrite=False):
     """Generate phantoms, train the proposed model, evaluate and explain it.
 
-    Writes to ``out``: ``metrics.md`` / ``metrics.json`` (held-out classification
+    Writes to ``out``: ``model.npz`` (saved right after training, before anything
+    else can fail), ``metrics.md`` / ``metrics.json`` (held-out classification
     report), ``heatmaps.png`` (per-modality LRP heatmaps of cancer patients),
     ``modality_shares.png``, ``relevance_bars.png``, ``explanation_quality.json`` /
     ``.md`` (relevance mass accuracy, pointing game, sign of the lesions' relevance,
     modality attribution accuracy against the phantoms' lesion masks, for 'epsilon' and
-    'epsilon_plus', without and with the healthy-mean reference) and ``model.npz``.
+    'epsilon_plus', without and with the healthy-mean reference).
+
+    The model is fitted on the class names (``classes_`` is ``['cancer', 'healthy']``);
+    'cancer' is the positive class (:func:`pymdbn.metrics.positive_class`) of the
+    report and the explained class of the heatmaps. matplotlib and the output folder
+    are checked before the phantoms are generated.
+
+    Parameters
+    ----------
+    overwrite : bool, default=False
+        Replace files of :data:`DEMO_OUTPUTS` already in ``out``; otherwise their
+        presence raises ``FileExistsError`` before any work.
 
     Returns
     -------
     dict
         The metrics and explanation-quality figures.
     """
+    require("matplotlib", "pymdbn demo (its figures)")
     from pymdbn import plot
-    from pymdbn.metrics import classification_report, format_report
+    from pymdbn.datasets import CLASSES
+    from pymdbn.metrics import classification_report, format_report, positive_class
 
-    os.makedirs(out, exist_ok=True)
+    prepare_output(out, DEMO_OUTPUTS, overwrite)
+    positive = positive_class(sorted(CLASSES))
     t0 = time.perf_counter()
     _log(verbose, f"Generating {n_patients} phantom patients ({size}x{size}, 3 modalities, "
                   f"resized to {model_size}x{model_size} for the model)")
     data = _phantoms(n_patients, size, model_size, difficulty, random_state)
+    labels = np.asarray(data.classes)[data.y]
     train, test = split_indices(data.y, random_state=random_state)
     Xtr, Xte = _take(data.X, train), _take(data.X, test)
     model = _make_system("proposed", random_state, verbose, pretrain_epochs)
     _log(verbose, f"Training the proposed model on {len(train)} patients")
-    model.fit(Xtr, data.y[train])
+    model.fit(Xtr, labels[train])
+    model.save(os.path.join(out, "model.npz"))  # before anything after training can fail
     y_pred = model.predict(Xte)
-    report = classification_report(data.y[test], y_pred, _positive_scores(model, Xte))
-    by_subset = sensitivity_by_lesion_subset(data.y[test], y_pred,
-                                             _take(data.lesion_labels, test))
+    report = classification_report(labels[test], y_pred,
+                                   _positive_scores(model, Xte, positive),
+                                   pos_label=positive, labels=model.classes_)
+    by_subset = sensitivity_by_lesion_subset(labels[test], y_pred,
+                                             _take(data.lesion_labels, test), positive)
     setup = (f"{len(train)} training and {len(test)} test patients, {size}x{size} scans "
              f"resized to {model_size}x{model_size}, difficulty {difficulty}, seed "
              f"{random_state}")
-    _write_json(os.path.join(out, "metrics.json"),
-                {**report, "sensitivity_by_lesion_modalities": by_subset, "setup": setup})
+    write_json(os.path.join(out, "metrics.json"),
+               {**report, "sensitivity_by_lesion_modalities": by_subset, "setup": setup})
     lines = ["# Held-out metrics: proposed model on phantoms", "", setup + ".", "",
              format_report(report), "",
-             "Sensitivity by the modalities that show lesions (cancer patients only):", "",
+             f"Sensitivity by the modalities that show lesions ({positive} patients only):",
+             "",
              "| lesions in | patients | detected |", "|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['sensitivity']:.3f} |" for k, v in by_subset.items()]
-    _write_text(os.path.join(out, "metrics.md"), "\n".join(lines) + "\n")
+    write_text(os.path.join(out, "metrics.md"), "\n".join(lines) + "\n")
     _log(verbose, format_report(report))
 
     masks_te = _take(data.masks, test)
@@ -234,14 +365,15 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     # fused code) localises better on the phantoms, and explaining against the healthy
     # mean better still, so the heatmaps use both and the report scores all four.
     references = {"none": None,
-                  "healthy_mean": healthy_reference(Xtr, data.y[train])}
+                  "healthy_mean": healthy_reference(Xtr, labels[train])}
+    target = list(model.classes_).index(positive)
     quality, expl = {}, None
-    lines = ["# LRP localisation against lesion masks (class 'cancer')", ""]
+    lines = [f"# LRP localisation against lesion masks (class '{positive}')", ""]
     for ref_name in references:
         for composite in ("epsilon", HEATMAP_COMPOSITE):
             key = composite if ref_name == "none" else f"{composite}/{ref_name}"
             e, q = _explanation_quality(model, Xte, masks_te, lesions_te, composite,
-                                        references[ref_name])
+                                        references[ref_name], target)
             quality[key] = q
             if composite == HEATMAP_COMPOSITE and ref_name == HEATMAP_REFERENCE:
                 expl = e
@@ -258,18 +390,18 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
             lines += ["", "Modality attribution accuracy (largest share on a lesioned "
                       f"modality): {_fmt(q['modality_attribution_accuracy'])}", ""]
     lines += ["'lesion relevance > 0': share of lesions whose net relevance is evidence for "
-              "cancer; the positive-only scores cannot see the others. Reference "
+              f"{positive}; the positive-only scores cannot see the others. Reference "
               "'healthy_mean': relevance of the difference from the mean image of the "
               "healthy training patients.", ""]
-    _write_json(os.path.join(out, "explanation_quality.json"), quality)
-    _write_text(os.path.join(out, "explanation_quality.md"), "\n".join(lines))
+    write_json(os.path.join(out, "explanation_quality.json"), quality)
+    write_text(os.path.join(out, "explanation_quality.md"), "\n".join(lines))
 
     # Heatmaps of the first few correctly detected cancer patients (any cancer patients
     # when none was detected, so a failing model shows what it looked at too).
-    y_te = data.y[test]
-    pos = np.flatnonzero((y_te == 1) & (y_pred == 1))[:n_heatmaps]
+    y_te = labels[test]
+    pos = np.flatnonzero((y_te == positive) & (y_pred == positive))[:n_heatmaps]
     if len(pos) == 0:
-        pos = np.flatnonzero(y_te == 1)[:n_heatmaps]
+        pos = np.flatnonzero(y_te == positive)[:n_heatmaps]
     if len(pos) == 0:
         pos = np.arange(min(n_heatmaps, len(y_te)))
     plot.heatmaps(_take(Xte, pos), {k: v[pos] for k, v in expl.relevance.items()},
@@ -279,7 +411,6 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
                                         for k in expl.relevance]), top=40,
                         path=os.path.join(out, "relevance_bars.png"))
     plot.modality_shares(expl.shares, path=os.path.join(out, "modality_shares.png"))
-    model.save(os.path.join(out, "model.npz"))
     summary = {"metrics": report, "explanation_quality": quality,
                "seconds": time.perf_counter() - t0, "n_train": int(len(train)),
                "n_test": int(len(test))}
@@ -289,26 +420,38 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
 
 def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
                model_size=MODEL_SIZE, difficulty=0.5, systems=SYSTEMS,
-               pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True):
+               pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True, overwrite=False):
     """Reproduce the paper's Table 1 and Figures 1-4 on phantoms.
 
     Every system is trained on the same split per seed (the seed sets the phantoms'
-    split and each model's initialisation). Writes ``table1.md``, ``table1.csv``,
-    ``figure4.png`` (grouped bars of the metrics), ``figure1_brain.png``,
-    ``figure2_breast.png``, ``figure3_bone.png`` (heatmaps of the proposed model)
-    and ``localisation.json`` (LRP localisation scores of the proposed model, without
-    and with the healthy-mean reference; the heatmaps use the reference).
-    CNN is skipped, with a note in the table, when PyTorch is not installed.
-    """
-    from pymdbn import plot
-    from pymdbn.metrics import classification_report, summarize
+    split and each model's initialisation), on the class names; 'cancer' is the
+    positive class (:func:`pymdbn.metrics.positive_class`) of every metric. Writes
+    ``table1.md``, ``table1.csv``, ``table1.json``, ``figure4.png`` (grouped bars of
+    the metrics), ``figure1_brain.png``, ``figure2_breast.png``, ``figure3_bone.png``
+    (heatmaps of the proposed model), ``localisation.json`` (LRP localisation scores
+    of the proposed model, without and with the healthy-mean reference; the heatmaps
+    use the reference) and ``model.npz`` (the proposed model of the first seed, the
+    one the figures show, saved right after its training).
 
-    os.makedirs(out, exist_ok=True)
+    matplotlib and the output folder are checked before any work; files of
+    :data:`TABLE1_OUTPUTS` already in ``out`` raise ``FileExistsError`` unless
+    ``overwrite``. CNN is skipped, with a note printed at the start and kept in the
+    table, when PyTorch is not installed.
+    """
+    require("matplotlib", "pymdbn experiment table1 (its figures)")
+    from pymdbn import plot
+    from pymdbn.datasets import CLASSES
+    from pymdbn.metrics import classification_report, positive_class, summarize
+
+    prepare_output(out, TABLE1_OUTPUTS, overwrite)
+    positive = positive_class(sorted(CLASSES))
     notes, localisation = [], []
     if "CNN" in systems and importlib.util.find_spec("torch") is None:
         notes.append("CNN skipped: PyTorch is not installed (pip install pymdbn[baselines])")
         systems = tuple(s for s in systems if s != "CNN")
+        _log(verbose, f"Note: {notes[-1]}")
     data = _phantoms(n_patients, size, model_size, difficulty, 0)
+    labels = np.asarray(data.classes)[data.y]
     reports = {s: [] for s in systems}
     for seed in seeds:
         train, test = split_indices(data.y, random_state=seed)
@@ -316,26 +459,32 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
         for system in systems:
             model = _make_system(system, seed, False, pretrain_epochs)
             t = time.perf_counter()
-            model.fit(Xtr, data.y[train])
-            rep = classification_report(data.y[test], model.predict(Xte),
-                                        _positive_scores(model, Xte))
+            model.fit(Xtr, labels[train])
+            if system == "proposed" and seed == seeds[0]:
+                model.save(os.path.join(out, "model.npz"))
+            rep = classification_report(labels[test], model.predict(Xte),
+                                        _positive_scores(model, Xte, positive),
+                                        pos_label=positive, labels=model.classes_)
             rep["fit_seconds"] = time.perf_counter() - t
             reports[system].append(rep)
             _log(verbose, f"seed {seed} {system:9s} accuracy {rep['accuracy']:.3f} "
                           f"({rep['fit_seconds']:.0f} s)")
             if system == "proposed":
                 truth = (_take(data.masks, test), _take(data.lesion_labels, test))
-                _, plain = _explanation_quality(model, Xte, *truth, HEATMAP_COMPOSITE)
+                target = list(model.classes_).index(positive)
+                _, plain = _explanation_quality(model, Xte, *truth, HEATMAP_COMPOSITE,
+                                                target=target)
                 expl, quality = _explanation_quality(model, Xte, *truth, HEATMAP_COMPOSITE,
-                                                     healthy_reference(Xtr, data.y[train]))
+                                                     healthy_reference(Xtr, labels[train]),
+                                                     target)
                 localisation.append({"none": plain, HEATMAP_REFERENCE: quality})
                 if seed == seeds[0]:
-                    y_te = data.y[test]
+                    y_te = labels[test]
                     for i, name in enumerate(("brain", "breast", "bone"), start=1):
                         if name not in expl.relevance:
                             continue
                         sel = np.flatnonzero(np.asarray(data.lesion_labels[name])[test]
-                                             & (y_te == 1))[:4]
+                                             & (y_te == positive))[:4]
                         if len(sel):
                             plot.heatmaps(Xte[name][sel], expl.relevance[name][sel],
                                           masks=data.masks[name][test][sel],
@@ -357,11 +506,11 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
                                       for m in TABLE_METRICS))
     text = (f"# Table 1 on phantoms ({n_patients} patients, {size}x{size} resized to "
             f"{model_size}x{model_size}, difficulty {difficulty}, seeds {list(seeds)}; "
-            f"mean ± sd)\n\n" + "\n".join(rows) + "\n")
+            f"mean ± sd; positive class: {positive})\n\n" + "\n".join(rows) + "\n")
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    _write_text(os.path.join(out, "table1.md"), text)
-    _write_text(os.path.join(out, "table1.csv"), "\n".join(csv) + "\n")
+    write_text(os.path.join(out, "table1.md"), text)
+    write_text(os.path.join(out, "table1.csv"), "\n".join(csv) + "\n")
     plot.metric_bars({s: {m: summ[m] for m in TABLE_METRICS} for s, summ in table.items()},
                      path=os.path.join(out, "figure4.png"))
     loc = {}
@@ -374,8 +523,8 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
                     k: _nanmean([np.nan if v[k] is None else v[k] for v in vals])
                     for k in ("relevance_mass_accuracy", "pointing_game",
                               "lesion_relevance_positive", "mask_fraction")}
-    _write_json(os.path.join(out, "localisation.json"), loc)
-    _write_json(os.path.join(out, "table1.json"), {"table": table, "reports": reports,
-                                                   "notes": notes})
+    write_json(os.path.join(out, "localisation.json"), loc)
+    write_json(os.path.join(out, "table1.json"), {"table": table, "reports": reports,
+                                                  "notes": notes, "positive_class": positive})
     _log(verbose, text)
-    return {"table": table, "localisation": loc, "notes": notes}
+    return {"table": table, "localisation": loc, "notes": notes, "positive_class": positive}

@@ -27,6 +27,7 @@ __all__ = [
     "format_report",
     "summarize",
     "positive_class",
+    "is_negative_name",
     "METRICS",
     "NEGATIVE_CLASS_NAMES",
 ]
@@ -76,6 +77,12 @@ def _canonical(name: Any) -> str:
 
 
 _NEGATIVE = frozenset(_canonical(n) for n in NEGATIVE_CLASS_NAMES)
+
+
+def is_negative_name(name: Any) -> bool:
+    """Whether ``name`` is one of :data:`NEGATIVE_CLASS_NAMES` (case- and
+    separator-insensitively: 'No_Tumor' matches 'no-tumor')."""
+    return isinstance(name, str) and _canonical(name) in _NEGATIVE
 
 
 def _plain(value: Any) -> Any:
@@ -144,7 +151,7 @@ def positive_class(classes: Sequence[Any], pos_label: Any = None) -> Any:
             "(--positive-class on the command line)"
         )
     if len(values) == 2 and all(isinstance(c, str) for c in values):
-        negative = [c for c in values if _canonical(c) in _NEGATIVE]
+        negative = [c for c in values if is_negative_name(c)]
         if len(negative) == 1:
             return values[1 - values.index(negative[0])]
     if (
