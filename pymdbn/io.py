@@ -1,43 +1,93 @@
 """Pickle-free, checksummed persistence of fitted pymdbn estimators.
 
-A model file is one ``.npz`` archive (written by :func:`numpy.savez`, read with
-``allow_pickle=False``) holding the estimator's arrays under the keys ``a0``,
-``a1``, ... and a JSON header under ``__meta__``::
+A model file is one ZIP archive, every member stored uncompressed:
 
-    {"format": "pymdbn-model", "format_version": 1, "pymdbn_version": "...",
-     "estimator": "MDBN", "params": {...constructor parameters...},
-     "state": {...JSON part of the fitted state...},
-     "arrays": [{"name": "pathways/brain/0/W", "key": "a0", "shape": [256, 64],
-                 "dtype": "<f4", "sha256": "..."}, ...]}
+``header.json``
+    UTF-8 JSON::
 
-Loading never executes code from the file: the estimator class is looked up in a
-fixed list (RBM, DBN, MDBN, EarlyFusionDBN, ModalityScaler), constructed from the
-decoded parameters, and given the arrays after their shapes, dtypes and SHA-256
-digests were checked against the manifest. Files are written to a temporary file in
-the target directory and moved into place with :func:`os.replace`, so a crash never
-leaves a half-written model under the final name.
+        {"format": "pymdbn-model", "format_version": 2, "pymdbn_version": "...",
+         "estimator": "MDBN", "params": {...constructor parameters...},
+         "state": {...JSON part of the fitted state...},
+         "arrays": [{"name": "pathways/brain/0/W", "key": "a0", "shape": [256, 64],
+                     "dtype": "<f4", "sha256": "...", "object": false}, ...]}
+
+``header.sha256``
+    The SHA-256 (hex) of the exact bytes of ``header.json``. The header lists the
+    SHA-256 of every array, so this one digest covers the whole file.
+
+``a0.npy``, ``a1.npy``, ...
+    The arrays, in NumPy's ``.npy`` format (C order, no pickled objects).
+
+The digests detect corruption and edits made without recomputing them (a reversed
+``classes``, a changed ``clip``); they are not a signature: anyone who can write the
+file can recompute them, so load models only from sources you trust as much as the
+data they are applied to.
+
+Loading never executes code from the file and checks everything before reading any
+array data: the member list must be exactly the header, its digest and the arrays of
+the manifest (no unknown, missing, duplicate or compressed member); the header is
+verified against its digest before any field is used, then checked field by field;
+each member's size and ``.npy`` header (shape, dtype, memory order) must agree with
+the manifest, the total size must stay under :data:`MAX_TOTAL_BYTES`, and every
+array's shape must be the one the estimator's hyperparameters and fitted state imply.
+Only then are the arrays read, one at a time, and compared with their SHA-256.
+The estimator class is looked up in a fixed list (RBM, DBN, MDBN, EarlyFusionDBN,
+ModalityScaler) and constructed from the decoded parameters.
+
+Files are written with :func:`pymdbn._atomic.atomic_write`: a crash or an interrupt
+never leaves a half-written model under the final name.
 """
 
 import hashlib
 import json
 import math
 import os
-import tempfile
+import re
 import zipfile
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from pymdbn._atomic import atomic_write
 from pymdbn._version import __version__
 
-__all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION", "MAX_HEADER_BYTES",
+           "MAX_TOTAL_BYTES"]
 
 FORMAT_NAME = "pymdbn-model"
-FORMAT_VERSION = 1
-_META = "__meta__"
+FORMAT_VERSION = 2  # 2: JSON header member with its own SHA-256 (1: header in __meta__.npy)
+
+#: Largest ``header.json`` accepted, in bytes. The header holds the parameters, the
+#: manifest (about 200 bytes per array) and the training histories (about 100 bytes
+#: per epoch and layer): a few kB to a few hundred kB for real models. The cap bounds
+#: what ``json.loads`` can be made to allocate.
+MAX_HEADER_BYTES = 4 << 20
+
+#: Largest total size of the arrays of one file, in bytes (8 GiB). The largest preset
+#: network on 256x256 scans of three modalities, (512, 256) units per pathway, holds
+#: about 0.4 GB of float32 weights, and a checkpoint with Adam's state four times that;
+#: the cap leaves five times more, and stops a file that declares more memory than
+#: any real model needs before anything is allocated. Raise it (``pymdbn.io.
+#: MAX_TOTAL_BYTES = ...``) to load a larger model you trust.
+MAX_TOTAL_BYTES = 8 << 30
+
+HEADER_MEMBER = "header.json"
+DIGEST_MEMBER = "header.sha256"
+_OLD_META = "__meta__.npy"  # format version 1
 _TRAIN = "__train__/"  # prefix of the training-state arrays of a checkpoint
+_CLASSES = "__classes__"  # the exact class labels of a classifier
 _DTYPE_KINDS = "biufU"  # no objects, no void/structured records
+_KEY = re.compile(r"a[0-9]{1,9}\Z")
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
+_HEADER_KEYS = {"format", "format_version", "pymdbn_version", "estimator", "params",
+                "state", "arrays"}
+_ENTRY_KEYS = {"name", "key", "shape", "dtype", "sha256", "object"}
+
+
+class _Invalid(ValueError):
+    """A model file that fails a check (the message is prefixed with the path)."""
 
 
 def _registry():
@@ -89,24 +139,55 @@ def encode_params(params):
     return {k: enc(k, v) for k, v in params.items()}
 
 
-def decode_params(params):
-    """Inverse of :func:`encode_params`."""
+def decode_params(params, cls=None):
+    """Inverse of :func:`encode_params`.
+
+    Parameters
+    ----------
+    params : dict
+        Encoded parameters.
+    cls : type or None
+        When given, every name must be a constructor parameter of ``cls``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed encoding, an unknown estimator or an unknown parameter.
+    """
     registry = _registry()
 
     def dec(v):
         if isinstance(v, list):
             return [dec(x) for x in v]
         if isinstance(v, dict):
-            if "__tuple__" in v:
+            if set(v) == {"__tuple__"} and isinstance(v["__tuple__"], list):
                 return tuple(dec(x) for x in v["__tuple__"])
-            if "__dict__" in v:
-                return {dec(k): dec(x) for k, x in v["__dict__"]}
-            if "__estimator__" in v:
-                if v["__estimator__"] not in registry:
-                    raise ValueError(f"unknown estimator {v['__estimator__']!r} in file")
-                return registry[v["__estimator__"]](**decode_params(v["params"]))
+            if set(v) == {"__dict__"} and isinstance(v["__dict__"], list):
+                if not all(isinstance(p, list) and len(p) == 2 for p in v["__dict__"]):
+                    raise ValueError("malformed dict parameter in model file")
+                out = {}
+                for k, x in v["__dict__"]:
+                    k = dec(k)
+                    if not isinstance(k, (str, int, float, bool, tuple)) and k is not None:
+                        raise ValueError(f"unhashable dict key {k!r} in model file")
+                    out[k] = dec(x)
+                return out
+            if set(v) == {"__estimator__", "params"}:
+                name = v["__estimator__"]
+                if not isinstance(name, str) or name not in registry:
+                    raise ValueError(f"unknown estimator {name!r} in file")
+                return registry[name](**decode_params(v["params"], registry[name]))
             raise ValueError("malformed parameter encoding in model file")
-        return v
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise ValueError(f"malformed parameter value {v!r} in model file")
+
+    if not isinstance(params, dict):
+        raise ValueError(f"parameters must be a JSON object, got {type(params).__name__}")
+    if cls is not None:
+        unknown = sorted(set(params) - set(cls().get_params(deep=False)))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameters {unknown}")
     return {k: dec(v) for k, v in params.items()}
 
 
@@ -157,19 +238,418 @@ def unnest(prefix, arrays):
     return {k[start:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
+# -- consistency of a file's shapes with its hyperparameters ---------------------------
+# Each checker receives the decoded parameters, the JSON state and the manifest's
+# {name: (shape, dtype)} of the estimator's arrays (prefix removed, as the estimator's
+# _set_state sees them), and raises _Invalid naming the first array or field that does
+# not fit. They run before any array data is read.
+def _int(value, what, low=0):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise _Invalid(f"{what} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _sizes(value, what):
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)  # one layer, as scikit-learn's hidden_layer_sizes
+    if not isinstance(value, (tuple, list)) or not value:
+        raise _Invalid(f"{what} must be a non-empty tuple of int, got {value!r}")
+    return tuple(_int(v, f"{what} entries", 1) for v in value)
+
+
+def _obj(value, what, keys=None):
+    if not isinstance(value, dict):
+        raise _Invalid(f"{what} must be a JSON object, got {type(value).__name__}")
+    if keys is not None:
+        missing = sorted(set(keys) - set(value))
+        if missing:
+            raise _Invalid(f"{what} lacks {missing}")
+    return value
+
+
+def _list(value, what):
+    if not isinstance(value, list):
+        raise _Invalid(f"{what} must be a list, got {type(value).__name__}")
+    return value
+
+
+class _Arrays:
+    """The manifest's shapes and dtypes, with checks that name the offending array."""
+
+    def __init__(self, shapes, prefix=""):
+        self.shapes, self.prefix, self.seen = shapes, prefix, set()
+
+    def sub(self, prefix):
+        names = {k[len(prefix) + 1:]: v for k, v in self.shapes.items()
+                 if k.startswith(prefix + "/")}
+        self.seen.update(f"{prefix}/{k}" for k in names)
+        return _Arrays(names, f"{self.prefix}{prefix}/")
+
+    def has(self, name):
+        return name in self.shapes
+
+    def expect(self, name, shape, kinds="f", dtype=None):
+        """Check array ``name`` has ``shape`` (None entries: any size); returns its dtype."""
+        full = self.prefix + name
+        if name not in self.shapes:
+            raise _Invalid(f"array {full!r} is missing")
+        self.seen.add(name)
+        actual, dt = self.shapes[name]
+        if len(actual) != len(shape) or any(e is not None and a != e
+                                            for a, e in zip(actual, shape)):
+            want = tuple("any" if e is None else e for e in shape)
+            raise _Invalid(f"array {full!r} has shape {actual}, the model's "
+                           f"hyperparameters imply {want}")
+        if dt.kind not in kinds or (dtype is not None and dt != np.dtype(dtype)):
+            want = np.dtype(dtype).name if dtype is not None else f"kind {kinds!r}"
+            raise _Invalid(f"array {full!r} has dtype {dt.name}, expected {want}")
+        return dt
+
+    def done(self):
+        extra = sorted(set(self.shapes) - self.seen)
+        if extra:
+            raise _Invalid(f"unexpected array {self.prefix + extra[0]!r}")
+
+
+def _check_rbm(params, state, arrays, n_features=None, dtype=None):
+    n = _int(params.get("n_components"), "RBM n_components", 1)
+    state = _obj(state, "RBM state", ("seed", "n_steps", "history", "n_features_in"))
+    f = _int(state["n_features_in"], "RBM n_features_in", 1)
+    _int(state["seed"], "RBM seed")
+    _int(state["n_steps"], "RBM n_steps")
+    if not all(isinstance(h, dict) for h in _list(state["history"], "RBM history")):
+        raise _Invalid("RBM history must be a list of objects")
+    if n_features is not None and f != n_features:
+        raise _Invalid(f"RBM n_features_in is {f}, the layer below has {n_features} units")
+    dtype = params.get("dtype") if dtype is None else dtype
+    if dtype not in (None, "float32", "float64"):
+        raise _Invalid(f"RBM dtype {dtype!r} is not 'float32' or 'float64'")
+    dt = arrays.expect("components_", (n, f), dtype=dtype)
+    for name, shape in [("intercept_hidden_", (n,)), ("intercept_visible_", (f,)),
+                        ("h_samples_", (None, n)), ("velocity_components_", (n, f)),
+                        ("velocity_hidden_", (n,)), ("velocity_visible_", (f,))]:
+        arrays.expect(name, shape, dtype=dt)
+    if arrays.has("feature_names_in_"):
+        arrays.expect("feature_names_in_", (f,), kinds="U")
+    arrays.done()
+    return n
+
+
+def _dbn_sizes(params, what):
+    """Units of each layer of a DBN: ``hidden_layers`` with ``layer_params`` overrides."""
+    sizes = _sizes(params.get("hidden_layers"), f"{what} hidden_layers")
+    overrides = params.get("layer_params")
+    if overrides is None:
+        return sizes
+    if (not isinstance(overrides, list) or len(overrides) != len(sizes)
+            or not all(isinstance(o, dict) for o in overrides)):
+        raise _Invalid(f"{what} layer_params must be a list of {len(sizes)} dicts")
+    return tuple(_int(o.get("n_components", s), f"{what} layer_params n_components", 1)
+                 for o, s in zip(overrides, sizes))
+
+
+def _check_classes(n_classes):
+    if n_classes < 2:
+        raise _Invalid(f"a classifier needs at least 2 classes, the file has {n_classes}")
+
+
+def _check_dbn(params, state, arrays, n_features=None):
+    from pymdbn.rbm import RBM
+
+    sizes = _dbn_sizes(params, "DBN")
+    dtype = params.get("dtype")
+    if dtype not in ("float32", "float64"):
+        raise _Invalid(f"DBN dtype {dtype!r} is not 'float32' or 'float64'")
+    state = _obj(state, "DBN state", ("n_features_in", "rbms"))
+    f = _int(state["n_features_in"], "DBN n_features_in", 1)
+    if n_features is not None and f != n_features:
+        raise _Invalid(f"DBN n_features_in is {f}, the input has {n_features} features")
+    rbms = _list(state["rbms"], "DBN rbms")
+    if len(rbms) != len(sizes):
+        raise _Invalid(f"the file has {len(rbms)} RBMs, hidden_layers {len(sizes)}")
+    n_in = f
+    for i, (rbm, size) in enumerate(zip(rbms, sizes)):
+        rbm = _obj(rbm, f"DBN rbms[{i}]", ("params", "state"))
+        rbm_params = decode_params(rbm["params"], RBM)
+        if rbm_params.get("n_components") != size:
+            raise _Invalid(f"RBM {i} has {rbm_params.get('n_components')!r} units, "
+                           f"the DBN's hidden_layers {size}")
+        _check_rbm(rbm_params, rbm["state"], arrays.sub(f"rbm{i}"), n_in, dtype)
+        layer = arrays.sub(f"layer{i}")
+        layer.expect("W", (n_in, size), dtype=dtype)
+        layer.expect("b", (size,), dtype=dtype)
+        layer.done()
+        n_in = size
+    if arrays.has("feature_names_in_"):
+        arrays.expect("feature_names_in_", (f,), kinds="U")
+    if arrays.has("classes_"):
+        arrays.expect("classes_", (None,), kinds=_DTYPE_KINDS)
+        n_classes = arrays.shapes["classes_"][0][0]
+        _check_classes(n_classes)
+        out = arrays.sub("output")
+        out.expect("W", (n_in, n_classes), dtype=dtype)
+        out.expect("b", (n_classes,), dtype=dtype)
+        out.done()
+        _list(state.get("fine_tune_history"), "DBN fine_tune_history")
+    elif any(k.startswith("output/") for k in arrays.shapes):
+        raise _Invalid("the file has an output layer but no classes_")
+    arrays.done()
+    return n_in
+
+
+def _image_shapes(value, modalities, what):
+    shapes = _obj(value, what)
+    if sorted(shapes) != sorted(modalities):
+        raise _Invalid(f"{what} has modalities {sorted(shapes)}, expected "
+                       f"{sorted(modalities)}")
+    return {m: tuple(_int(s, f"{what}[{m!r}] entries", 1) for s in _list(shapes[m], what))
+            for m in modalities}
+
+
+def _check_scaler(params, state, arrays):
+    for name in ("per_feature", "per_image"):
+        if not isinstance(params.get(name), bool):
+            raise _Invalid(f"ModalityScaler {name} must be a bool, got "
+                           f"{params.get(name)!r}")
+    state = _obj(state, "ModalityScaler state", ("modalities", "shapes", "n_samples_seen"))
+    mods = _list(state["modalities"], "ModalityScaler modalities")
+    if not mods or not all(isinstance(m, str) for m in mods) or len(set(mods)) != len(mods):
+        raise _Invalid(f"ModalityScaler modalities must be distinct names, got {mods!r}")
+    shapes = _image_shapes(state["shapes"], mods, "ModalityScaler shapes")
+    _int(state["n_samples_seen"], "ModalityScaler n_samples_seen", 1)
+    ranges = state.get("data_range") or {}
+    for m, r in _obj(ranges, "ModalityScaler data_range").items():
+        if (m not in mods or not isinstance(r, list) or len(r) != 2
+                or not all(isinstance(v, Real) and not isinstance(v, bool) for v in r)):
+            raise _Invalid(f"ModalityScaler data_range[{m!r}] must be [min, max] of a "
+                           "known modality")
+    for m in mods:
+        shape = shapes[m] if params["per_feature"] else ()
+        arrays.expect(f"{m}/mean", shape)
+        arrays.expect(f"{m}/scale", shape)
+    arrays.done()
+    return mods, shapes
+
+
+def _check_early_fusion(params, state, arrays):
+    from pymdbn.dbn import DBN
+
+    state = _obj(state, "EarlyFusionDBN state", ("scaler", "dbn", "dbn_params"))
+    scaler = {"per_feature": params.get("per_feature"), "per_image": params.get("per_image")}
+    mods, shapes = _check_scaler(scaler, state["scaler"], arrays.sub("scaler"))
+    dbn_params = decode_params(state["dbn_params"], DBN)
+    given = params.get("dbn")
+    if isinstance(given, DBN) and given.get_params(deep=False) != dbn_params:
+        raise _Invalid("the fitted DBN's parameters differ from the estimator's dbn")
+    n_features = sum(math.prod(shapes[m]) for m in mods)
+    dbn = arrays.sub("dbn")
+    _check_dbn({**DBN().get_params(deep=False), **dbn_params}, state["dbn"], dbn, n_features)
+    if not dbn.has("classes_"):
+        raise _Invalid("array 'dbn/classes_' is missing")
+    arrays.done()
+
+
+def _mdbn_sizes(params):
+    """Per modality, then the joint stack, the layer sizes the parameters imply."""
+    from pymdbn.mdbn import DEFAULT_MODALITIES
+
+    mods = DEFAULT_MODALITIES if params.get("modalities") is None else params["modalities"]
+    if not isinstance(mods, dict) or not mods or not all(isinstance(m, str) for m in mods):
+        raise _Invalid(f"MDBN modalities must be a dict name -> sizes, got {mods!r}")
+    extra = params.get("pathway_params") or {}
+    if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+        raise _Invalid("MDBN pathway_params must be a dict of dicts")
+
+    def stack(name, sizes):
+        p = {"hidden_layers": sizes, "layer_params": None, **extra.get(name, {})}
+        return _dbn_sizes(p, f"MDBN pathway {name!r}")
+    pathways = {m: stack(m, _sizes(s, f"MDBN modality {m!r}")) for m, s in mods.items()}
+    if params.get("fusion") == "joint":
+        joint = stack("joint", _sizes(params.get("joint_units"), "MDBN joint_units"))
+    elif params.get("fusion") == "concat":
+        joint = ()
+    else:
+        raise _Invalid(f"MDBN fusion {params.get('fusion')!r} is not 'joint' or 'concat'")
+    return pathways, joint
+
+
+def _check_mdbn(params, state, arrays, encoded_params):
+    pathways, joint = _mdbn_sizes(params)
+    dtype = params.get("dtype")
+    if dtype not in ("float32", "float64"):
+        raise _Invalid(f"MDBN dtype {dtype!r} is not 'float32' or 'float64'")
+    state = _obj(state, "MDBN state", ("modalities", "clip", "meta", "depths", "n_joint"))
+    meta = _obj(state["meta"], "MDBN meta",
+                ("classes", "image_shapes", "params", "dtype", "per_feature", "per_image",
+                 "n_samples_seen", "joint_visible_bias", "history", "pretrain_history",
+                 "seed"))
+    # The estimator is rebuilt from meta['params']: it must be the header's.
+    if meta["params"] != encoded_params:
+        raise _Invalid("the MDBN's stored parameters differ from the file's params")
+    mods = list(pathways)
+    if state["modalities"] != mods:
+        raise _Invalid(f"MDBN modalities {state['modalities']!r}, the parameters {mods}")
+    if state["depths"] != {m: len(s) for m, s in pathways.items()}:
+        raise _Invalid(f"MDBN depths {state['depths']!r} do not fit the parameters")
+    if state["n_joint"] != len(joint):
+        raise _Invalid(f"MDBN has {state['n_joint']!r} joint layers, the parameters "
+                       f"{len(joint)}")
+    clip = params.get("clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, Real)):
+        raise _Invalid(f"MDBN clip must be a number or None, got {clip!r}")
+    if state["clip"] != (None if clip is None else float(clip)):
+        raise _Invalid(f"MDBN clip {state['clip']!r} differs from the parameter {clip!r}")
+    for key in ("dtype", "per_feature", "per_image"):
+        if meta[key] != params.get(key) or (key != "dtype" and not isinstance(meta[key],
+                                                                              bool)):
+            raise _Invalid(f"MDBN meta {key} {meta[key]!r} differs from the parameter "
+                           f"{params.get(key)!r}")
+    classes = _list(meta["classes"], "MDBN classes")
+    _check_classes(len(classes))
+    if not all(isinstance(c, (str, int, float)) for c in classes):
+        raise _Invalid("MDBN classes must be strings or numbers")
+    shapes = _image_shapes(meta["image_shapes"], mods, "MDBN image_shapes")
+    _int(meta["n_samples_seen"], "MDBN n_samples_seen", 1)
+    _int(meta["seed"], "MDBN seed")
+    _list(meta["history"], "MDBN history")
+    _obj(meta["pretrain_history"], "MDBN pretrain_history")
+    if meta.get("data_range") is not None:
+        ranges = _obj(meta["data_range"], "MDBN data_range")
+        if sorted(ranges) != sorted(mods) or not all(
+                isinstance(r, list) and len(r) == 2 for r in ranges.values()):
+            raise _Invalid("MDBN data_range must hold [min, max] per modality")
+    widths = []
+    for m in mods:
+        n_in = math.prod(shapes[m])
+        for i, size in enumerate(pathways[m]):
+            layer = arrays.sub(f"pathways/{m}/{i}")
+            layer.expect("W", (n_in, size), dtype=dtype)
+            layer.expect("b", (size,), dtype=dtype)
+            layer.done()
+            n_in = size
+        widths.append(n_in)
+        scaler = arrays.sub(f"scalers/{m}")
+        shape = shapes[m] if params.get("per_feature") else ()
+        scaler.expect("mean", shape)
+        scaler.expect("scale", shape)
+        scaler.expect("per_image", (), kinds="b")
+        scaler.done()
+    n_in = sum(widths)
+    bias = meta["joint_visible_bias"]
+    if joint:
+        if not isinstance(bias, list) or len(bias) != n_in:
+            raise _Invalid(f"MDBN joint_visible_bias must list {n_in} numbers")
+    elif bias is not None:
+        raise _Invalid("MDBN joint_visible_bias must be null without joint layers")
+    for i, size in enumerate(joint):
+        layer = arrays.sub(f"joint/{i}")
+        layer.expect("W", (n_in, size), dtype=dtype)
+        layer.expect("b", (size,), dtype=dtype)
+        layer.done()
+        n_in = size
+    out = arrays.sub("output")
+    out.expect("W", (n_in, len(classes)), dtype=dtype)
+    out.expect("b", (len(classes),), dtype=dtype)
+    out.done()
+    arrays.done()
+    return pathways, joint
+
+
+def _check_mdbn_train(params, dims, code, n_classes, train_meta, arrays):
+    """A checkpoint's optimiser state must fit the network it resumes.
+
+    ``dims`` are the (n_in, n_out) of the pathway and joint layers in the order of
+    the network's parameters (pathways in fusion order, then joint), ``code`` the
+    width of the fused code the output layer reads.
+    """
+    meta = _obj(train_meta, "checkpoint state",
+                ("epoch", "t", "best_loss", "no_improve", "stopped", "n_slots", "has_best"))
+    for key in ("epoch", "t", "no_improve", "n_slots"):
+        _int(meta[key], f"checkpoint {key}")
+    if not isinstance(meta["stopped"], bool) or not isinstance(meta["has_best"], bool):
+        raise _Invalid("checkpoint stopped/has_best must be bools")
+    dtype = params.get("dtype")
+    layers = dims if params.get("fine_tune") else []  # else only the output is trained
+    shapes = [s for n_in, size in layers for s in ((n_in, size), (size,))]
+    shapes += [(code, n_classes), (n_classes,)]
+    per = 1 if params.get("optimizer") == "sgd" else 2
+    if meta["n_slots"] != per * len(shapes):
+        raise _Invalid(f"checkpoint has {meta['n_slots']} optimiser slots, the network "
+                       f"needs {per * len(shapes)}")
+    for i in range(meta["n_slots"]):
+        arrays.expect(f"slot{i}", shapes[i // per], dtype=dtype)
+    if meta["has_best"]:
+        for i, shape in enumerate(shapes):
+            arrays.expect(f"best{i}", shape, dtype=dtype)
+    arrays.done()
+
+
+def _check_consistency(name, params, encoded, state, shapes):
+    """Raise _Invalid unless the manifest's shapes are those the estimator implies.
+
+    ``params`` are the decoded constructor parameters (defaults filled in here),
+    ``encoded`` the header's, ``shapes`` the manifest's {name: (shape, dtype)}.
+    """
+    full = {**_registry()[name]().get_params(deep=False), **params}
+    state = dict(state)
+    train_meta = state.pop("train_state", None)
+    model = {k: v for k, v in shapes.items() if not k.startswith(_TRAIN) and k != _CLASSES}
+    train = {k[len(_TRAIN):]: v for k, v in shapes.items() if k.startswith(_TRAIN)}
+    if _CLASSES in shapes:
+        classes_shape, _ = shapes[_CLASSES]
+        if len(classes_shape) != 1:
+            raise _Invalid(f"array {_CLASSES!r} must be 1-D, got shape {classes_shape}")
+    arrays = _Arrays(model)
+    if name == "RBM":
+        _check_rbm(full, state, arrays)
+    elif name == "DBN":
+        _check_dbn(full, state, arrays)
+    elif name == "ModalityScaler":
+        _check_scaler(full, state, arrays)
+    elif name == "EarlyFusionDBN":
+        _check_early_fusion(full, state, arrays)
+    else:  # MDBN, the only estimator that writes checkpoints
+        pathways, joint = _check_mdbn(full, state, arrays, encoded)
+        if train_meta is not None:
+            images = state["meta"]["image_shapes"]
+            dims, n_in = [], 0
+            for m, sizes in pathways.items():
+                prev = math.prod(images[m])
+                for size in sizes:
+                    dims.append((prev, size))
+                    prev = size
+                n_in += prev
+            for size in joint:
+                dims.append((n_in, size))
+                n_in = size
+            _check_mdbn_train(full, dims, n_in, len(state["meta"]["classes"]), train_meta,
+                              _Arrays(train, _TRAIN))
+            return
+    if train_meta is not None or train:
+        raise _Invalid(f"a {name} file cannot hold a training state")
+
+
 # -- files --------------------------------------------------------------------------
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _digest(arr):
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
+def _storable(name, arr):
+    """(array to write, is_object): object arrays of str or int are stored as U or int64."""
+    arr = np.asarray(arr, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    if arr.dtype.kind == "O":
+        items = arr.ravel().tolist()
+        if all(isinstance(v, str) for v in items):
+            return np.ascontiguousarray(arr.astype(str) if items else arr.astype("U1")), True
+        if all(isinstance(v, Integral) and not isinstance(v, bool) for v in items):
+            return np.ascontiguousarray(arr.astype(np.int64)), True
+    if arr.dtype.kind not in _DTYPE_KINDS:
+        raise ValueError(f"array {name!r} has unsupported dtype {arr.dtype}")
+    return arr, False
+
+
 def save(estimator, path, train_state=None):
-    """Write a fitted estimator to ``path`` as one checksummed ``.npz`` file, atomically.
+    """Write a fitted estimator to ``path`` as one checksummed model file, atomically.
 
     Parameters
     ----------
@@ -183,89 +663,231 @@ def save(estimator, path, train_state=None):
     Returns
     -------
     path : str
+
+    Raises
+    ------
+    ValueError
+        If the estimator is not one of the classes above or holds a value a model
+        file cannot store (a parameter of another type, an array of objects).
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    OSError
+        If the file cannot be written; ``path`` is then left as it was and no
+        temporary file remains (the same holds for ``KeyboardInterrupt``).
     """
     if type(estimator).__name__ not in _registry():
         raise ValueError(f"cannot save a {type(estimator).__name__}")
     check_is_fitted(estimator)
     arrays, state = get_state(estimator)
+    if hasattr(estimator, "classes_"):
+        # The labels exactly (dtype and values), whatever JSON the state keeps them in.
+        arrays = {**arrays, _CLASSES: estimator.classes_}
     if train_state is not None:
         arrays = {**arrays, **{_TRAIN + k: v for k, v in train_state[0].items()}}
         state = {**state, "train_state": train_state[1]}
     stored, manifest = {}, []
     for i, (name, arr) in enumerate(arrays.items()):
-        arr = np.ascontiguousarray(arr)
-        if arr.dtype.kind not in _DTYPE_KINDS:
-            raise ValueError(f"array {name!r} has unsupported dtype {arr.dtype}")
+        arr, is_object = _storable(name, arr)
         stored[f"a{i}"] = arr
         manifest.append({"name": name, "key": f"a{i}", "shape": list(arr.shape),
-                         "dtype": arr.dtype.str, "sha256": _digest(arr)})
+                         "dtype": arr.dtype.str, "sha256": _digest(arr),
+                         "object": is_object})
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "pymdbn_version": __version__, "estimator": type(estimator).__name__,
               "params": encode_params(estimator.get_params(deep=False)),
               "state": to_json(state), "arrays": manifest}
-    stored[_META] = np.array(json.dumps(header, allow_nan=False))
+    header_bytes = json.dumps(header, allow_nan=False).encode("utf-8")
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **stored)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr(HEADER_MEMBER, header_bytes)
+            zf.writestr(DIGEST_MEMBER, hashlib.sha256(header_bytes).hexdigest())
+            for key, arr in stored.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
     return path
 
 
-def _read(path):
-    """Header and verified arrays of a model file."""
-    try:
-        # Open the file here so that it is closed even when np.load fails on it.
-        with open(path, "rb") as f:
-            return _read_open(f)
-    except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile,
-            json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable pymdbn model file ({exc!r})") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: invalid pymdbn model file: {exc}") from None
+def _read_member(zf, info, limit):
+    """The bytes of a small member, never more than ``limit``."""
+    if info.file_size > limit:
+        raise _Invalid(f"member {info.filename!r} is {info.file_size} bytes, more than "
+                       f"the {limit} allowed")
+    with zf.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise _Invalid(f"member {info.filename!r} is larger than its declared size")
+    return data
+
+
+def _check_header(header):
+    """The header's fields, type by type; returns the manifest entries."""
+    _obj(header, "the header")
+    if header.get("format") != FORMAT_NAME:
+        raise _Invalid(f"format {header.get('format')!r} is not {FORMAT_NAME!r}")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise _Invalid(f"format version {header.get('format_version')!r} is not "
+                       f"supported (this pymdbn reads version {FORMAT_VERSION})")
+    if set(header) != _HEADER_KEYS:
+        raise _Invalid(f"the header's fields are {sorted(header)}, expected "
+                       f"{sorted(_HEADER_KEYS)}")
+    if not isinstance(header["estimator"], str) or header["estimator"] not in _registry():
+        raise _Invalid(f"unknown estimator {header['estimator']!r}")
+    _obj(header["params"], "params")
+    _obj(header["state"], "state")
+    entries = _list(header["arrays"], "the manifest")
+    names, keys = set(), set()
+    for i, e in enumerate(entries):
+        _obj(e, f"manifest entry {i}")
+        if set(e) != _ENTRY_KEYS:
+            raise _Invalid(f"manifest entry {i} has fields {sorted(e)}, expected "
+                           f"{sorted(_ENTRY_KEYS)}")
+        if not isinstance(e["name"], str) or e["name"] in names:
+            raise _Invalid(f"manifest entry {i}: bad or repeated name {e['name']!r}")
+        if not isinstance(e["key"], str) or not _KEY.match(e["key"]) or e["key"] in keys:
+            raise _Invalid(f"manifest entry {e['name']!r}: bad or repeated key {e['key']!r}")
+        names.add(e["name"])
+        keys.add(e["key"])
+        if not isinstance(e["shape"], list):
+            raise _Invalid(f"array {e['name']!r}: shape must be a list")
+        for s in e["shape"]:
+            _int(s, f"array {e['name']!r}: shape entries")
+        if not isinstance(e["dtype"], str) or not isinstance(e["object"], bool):
+            raise _Invalid(f"array {e['name']!r}: bad dtype or object flag")
+        try:
+            dtype = np.dtype(e["dtype"])
+        except (TypeError, ValueError):
+            raise _Invalid(f"array {e['name']!r}: unknown dtype {e['dtype']!r}") from None
+        if dtype.kind not in _DTYPE_KINDS or dtype.str != e["dtype"] or (
+                e["object"] and dtype.kind not in "iU"):
+            raise _Invalid(f"array {e['name']!r} has unsupported dtype {e['dtype']!r}")
+        if not isinstance(e["sha256"], str) or not _SHA.match(e["sha256"]):
+            raise _Invalid(f"array {e['name']!r}: malformed sha256")
+    return entries
 
 
 def _read_open(f):
-    npz = np.load(f, allow_pickle=False)
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError("not an .npz archive")
-    with npz:
-        if _META not in npz.files:
-            raise ValueError("no metadata")
-        header = json.loads(str(npz[_META][()]))
-        if header.get("format") != FORMAT_NAME:
-            raise ValueError(f"format {header.get('format')!r} is not {FORMAT_NAME!r}")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format version {header.get('format_version')!r} is not "
-                             f"supported (this pymdbn reads version {FORMAT_VERSION})")
-        keys = {e["key"] for e in header["arrays"]}
-        if set(npz.files) != keys | {_META}:
-            raise ValueError("the archive's arrays do not match its manifest")
+    """Header and verified arrays of an open model file (see the module notes)."""
+    try:
+        zf = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as exc:
+        raise _Invalid(f"not a pymdbn model file (not a ZIP archive: {exc})") from None
+    with zf:
+        infos = zf.infolist()
+        members = [i.filename for i in infos]
+        if len(set(members)) != len(members):
+            dup = sorted(m for m in set(members) if members.count(m) > 1)
+            raise _Invalid(f"the archive repeats member {dup[0]!r}")
+        by_name = {i.filename: i for i in infos}
+        if HEADER_MEMBER not in by_name and _OLD_META in by_name:
+            raise _Invalid(f"format version 1 is not supported (this pymdbn reads version "
+                           f"{FORMAT_VERSION}); load it with the pymdbn that wrote it, or "
+                           "refit the model")
+        if HEADER_MEMBER not in by_name or DIGEST_MEMBER not in by_name:
+            raise _Invalid("not a pymdbn model file (no header)")
+        for info in infos:
+            # Only stored members: a member can then never expand beyond the bytes
+            # it occupies in the file (no zip bomb), and save writes nothing else.
+            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+                raise _Invalid(f"member {info.filename!r} is compressed or encrypted; "
+                               "pymdbn model files store members uncompressed")
+        # Stored members occupy their size in the file: a central directory that
+        # declares more than the file holds is forged or truncated.
+        if sum(i.file_size for i in infos) > os.fstat(f.fileno()).st_size:
+            raise _Invalid("the archive declares more data than the file holds "
+                           "(truncated or forged)")
+        digest = _read_member(zf, by_name[DIGEST_MEMBER], 64).decode("ascii", "replace")
+        raw = _read_member(zf, by_name[HEADER_MEMBER], MAX_HEADER_BYTES)
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise _Invalid("the header does not match its SHA-256 (edited or corrupt)")
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except RecursionError:
+            raise _Invalid("the header nests too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise _Invalid(f"the header is not JSON ({exc})") from None
+        entries = _check_header(header)
+        expected = {f"{e['key']}.npy" for e in entries} | {HEADER_MEMBER, DIGEST_MEMBER}
+        unknown, missing = sorted(set(members) - expected), sorted(expected - set(members))
+        if unknown:
+            raise _Invalid(f"unknown member {unknown[0]!r} (not in the manifest)")
+        if missing:
+            raise _Invalid(f"member {missing[0]!r} of the manifest is missing")
+        total = sum(math.prod(e["shape"]) * np.dtype(e["dtype"]).itemsize for e in entries)
+        if total > MAX_TOTAL_BYTES:
+            raise _Invalid(f"the arrays declare {total} bytes, more than "
+                           f"pymdbn.io.MAX_TOTAL_BYTES ({MAX_TOTAL_BYTES})")
+        for e in entries:  # every .npy header before any data
+            _check_npy_header(zf, by_name[f"{e['key']}.npy"], e)
+        shapes = {e["name"]: (tuple(e["shape"]), np.dtype(e["dtype"])) for e in entries}
+        registry = _registry()
+        name = header["estimator"]
+        params = decode_params(header["params"], registry[name])
+        _check_consistency(name, params, header["params"], header["state"], shapes)
         arrays = {}
-        for entry in header["arrays"]:
-            arr = npz[entry["key"]]
-            if (list(arr.shape) != entry["shape"] or arr.dtype.str != entry["dtype"]
-                    or arr.dtype.kind not in _DTYPE_KINDS):
-                raise ValueError(f"array {entry['name']!r} is {arr.dtype.str} "
-                                 f"{list(arr.shape)}, the manifest says "
-                                 f"{entry['dtype']} {entry['shape']}")
-            if _digest(arr) != entry["sha256"]:
-                raise ValueError(f"checksum mismatch in array {entry['name']!r}")
-            arrays[entry["name"]] = arr
-    return header, arrays
+        for e in entries:
+            with zf.open(by_name[f"{e['key']}.npy"]) as member:
+                arr = np.lib.format.read_array(member, allow_pickle=False)
+            if list(arr.shape) != e["shape"] or arr.dtype.str != e["dtype"]:
+                raise _Invalid(f"array {e['name']!r} changed while it was read")
+            if _digest(arr) != e["sha256"]:
+                raise _Invalid(f"checksum mismatch in array {e['name']!r}")
+            arrays[e["name"]] = arr.astype(object) if e["object"] else arr
+    return header, params, arrays
+
+
+def _check_npy_header(zf, info, entry):
+    """The member's .npy header and size agree with the manifest entry."""
+    fmt = np.lib.format
+    with zf.open(info) as member:
+        version = fmt.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(member)
+        else:
+            raise _Invalid(f"array {entry['name']!r}: .npy version {version} is not "
+                           "supported")
+        offset = member.tell()
+    if dtype.hasobject or list(shape) != entry["shape"] or dtype.str != entry["dtype"]:
+        raise _Invalid(f"array {entry['name']!r} is {dtype.str} {list(shape)}, the "
+                       f"manifest says {entry['dtype']} {entry['shape']}")
+    if fortran:
+        raise _Invalid(f"array {entry['name']!r} is in Fortran order; pymdbn writes C order")
+    size = offset + math.prod(shape) * dtype.itemsize
+    if info.file_size != size:
+        raise _Invalid(f"array {entry['name']!r}: member is {info.file_size} bytes, its "
+                       f"header implies {size}")
+
+
+# Errors the checks above can meet in a malformed file; each becomes a ValueError
+# naming the file. (Decoding a constructed header can raise any of these.)
+_MALFORMED = (OSError, EOFError, KeyError, TypeError, IndexError, AttributeError,
+              OverflowError, RecursionError, UnicodeError, NotImplementedError,
+              zipfile.BadZipFile, zipfile.LargeZipFile, ValueError)
+
+
+def _read(path):
+    """Header, decoded parameters and verified arrays of a model file."""
+    try:
+        # Open the file here so that it is closed whatever fails inside.
+        with open(path, "rb") as f:
+            return _read_open(f)
+    except _Invalid as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except FileNotFoundError:
+        raise
+    except _MALFORMED as exc:
+        raise ValueError(f"{path}: not a readable pymdbn model file ({exc!r})") from None
 
 
 def load(path, return_train_state=False):
     """Restore an estimator written by :func:`save` (or an estimator's ``save``).
+
+    Every part of the file is checked before it is used (see :mod:`pymdbn.io`):
+    nothing is allocated for an array before its size, ``.npy`` header and shape
+    were found consistent with the verified header and the estimator's
+    hyperparameters.
 
     Parameters
     ----------
@@ -276,29 +898,59 @@ def load(path, return_train_state=False):
     Returns
     -------
     estimator
-        Of the class recorded in the file, fitted.
+        Of the class recorded in the file, fitted, with ``classes_`` (classifiers)
+        of the same dtype and values as when it was saved.
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` does not exist.
     ValueError
-        If the file is not a pymdbn model file, has another format version, is
-        truncated, or an array's shape, dtype or SHA-256 differs from the manifest.
+        Naming the file, if it is not a pymdbn model file or has another format
+        version; if it is truncated, its header differs from its SHA-256 or is
+        malformed (wrong JSON types, unknown parameters), a member is unknown,
+        missing, repeated or compressed, an array's ``.npy`` header, size or
+        SHA-256 differs from the manifest, the arrays exceed
+        :data:`MAX_TOTAL_BYTES`, or an array's shape is not the one the
+        hyperparameters imply.
     """
-    header, arrays = _read(os.fspath(path))
+    path = os.fspath(path)
+    header, params, arrays = _read(path)
     registry = _registry()
-    if header["estimator"] not in registry:
-        raise ValueError(f"{path}: unknown estimator {header['estimator']!r}")
-    est = registry[header["estimator"]](**decode_params(header["params"]))
-    state = dict(header["state"])
-    train_meta = state.pop("train_state", None)
-    model = {k: v for k, v in arrays.items() if not k.startswith(_TRAIN)}
-    set_state(est, model, state)
+    try:
+        est = registry[header["estimator"]](**params)
+        state = dict(header["state"])
+        train_meta = state.pop("train_state", None)
+        classes = arrays.pop(_CLASSES, None)
+        model = {k: v for k, v in arrays.items() if not k.startswith(_TRAIN)}
+        set_state(est, model, state)
+        _restore_classes(est, classes)
+    except _Invalid as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except _MALFORMED as exc:
+        raise ValueError(f"{path}: inconsistent pymdbn model file ({exc!r})") from None
     if not return_train_state:
         return est
     if train_meta is None:
         return est, None
     train = {k[len(_TRAIN):]: v for k, v in arrays.items() if k.startswith(_TRAIN)}
     return est, (train, train_meta)
+
+
+def _restore_classes(est, classes):
+    """Give a classifier the labels exactly as saved, after checking they agree."""
+    has = hasattr(est, "classes_")
+    if classes is None and not has:
+        return
+    if classes is None or not has:
+        raise _Invalid("the class labels are missing" if has else
+                       f"a {type(est).__name__} without classes holds class labels")
+    if classes.ndim != 1 or np.asarray(est.classes_).tolist() != classes.tolist():
+        raise _Invalid(f"the class labels {classes.tolist()!r} differ from the model's "
+                       f"{np.asarray(est.classes_).tolist()!r}")
+    est.classes_ = classes
+    if hasattr(est, "dbn_"):  # EarlyFusionDBN shares its DBN's labels
+        est.dbn_.classes_ = classes
 
 
 class SaveMixin:

@@ -7,8 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
+import pymdbn._atomic
 from pymdbn import DBN, MDBN, RBM, load, presets
-from pymdbn.io import FORMAT_VERSION, save
+from pymdbn.io import HEADER_MEMBER, save
 from pymdbn.preprocessing import ModalityScaler
 from test_mdbn import FAST, MODS, separable
 
@@ -35,6 +36,8 @@ def test_mdbn_round_trip_identical(model, data, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(partial), model.predict_proba(partial))
     assert back.history_ == model.history_
     np.testing.assert_array_equal(back.classes_, model.classes_)
+    for m in model.modalities_:  # 0-d scaler statistics stay 0-d
+        assert back.scaler_.mean_[m].shape == model.scaler_.mean_[m].shape == ()
 
 
 def test_to_dict_layout(model, data):
@@ -90,10 +93,95 @@ def test_other_estimators_round_trip(data, tmp_path, rng):
     assert load(tmp_path / "EarlyFusionDBN.npz").slices_ == ef.slices_
 
 
-def _rewrite(src, dst, edit):
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            zout.writestr(item, edit(item.filename, zin.read(item.filename)))
+# -- class labels keep their dtype and values ------------------------------------------
+LABELS = {
+    "int32": np.array([3, 7], dtype=np.int32),
+    "int64": np.array([-1, 1], dtype=np.int64),
+    "str": np.array(["benign", "malignant"], dtype="<U12"),  # wider than its longest
+    "object str": np.array(["healthy", "tumour"], dtype=object),
+    "bool": np.array([False, True]),
+    "float32": np.array([0.0, 1.0], dtype=np.float32),
+}
+
+
+@pytest.mark.parametrize("kind", list(LABELS))
+@pytest.mark.parametrize("estimator", ["MDBN", "DBN", "EarlyFusionDBN"])
+def test_class_labels_keep_dtype_and_values(estimator, kind, data, tmp_path):
+    X, y01 = data
+    y = LABELS[kind][(y01 == "tumour").astype(int)]
+    if estimator == "MDBN":
+        est = MDBN(MODS, **{**FAST, "max_epochs": 1, "pretrain_epochs": 1}).fit(X, y)
+        Xp = X
+    elif estimator == "DBN":
+        Xp = X["bone"]
+        est = DBN(hidden_layers=(4,), n_iter=1, fine_tune_epochs=1, random_state=0).fit(Xp, y)
+    else:
+        Xp = X
+        est = presets.early_fusion_dbn((4,), n_iter=1, fine_tune_epochs=1,
+                                       random_state=0).fit(X, y)
+    assert est.classes_.dtype == LABELS[kind].dtype  # what fit gives, the file must keep
+    back = load(est.save(tmp_path / "m.npz"))
+    assert back.classes_.dtype == est.classes_.dtype
+    assert back.classes_.tolist() == est.classes_.tolist()
+    assert [type(c) for c in back.classes_.tolist()] == [type(c) for c in
+                                                          est.classes_.tolist()]
+    pred, pred_back = est.predict(Xp), back.predict(Xp)
+    assert pred_back.dtype == pred.dtype
+    np.testing.assert_array_equal(pred_back, pred)
+
+
+# -- interrupts while saving ------------------------------------------------------------
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "replace"])
+def test_interrupt_before_the_rename_leaves_nothing(where, tmp_path, monkeypatch):
+    X = (np.random.default_rng(0).random((20, 6)) > 0.5).astype(np.float64)
+    rbm = RBM(n_components=3, n_iter=1, random_state=0).fit(X)
+    path = tmp_path / "rbm.npz"
+    path.write_bytes(b"previous")
+    target = {"write": (np.lib.format, "write_array"), "fsync": (os, "fsync"),
+              "replace": (os, "replace")}[where]
+    monkeypatch.setattr(*target, _interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save(rbm, path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["rbm.npz"] and path.read_bytes() == b"previous"
+
+
+def test_interrupt_after_the_rename_propagates_and_keeps_the_file(tmp_path, monkeypatch):
+    X = (np.random.default_rng(0).random((20, 6)) > 0.5).astype(np.float64)
+    rbm = RBM(n_components=3, n_iter=1, random_state=0).fit(X)
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        raise KeyboardInterrupt  # Ctrl-C right after the checkpoint is in place
+    monkeypatch.setattr(pymdbn._atomic.os, "replace", replace_then_interrupt)
+    path = tmp_path / "rbm.npz"
+    with pytest.raises(KeyboardInterrupt):  # not a FileNotFoundError from the cleanup
+        save(rbm, path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["rbm.npz"]
+    np.testing.assert_array_equal(load(path).components_, rbm.components_)
+
+
+# -- rejected files -------------------------------------------------------------------
+def _members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist()}
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    return path
+
+
+def _header(members):
+    return json.loads(members[HEADER_MEMBER])
 
 
 def test_tampered_and_truncated_files_rejected(model, tmp_path):
@@ -103,33 +191,22 @@ def test_tampered_and_truncated_files_rejected(model, tmp_path):
     (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="trunc.npz"):
         load(tmp_path / "trunc.npz")
-
-    def flip(name, data):  # change one weight, keep a valid .npy (recomputed zip CRC)
-        if name == "a0.npy":
-            data = data[:-4] + bytes(b ^ 0xFF for b in data[-4:])
-        return data
-    _rewrite(path, tmp_path / "tampered.npz", flip)
+    members = _members(path)
+    key = _header(members)["arrays"][0]["key"] + ".npy"
+    members[key] = members[key][:-4] + bytes(b ^ 0xFF for b in members[key][-4:])
     with pytest.raises(ValueError, match="checksum mismatch"):
-        load(tmp_path / "tampered.npz")
-
-    def version(name, data):
-        if name == "__meta__.npy":
-            header = np.load(__import__("io").BytesIO(data))
-            meta = json.loads(str(header[()]))
-            meta["format_version"] = FORMAT_VERSION + 1
-            buf = __import__("io").BytesIO()
-            np.save(buf, np.array(json.dumps(meta)))
-            data = buf.getvalue()
-        return data
-    _rewrite(path, tmp_path / "future.npz", version)
-    with pytest.raises(ValueError, match="format version"):
-        load(tmp_path / "future.npz")
+        load(_zip(tmp_path / "tampered.npz", members))
     (tmp_path / "plain.npz").write_bytes(b"not a model")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="plain.npz: not a pymdbn model file"):
         load(tmp_path / "plain.npz")
     np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
-    with pytest.raises(ValueError, match="no metadata"):
+    with pytest.raises(ValueError, match="no header"):
         load(tmp_path / "foreign.npz")
+    # A version-1 file (header in __meta__.npy) gets a clear message.
+    np.savez(tmp_path / "v1.npz", __meta__=np.array(json.dumps({"format_version": 1})),
+             a0=np.zeros(3))
+    with pytest.raises(ValueError, match="v1.npz: format version 1 is not supported"):
+        load(tmp_path / "v1.npz")
 
 
 def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
@@ -150,13 +227,6 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
 
 
 def test_saved_file_has_the_usual_permissions(tmp_path):
-    import os
-
-    import numpy as np
-
-    from pymdbn import RBM
-    from pymdbn.io import save
-
     X = (np.random.default_rng(0).random((20, 6)) > 0.5).astype(np.float64)
     path = save(RBM(n_components=3, n_iter=1, random_state=0).fit(X), tmp_path / "rbm.npz")
     mask = os.umask(0)
