@@ -14,15 +14,15 @@ NumPy twins in :mod:`pymdbn._reference` define them.
 """
 
 import time
-from numbers import Integral, Real
 
 import numpy as np
 
 from pymdbn._loader import _core
 from pymdbn._progress import Progress
 
-__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "check_training",
-           "encode_labels", "class_sample_weight"]
+__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state",
+           "best_epoch", "stop_note",
+           "encode_labels", "class_sample_weight", "target_indices"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
 _PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
@@ -315,9 +315,8 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
         sw_val = None if sample_weight is None else sample_weight[val]
     params = net.parameters(output_only)
     opt = Optimizer(params, optimizer, learning_rate, momentum, weight_decay)
-    if state is None:
-        state = {"epoch": 0, "best_loss": None, "no_improve": 0, "best_params": None,
-                 "stopped": False, "history": []}
+    if state is None or "slots" not in state:  # a fresh run, not a resumed one
+        state = fresh_state() if state is None else state
     else:
         if len(state["slots"]) != len(opt.slots):
             raise ValueError("the checkpoint's optimiser state does not fit this network")
@@ -369,7 +368,32 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
     if early_stopping and state["best_params"] is not None:
         for p, best in zip(params, state["best_params"]):
             np.copyto(p, best)
+        progress.note(stop_note(state, max_epochs, n_iter_no_change, tol))
     return history
+
+
+def fresh_state():
+    """The training state before the first epoch (see :func:`train`'s ``on_epoch``)."""
+    return {"epoch": 0, "best_loss": None, "no_improve": 0, "best_params": None,
+            "stopped": False, "history": []}
+
+
+def best_epoch(state):
+    """The epoch whose parameters early stopping restored (the last that improved)."""
+    return state["epoch"] - state["no_improve"]
+
+
+def stop_note(state, max_epochs, n_iter_no_change, tol):
+    """What early stopping did, in words, from a training ``state``."""
+    best = best_epoch(state)
+    if state["stopped"]:
+        return (f"stopped early at epoch {state['epoch']} of {max_epochs}: validation loss "
+                f"did not improve by tol={tol:g} for {n_iter_no_change} epochs; restored "
+                f"the weights of epoch {best}")
+    if best != state["epoch"]:
+        return (f"ran all {state['epoch']} epochs; restored the weights of epoch {best} "
+                f"(lowest validation loss)")
+    return ""
 
 
 def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=None,
@@ -378,50 +402,32 @@ def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=
 
     Without ``fine_tune`` the codes entering the output layer are computed once and a
     softmax regression is trained on them (the layers below stay as pretrained).
-    ``options`` are the optimisation arguments of :func:`train`. Returns the history.
+    ``options`` are the optimisation arguments of :func:`train`.
+
+    Returns
+    -------
+    history : list of dict
+        As :func:`train` returns it.
+    summary : dict
+        ``n_iter`` (epochs run in all, resumed ones included), ``stopped_early`` (the
+        early-stopping criterion ended training before ``max_epochs``) and
+        ``best_epoch`` (the epoch whose weights early stopping restored; None without
+        early stopping).
     """
     if not fine_tune:
         X = {"code": net.encode(X)}
         net = Network({"code": []}, ["code"], [], net.output, net.clip)
     progress = Progress(options["max_epochs"], "fine-tune" if fine_tune else "softmax",
                         enabled=verbose)
+    state = fresh_state() if state is None else state
     try:
-        return train(net, X, y, sample_weight, output_only=not fine_tune, seed=seed,
-                     progress=progress, state=state, on_epoch=on_epoch, **options)
+        history = train(net, X, y, sample_weight, output_only=not fine_tune, seed=seed,
+                        progress=progress, state=state, on_epoch=on_epoch, **options)
     finally:
         progress.close()
-
-
-def check_training(*, optimizer, learning_rate, momentum, weight_decay, batch_size,
-                   max_epochs, early_stopping, validation_fraction, n_iter_no_change, tol,
-                   class_weight, fine_tune, dropout=0.0, input_dropout=0.0):
-    """Validate the fine-tuning hyperparameters shared by DBN and MDBN."""
-    from pymdbn.rbm import _check_param
-
-    for name, rate in (("dropout", dropout), ("input_dropout", input_dropout)):
-        _check_param(name, rate, Real, 0, 1)
-        if rate >= 1:
-            raise ValueError(f"{name} must be < 1, got {rate!r}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    _check_param("learning_rate", learning_rate, Real, 0, low_open=True)
-    _check_param("momentum", momentum, Real, 0, 1)
-    if momentum >= 1:
-        raise ValueError(f"momentum must be < 1, got {momentum!r}")
-    _check_param("weight_decay", weight_decay, Real, 0)
-    _check_param("batch_size", batch_size, Integral, 1)
-    _check_param("max_epochs", max_epochs, Integral, 0)
-    _check_param("validation_fraction", validation_fraction, Real, 0, 1, low_open=True)
-    if validation_fraction >= 1:
-        raise ValueError(f"validation_fraction must be < 1, got {validation_fraction!r}")
-    _check_param("n_iter_no_change", n_iter_no_change, Integral, 1)
-    _check_param("tol", tol, Real, 0)
-    for name, flag in (("early_stopping", early_stopping), ("fine_tune", fine_tune)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name} must be a bool, got {flag!r}")
-    if not (class_weight is None or class_weight == "balanced" or isinstance(class_weight, dict)):
-        raise ValueError(f"class_weight must be None, 'balanced' or a dict, got "
-                         f"{class_weight!r}")
+    restored = options["early_stopping"] and state["best_params"] is not None
+    return history, {"n_iter": int(state["epoch"]), "stopped_early": bool(state["stopped"]),
+                     "best_epoch": int(best_epoch(state)) if restored else None}
 
 
 def encode_labels(y, n_samples):
@@ -448,3 +454,39 @@ def class_sample_weight(class_weight, classes, y_idx):
     if isinstance(class_weight, dict):
         class_weight = {i: class_weight.get(c, 1.0) for i, c in enumerate(classes.tolist())}
     return np.ascontiguousarray(compute_sample_weight(class_weight, y_idx), dtype=np.float64)
+
+
+def target_indices(target, classes):
+    """The ``target`` of an explanation as column indices of ``classes``.
+
+    An int (or an array of ints) is a column index into ``classes_`` and passes
+    unchanged (the explainer checks its range); any other value (a class name) is
+    looked up in ``classes``.
+
+    Parameters
+    ----------
+    target : None, int, label or array-like of shape (n_samples,)
+    classes : ndarray of shape (n_classes,)
+
+    Returns
+    -------
+    None, or int64 ndarray of the shape of ``target``.
+
+    Raises
+    ------
+    ValueError
+        For a label that is not one of ``classes``.
+    """
+    if target is None:
+        return None
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        return t.astype(np.int64, copy=False)
+    if t.dtype.kind == "b":
+        raise ValueError(f"target must be a class index or a class label, got {target!r}")
+    names = list(np.asarray(classes).tolist())
+    bad = [v for v in np.atleast_1d(t).tolist() if v not in names]
+    if bad:
+        raise ValueError(f"target label {bad[0]!r} is not a class; classes are {names}")
+    return np.vectorize(names.index, otypes=[np.int64])(t) if t.ndim else \
+        np.int64(names.index(t.item()))

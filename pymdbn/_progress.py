@@ -30,6 +30,8 @@ class Progress:
         self.width = width
         self.n = 0
         self._last = 0
+        self._postfix = {}
+        self._note = ""
         self.t0 = time.perf_counter()
         if self.enabled:
             self._draw({})
@@ -41,6 +43,8 @@ class Progress:
                         for k, v in postfix.items())
         elapsed = time.perf_counter() - self.t0
         line = f"{self.desc} [{bar}] {self.n}/{self.total} {elapsed:.1f}s {info}"
+        if self._note:
+            line = f"{line.rstrip()}; {self._note}"
         # Pad with spaces so a shorter line fully covers the previous one.
         self.stream.write("\r" + line.ljust(self._last))
         self._last = len(line)
@@ -50,7 +54,15 @@ class Progress:
         """Advance by ``n`` steps and show ``postfix`` (e.g. ``loss=0.31``)."""
         if self.enabled:
             self.n += n
+            self._postfix = postfix
             self._draw(postfix)
+
+    def note(self, text):
+        """Append ``text`` to the line (e.g. why the phase ended before ``total``); it
+        stays there, after the last postfix, until :meth:`close`."""
+        if self.enabled and text:
+            self._note = str(text)
+            self._draw(self._postfix)
 
     def close(self):
         """End the line so the next phase starts on a fresh one."""

@@ -1,25 +1,26 @@
 """Deep belief networks: greedily stacked RBMs, optionally fine-tuned as classifiers."""
 
 import time
-from numbers import Integral
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pymdbn import _nn
+from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
+                                 POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
+                                 StrOptions, fine_tune_constraints, layer_sizes, per_layer)
 from pymdbn._loader import _core
 from pymdbn._progress import Progress
 from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, set_state,
                        to_json, unnest)
-from pymdbn.rbm import RBM, _check_param
+from pymdbn.rbm import RBM
 
 __all__ = ["DBN"]
 
 _DEFAULT_LR = {"gaussian": 0.005, "bernoulli": 0.05}
-_DTYPES = ("float32", "float64")
 
 
 def fit_rbm(rbm, X, desc, verbose):
@@ -63,8 +64,9 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layers : tuple of int, default=(512, 256)
-        Hidden units of each RBM, bottom first.
+    hidden_layers : int or tuple of int, default=(512, 256)
+        Hidden units of each RBM, bottom first; an int is one layer of that many
+        units, as scikit-learn's ``hidden_layer_sizes``.
     visible : {'gaussian', 'bernoulli'}, default='gaussian'
         Visible units of the first RBM: 'gaussian' (unit variance) for z-scored
         real-valued input, 'bernoulli' for data in [0, 1]. Higher RBMs are
@@ -151,6 +153,15 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     fine_tune_history_ : list of dict
         Supervised fit only: per epoch ``loss`` (and ``val_loss``, ``val_accuracy``
         with early stopping) and ``time``.
+    n_iter_ : int
+        Supervised fit only: fine-tuning epochs run (the pretraining epochs are
+        ``n_iter``).
+    stopped_early_ : bool
+        Supervised fit only: early stopping ended fine-tuning before
+        ``fine_tune_epochs``.
+    best_epoch_ : int or None
+        Supervised fit with early stopping: the epoch of the lowest validation loss,
+        whose weights were restored; None without early stopping.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has feature names that are all strings.
@@ -174,6 +185,26 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     >>> dbn.fit(X, y).predict_proba(X).shape
     (60, 2)
     """
+
+    _parameter_constraints: dict = {
+        "hidden_layers": [POSITIVE_INT, "array-like"],
+        "visible": [StrOptions({"gaussian", "bernoulli"})],
+        "learning_rate": [None, POSITIVE, "array-like"],
+        "n_iter": [NONNEGATIVE_INT, "array-like"],
+        "batch_size": [POSITIVE_INT],
+        "k": [GIBBS_STEPS],
+        "persistent": ["boolean"],
+        "momentum": [UNIT_LEFT],
+        "weight_decay": [NONNEGATIVE],
+        "sparsity_target": [UNIT_OPEN],
+        "sparsity_cost": [NONNEGATIVE],
+        "clip": [None, POSITIVE],
+        "layer_params": [None, list, tuple],
+        **fine_tune_constraints("fine_tune_", max_epochs="fine_tune_epochs"),
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "dtype": [DTYPES],
+    }
 
     def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
                  n_iter=10, batch_size=32, k=1, persistent=False, momentum=0.5,
@@ -216,32 +247,22 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.dtype = dtype
 
     # -- configuration ----------------------------------------------------------------
-    def _per_layer(self, name, value, n):
-        values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for {n} layers")
-        return values
-
     def _rbm_params(self, seeds):
-        """RBM parameters of every layer, defaults first, overrides last."""
-        sizes = tuple(self.hidden_layers) if isinstance(self.hidden_layers, (tuple, list)) \
-            else None
-        if not sizes:
-            raise ValueError(f"hidden_layers must be a non-empty tuple of int, got "
-                             f"{self.hidden_layers!r}")
-        for size in sizes:
-            _check_param("hidden_layers entries", size, Integral, 1)
-        if self.visible not in _DEFAULT_LR:
-            raise ValueError(f"visible must be 'gaussian' or 'bernoulli', got {self.visible!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        """RBM parameters of every layer, defaults first, overrides last.
+
+        The scalar parameters are validated (``_parameter_constraints``) by ``fit``;
+        here the per-layer ones and the ``layer_params`` overrides are.
+        """
+        name = type(self).__name__
+        sizes = layer_sizes("hidden_layers", self.hidden_layers, name)
         n = len(sizes)
-        rates = self._per_layer("learning_rate", self.learning_rate, n)
-        epochs = self._per_layer("n_iter", self.n_iter, n)
+        rates = per_layer("learning_rate", self.learning_rate, n, [None, POSITIVE], name)
+        epochs = per_layer("n_iter", self.n_iter, n, [NONNEGATIVE_INT], name)
         overrides = self.layer_params if self.layer_params is not None else [{}] * n
         if len(overrides) != n or not all(isinstance(o, dict) for o in overrides):
             raise ValueError(f"layer_params must be a list of {n} dicts, got "
                              f"{self.layer_params!r}")
+        rbm_names = set(RBM().get_params())
         params = []
         for i in range(n):
             visible = self.visible if i == 0 else "bernoulli"
@@ -252,23 +273,17 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                      weight_decay=self.weight_decay, sparsity_target=self.sparsity_target,
                      sparsity_cost=self.sparsity_cost, clip=self.clip, dtype=self.dtype,
                      random_state=int(seeds[i]))
+            unknown = sorted(set(overrides[i]) - rbm_names)
+            if unknown:
+                raise ValueError(f"layer_params[{i}] sets {unknown[0]!r}, which is not an "
+                                 f"RBM parameter")
             p.update(overrides[i])
+            try:  # DBN's own values passed its constraints: an error is an override's
+                RBM(**p)._validate_params()
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"layer_params[{i}]: {exc}") from None
             params.append(p)
         return params
-
-    def _check_training(self):
-        _nn.check_training(optimizer=self.optimizer,
-                           learning_rate=self.fine_tune_learning_rate,
-                           momentum=self.fine_tune_momentum,
-                           weight_decay=self.fine_tune_weight_decay,
-                           batch_size=self.fine_tune_batch_size,
-                           max_epochs=self.fine_tune_epochs,
-                           early_stopping=self.early_stopping,
-                           validation_fraction=self.validation_fraction,
-                           n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                           class_weight=self.class_weight, fine_tune=self.fine_tune,
-                           dropout=self.fine_tune_dropout,
-                           input_dropout=self.fine_tune_input_dropout)
 
     def _train_options(self):
         return dict(optimizer=self.optimizer, learning_rate=self.fine_tune_learning_rate,
@@ -295,6 +310,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.layers_ = [_nn.layer_from_rbm(rbm) for rbm in self.rbms_]
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Pretrain the stack on X; with ``y``, also train a softmax and fine-tune.
 
@@ -310,14 +326,12 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self : DBN
         """
         rng = check_random_state(self.random_state)
-        if y is not None:
-            self._check_training()
-        X = validate_data(self, X, dtype=np.dtype(self.dtype) if self.dtype in _DTYPES
-                          else None, order="C", ensure_min_samples=1)
-        for name in ("classes_", "output_", "fine_tune_history_"):
+        n_layers = len(layer_sizes("hidden_layers", self.hidden_layers, type(self).__name__))
+        X = validate_data(self, X, dtype=np.dtype(self.dtype), order="C",
+                          ensure_min_samples=1)
+        for name in ("classes_", "output_", "fine_tune_history_", "n_iter_",
+                     "stopped_early_", "best_epoch_"):
             self.__dict__.pop(name, None)
-        n_layers = len(self.hidden_layers) if isinstance(self.hidden_layers, (tuple, list)) \
-            else 1
         seeds = rng.randint(0, 2**31 - 1, size=n_layers + 2)
         self.pretrain(X, seeds[:n_layers])
         if y is None:
@@ -327,10 +341,16 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.output_ = _nn.new_layer(self.layers_[-1]["W"].shape[1], len(self.classes_),
                                      np.random.default_rng(seeds[-2]), X.dtype)
         net = self._network()
-        self.fine_tune_history_ = _nn.fit_supervised(
+        self.fine_tune_history_, summary = _nn.fit_supervised(
             net, {"x": X}, y_idx, sw, fine_tune=self.fine_tune, seed=int(seeds[-1]),
             verbose=self.verbose, **self._train_options())
+        self._set_summary(summary)
         return self
+
+    def _set_summary(self, summary):
+        self.n_iter_ = int(summary["n_iter"])
+        self.stopped_early_ = bool(summary["stopped_early"])
+        self.best_epoch_ = summary["best_epoch"]
 
     def _network(self):
         return _nn.Network({"x": self.layers_}, ["x"], [], self.output_, self.clip)
@@ -395,10 +415,13 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
 
         See :func:`pymdbn.lrp.explain`; relevance comes back as ``relevance['x']``.
         ZBox input bounds default to the range [0, 1] of the (unscaled) features.
-        ``reference``: one sample of shape (n_features,), or None.
+        ``reference``: one sample of shape (n_features,), or None. ``target``: a
+        column index of ``classes_`` (int), a class label, or one per sample.
         """
         from pymdbn.lrp import explain
 
+        check_is_fitted(self, "output_")
+        target = _nn.target_indices(target, self.classes_)
         if reference is not None:
             reference = {"x": self._validate(np.asarray(reference).reshape(1, -1))}
         return explain(self, {"x": self._validate(X)}, target=target, composite=composite,
@@ -427,6 +450,9 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
             arrays.update(nest("output", self.output_))
             arrays["classes_"] = self.classes_
             meta["fine_tune_history"] = to_json(self.fine_tune_history_)
+            meta["fine_tune_summary"] = {"n_iter": self.n_iter_,
+                                         "stopped_early": self.stopped_early_,
+                                         "best_epoch": self.best_epoch_}
         return arrays, meta
 
     def _set_state(self, arrays, meta):
@@ -445,6 +471,10 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
             self.output_ = {k: np.ascontiguousarray(v) for k, v in unnest("output", arrays)
                             .items()}
             self.fine_tune_history_ = meta["fine_tune_history"]
+            # Files written before the summary was stored: what the history tells.
+            self._set_summary(meta.get("fine_tune_summary") or {
+                "n_iter": len(self.fine_tune_history_), "stopped_early": False,
+                "best_epoch": None})
         return self
 
     def __sklearn_tags__(self):

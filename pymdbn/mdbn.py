@@ -1,23 +1,25 @@
 """Multimodal deep belief networks: one DBN pathway per modality, fused, fine-tuned."""
 
+import os
+
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from pymdbn import _nn, io
+from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
+                                 POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
+                                 StrOptions, fine_tune_constraints, layer_sizes)
 from pymdbn._loader import _core
 from pymdbn._version import __version__
 from pymdbn.dbn import DBN, propagate
 from pymdbn.preprocessing import ModalityScaler, check_modalities
-from pymdbn.rbm import _check_param
 
 __all__ = ["MDBN"]
 
 DEFAULT_MODALITIES = {"brain": (512, 256), "breast": (512, 256), "bone": (512, 256)}
-_FUSIONS = ("concat", "joint")
-_MISSING = ("error", "infer")
 # Parameters a checkpoint must share with the estimator resuming from it: they fix the
 # network's structure, the data it was trained on and the optimiser's state layout.
 _RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "per_image",
@@ -39,14 +41,16 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    modalities : dict of str to tuple of int or None, default=None
-        Modality name -> hidden layer sizes of its pathway, in fusion order. None
-        is ``{'brain': (512, 256), 'breast': (512, 256), 'bone': (512, 256)}``.
+    modalities : dict of str to int or tuple of int, or None, default=None
+        Modality name -> hidden layer sizes of its pathway (an int is one layer), in
+        fusion order. None is ``{'brain': (512, 256), 'breast': (512, 256),
+        'bone': (512, 256)}``.
     fusion : {'joint', 'concat'}, default='joint'
         'concat': the classifier sees the concatenated pathway codes; 'joint':
         joint RBM layer(s) are pretrained on them first.
-    joint_units : tuple of int, default=(256,)
-        Sizes of the joint layers (``fusion='joint'``).
+    joint_units : int or tuple of int, default=(256,)
+        Sizes of the joint layers (``fusion='joint'``); an int is one joint layer of
+        that many units, as scikit-learn's ``hidden_layer_sizes``.
     clip : float or None, default=None
         Clip every sigmoid pre-activation to [-clip, clip]; None is the plain
         sigmoid.
@@ -137,6 +141,13 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     history_ : list of dict
         Per fine-tuning epoch: ``epoch``, ``loss``, ``val_loss`` and
         ``val_accuracy`` (early stopping) and ``time``.
+    n_iter_ : int
+        Fine-tuning epochs run.
+    stopped_early_ : bool
+        Early stopping ended fine-tuning before ``max_epochs``.
+    best_epoch_ : int or None
+        With early stopping, the epoch of the lowest validation loss, whose weights
+        were restored; None without early stopping.
     seed_ : int
         Seed of the fine-tuning shuffles and validation split.
 
@@ -217,6 +228,32 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     (60, 2)
     """
 
+    _parameter_constraints: dict = {
+        "modalities": [None, dict],
+        "fusion": [StrOptions({"joint", "concat"})],
+        "joint_units": [POSITIVE_INT, "array-like"],
+        "clip": [None, POSITIVE],
+        "pretrain_learning_rate": [None, POSITIVE],
+        "pretrain_epochs": [NONNEGATIVE_INT],
+        "pretrain_batch_size": [POSITIVE_INT],
+        "pretrain_momentum": [UNIT_LEFT],
+        "pretrain_sparsity_target": [UNIT_OPEN],
+        "pretrain_sparsity_cost": [NONNEGATIVE],
+        "k": [GIBBS_STEPS],
+        "persistent": ["boolean"],
+        "pathway_params": [None, dict],
+        "per_feature": ["boolean"],
+        "per_image": ["boolean"],
+        **fine_tune_constraints(),
+        "missing": [StrOptions({"error", "infer"})],
+        "n_gibbs": [POSITIVE_INT],
+        "checkpoint_every": [None, POSITIVE_INT],
+        "checkpoint_path": [None, str, os.PathLike],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "dtype": [DTYPES],
+    }
+
     def __init__(self, modalities=None, *, fusion="joint", joint_units=(256,), clip=None,
                  pretrain_learning_rate=None, pretrain_epochs=10, pretrain_batch_size=32,
                  pretrain_momentum=0.5, pretrain_sparsity_target=0.1,
@@ -267,53 +304,50 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     # -- configuration ------------------------------------------------------------------
     def _modality_sizes(self):
         mods = DEFAULT_MODALITIES if self.modalities is None else self.modalities
-        if not isinstance(mods, dict) or not mods:
-            raise ValueError(f"modalities must be a non-empty dict name -> layer sizes, got "
-                             f"{self.modalities!r}")
-        for name, sizes in mods.items():
+        if not mods:
+            raise InvalidParameterError(f"The 'modalities' parameter of MDBN must be a "
+                                        f"non-empty dict name -> layer sizes. Got "
+                                        f"{self.modalities!r} instead.")
+        for name in mods:
             if not isinstance(name, str):
-                raise ValueError(f"modality names must be str, got {name!r}")
-            if (not isinstance(sizes, (tuple, list)) or not sizes
-                    or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes)):
-                raise ValueError(f"modality {name!r}: layer sizes must be a non-empty tuple "
-                                 f"of positive int, got {sizes!r}")
-        return {name: tuple(int(s) for s in sizes) for name, sizes in mods.items()}
+                raise InvalidParameterError(f"modality names must be str, got {name!r}")
+        return {name: layer_sizes(f"modalities[{name!r}]", sizes, "MDBN")
+                for name, sizes in mods.items()}
 
-    def _validate_params(self):
+    def _joint_sizes(self):
+        return layer_sizes("joint_units", self.joint_units, "MDBN")
+
+    def _check_params(self):
+        """What ``_parameter_constraints`` cannot say: layer sizes, the overrides and
+        the parameters that depend on each other. Returns the pathway sizes."""
         sizes = self._modality_sizes()
-        if self.fusion not in _FUSIONS:
-            raise ValueError(f"fusion must be one of {_FUSIONS}, got {self.fusion!r}")
-        if self.fusion == "joint" and (not isinstance(self.joint_units, (tuple, list))
-                                       or not self.joint_units):
-            raise ValueError(f"joint_units must be a non-empty tuple of int, got "
-                             f"{self.joint_units!r}")
-        if self.missing not in _MISSING:
-            raise ValueError(f"missing must be one of {_MISSING}, got {self.missing!r}")
+        if self.fusion == "joint":
+            self._joint_sizes()
         if self.missing == "infer" and self.fusion != "joint":
             raise ValueError("missing='infer' needs fusion='joint' (the joint RBM infers "
                              "the absent modality's code)")
-        _check_param("n_gibbs", self.n_gibbs, int, 1)
-        _check_param("clip", self.clip, (int, float), 0, low_open=True, allow_none=True)
-        _check_param("checkpoint_every", self.checkpoint_every, int, 1, allow_none=True)
         if self.checkpoint_every is not None and not self.checkpoint_path:
             raise ValueError("checkpoint_every needs a checkpoint_path")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         extra = self.pathway_params or {}
-        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+        if not all(isinstance(v, dict) for v in extra.values()):
             raise ValueError(f"pathway_params must be a dict of dicts, got "
                              f"{self.pathway_params!r}")
         unknown = set(extra) - set(sizes) - {"joint"}
         if unknown:
             raise ValueError(f"pathway_params names unknown modality {sorted(unknown)[0]!r}")
-        _nn.check_training(optimizer=self.optimizer, learning_rate=self.learning_rate,
-                           momentum=self.momentum, weight_decay=self.weight_decay,
-                           batch_size=self.batch_size, max_epochs=self.max_epochs,
-                           early_stopping=self.early_stopping,
-                           validation_fraction=self.validation_fraction,
-                           n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                           class_weight=self.class_weight, fine_tune=self.fine_tune,
-                           dropout=self.dropout, input_dropout=self.input_dropout)
+        for name in extra:  # the overrides, checked before any pretraining starts
+            if name not in sizes and self.fusion != "joint":
+                continue  # no joint stack to override
+            stack = sizes[name] if name in sizes else self._joint_sizes()
+            # MDBN's own values passed its constraints: an error is an override's.
+            try:
+                dbn = self._stack(stack, "gaussian" if name in sizes else "bernoulli", name)
+                dbn._validate_params()
+                dbn._rbm_params(np.zeros(len(stack), dtype=np.int64))
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"pathway_params[{name!r}]: {exc}") from None
+            except ValueError as exc:  # e.g. not a DBN parameter
+                raise ValueError(f"pathway_params[{name!r}]: {exc}") from None
         return sizes
 
     def _stack(self, sizes, visible, name):
@@ -340,6 +374,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         return self.scaler_._transform(X, dtype=np.dtype(self.dtype))
 
     # -- fitting --------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, resume_from=None):
         """Scale, pretrain every pathway (and the joint stack), train the softmax, fine-tune.
 
@@ -359,7 +394,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         -------
         self : MDBN
         """
-        sizes = self._validate_params()
+        sizes = self._check_params()
         if resume_from is not None:
             return self._resume(X, y, resume_from)
         names = list(sizes)
@@ -382,9 +417,10 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.joint_, self.joint_visible_bias_ = [], None
         if self.fusion == "joint":
             fused = np.concatenate([tops[m] for m in names], axis=1)
-            dbn = self._stack(tuple(self.joint_units), "bernoulli", "joint")
+            joint_units = self._joint_sizes()
+            dbn = self._stack(joint_units, "bernoulli", "joint")
             joint_seeds = np.random.RandomState(seeds[-3]).randint(0, 2**31 - 1,
-                                                                   len(self.joint_units))
+                                                                   len(joint_units))
             dbn.pretrain(fused, joint_seeds, desc="pretrain joint")
             self.joint_ = dbn.layers_
             self.joint_visible_bias_ = dbn.rbms_[0].intercept_visible_.copy()
@@ -409,7 +445,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             def on_epoch(s):
                 if s["epoch"] % self.checkpoint_every == 0 or s["epoch"] == self.max_epochs:
                     self._checkpoint(s)
-        self.history_ = _nn.fit_supervised(
+        self.history_, summary = _nn.fit_supervised(
             self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
             verbose=self.verbose, state=state, on_epoch=on_epoch, optimizer=self.optimizer,
             learning_rate=self.learning_rate, momentum=self.momentum,
@@ -418,9 +454,18 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change, tol=self.tol, dropout=self.dropout,
             input_dropout=self.input_dropout)
+        self._set_summary(summary)
+
+    def _set_summary(self, summary):
+        self.n_iter_ = int(summary["n_iter"])
+        self.stopped_early_ = bool(summary["stopped_early"])
+        self.best_epoch_ = summary["best_epoch"]
 
     def _checkpoint(self, state):
         self.history_ = state["history"]
+        self._set_summary({"n_iter": state["epoch"], "stopped_early": state["stopped"],
+                           "best_epoch": (_nn.best_epoch(state) if state["best_params"]
+                                          is not None else None)})
         arrays = {f"slot{i}": s for i, s in enumerate(state["slots"])}
         if state["best_params"] is not None:
             arrays.update({f"best{i}": p for i, p in enumerate(state["best_params"])})
@@ -544,6 +589,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         X : dict of str to array-like
             Raw inputs per modality, as for :meth:`predict`.
         target : int, label or array-like of shape (n_samples,), optional
+            The class to explain: a column index of ``classes_`` (an int) or a class
+            label (e.g. ``'cancer'``), one for all samples or one per sample.
         composite : str or pymdbn.lrp.Composite, default='epsilon'
             'epsilon' is the method's eq. 3 everywhere; also 'epsilon_plus',
             'epsilon_gamma_box' and 'epsilon_plus_flat'.
@@ -562,7 +609,9 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         """
         from pymdbn.lrp import explain
 
-        return explain(self.to_dict(copy=False), X, target=target, composite=composite,
+        check_is_fitted(self, "output_")
+        return explain(self.to_dict(copy=False), X,
+                       target=_nn.target_indices(target, self.classes_), composite=composite,
                        return_layers=return_layers, batch_size=batch_size, reference=reference)
 
     # -- dict and file persistence ------------------------------------------------------------
@@ -595,7 +644,10 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                                        else self.joint_visible_bias_.tolist()),
                 "history": io.to_json(self.history_),
                 "pretrain_history": io.to_json(self.pretrain_history_),
-                "seed": self.seed_}
+                "seed": self.seed_,
+                "fine_tune_summary": {"n_iter": self.n_iter_,
+                                      "stopped_early": self.stopped_early_,
+                                      "best_epoch": self.best_epoch_}}
         if self.per_image:  # normalised images have no fixed range: the training one
             meta["data_range"] = {m: list(r) for m, r in self.scaler_.data_range_.items()}
         return {"modalities": list(self.modalities_),
@@ -646,6 +698,9 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         model.history_ = meta["history"]
         model.pretrain_history_ = meta["pretrain_history"]
         model.seed_ = int(meta["seed"])
+        # Files written before the summary was stored: what the history tells.
+        model._set_summary(meta.get("fine_tune_summary") or {
+            "n_iter": len(model.history_), "stopped_early": False, "best_epoch": None})
         return model
 
     def _get_state(self):

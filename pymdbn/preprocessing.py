@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from pymdbn.io import SaveMixin
@@ -26,6 +26,9 @@ def _as_modality(name, value, check_finite=True):
                          f"with at least 2 dimensions, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"modality {name!r}: no samples")
+    if 0 in arr.shape[1:]:
+        raise ValueError(f"modality {name!r}: samples of shape {tuple(arr.shape[1:])} have "
+                         f"no features")
     if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"modality {name!r} contains NaN or infinity")
     return arr
@@ -110,8 +113,9 @@ def check_modalities(X, names=None, shapes=None, allow_missing=False, check_fini
     Raises
     ------
     ValueError
-        Naming the modality: unknown, missing, non-numeric, NaN or infinity, wrong
-        per-sample shape, or a sample count that differs from the other modalities.
+        Naming the modality: unknown, missing, non-numeric, NaN or infinity, no
+        samples or no features, wrong per-sample shape, or a sample count that differs
+        from the other modalities.
     """
     if not isinstance(X, Mapping):
         if names is not None and len(names) != 1:
@@ -203,10 +207,13 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
     ((2, 4), 0.0)
     """
 
+    _parameter_constraints: dict = {"per_feature": ["boolean"], "per_image": ["boolean"]}
+
     def __init__(self, per_feature=False, per_image=False):
         self.per_feature = per_feature
         self.per_image = per_image
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit means and standard deviations per modality.
 
@@ -219,9 +226,6 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         -------
         self : ModalityScaler
         """
-        for param in ("per_feature", "per_image"):
-            if not isinstance(getattr(self, param), (bool, np.bool_)):
-                raise ValueError(f"{param} must be a bool, got {getattr(self, param)!r}")
         X = check_modalities(X)
         self.modalities_ = list(X)
         self.shapes_, self.mean_, self.scale_, self.data_range_ = {}, {}, {}, {}

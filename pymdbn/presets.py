@@ -20,10 +20,10 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.utils.validation import check_is_fitted
 
-from pymdbn import io
+from pymdbn import _nn, io
 from pymdbn.dbn import DBN
 from pymdbn.mdbn import DEFAULT_MODALITIES, MDBN
 from pymdbn.preprocessing import ModalityScaler, check_modalities
@@ -111,7 +111,12 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     dbn_ : DBN
         The fitted network.
     classes_ : ndarray
+    n_iter_, stopped_early_, best_epoch_
+        The DBN's fine-tuning summary (see :class:`~pymdbn.DBN`).
     """
+
+    _parameter_constraints: dict = {"dbn": [None, DBN], "per_feature": ["boolean"],
+                                    "per_image": ["boolean"]}
 
     def __init__(self, dbn=None, *, per_feature=False, per_image=False):
         self.dbn = dbn
@@ -122,6 +127,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         Z = self.scaler_.transform(check_modalities(X, self.modalities_, self.scaler_.shapes_))
         return np.concatenate([Z[m] for m in self.modalities_], axis=1)
 
+    # Not skipping nested validation: the DBN's own parameters are validated by its fit.
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Standardise each modality, concatenate in name order and fit the DBN.
 
@@ -143,8 +150,13 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.slices_ = {m: (int(widths[i]), int(widths[i + 1]))
                         for i, m in enumerate(self.modalities_)}
         self.dbn_ = clone(DBN() if self.dbn is None else self.dbn).fit(self._concat(X), y)
-        self.classes_ = self.dbn_.classes_
+        self._copy_fitted()
         return self
+
+    def _copy_fitted(self):
+        """The DBN's labels and fine-tuning summary, as every classifier here has them."""
+        for name in ("classes_", "n_iter_", "stopped_early_", "best_epoch_"):
+            setattr(self, name, getattr(self.dbn_, name))
 
     def decision_function(self, X):
         """Logits, shape (n_samples, n_classes)."""
@@ -167,7 +179,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         columns (``slices_``) are reshaped to its images. ZBox bounds are each
         modality's data range in z-scored units: [0, 1], or the training range of the
         normalised images with ``per_image``. ``reference``: one raw image per
-        modality, as for :meth:`pymdbn.MDBN.explain`.
+        modality, as for :meth:`pymdbn.MDBN.explain`. ``target``: a column index of
+        ``classes_`` (int), a class label, or one per sample.
 
         Returns
         -------
@@ -193,6 +206,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                 raise ValueError("reference must be a dict modality -> image")
             reference = {"x": self._concat({m: np.asarray(r)[None] for m, r in
                                             reference.items()})}
+        target = _nn.target_indices(target, self.classes_)
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
                     return_layers=return_layers, batch_size=batch_size, reference=reference)
         R = e.relevance["x"]
@@ -232,7 +246,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                         for i, m in enumerate(self.modalities_)}
         self.dbn_ = DBN(**io.decode_params(meta["dbn_params"]))._set_state(
             io.unnest("dbn", arrays), meta["dbn"])
-        self.classes_ = self.dbn_.classes_
+        self._copy_fitted()
         return self
 
 

@@ -1,33 +1,25 @@
 """Restricted Boltzmann machines trained by contrastive divergence in C++."""
 
 import time
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from scipy.special import expit, log_expit
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                          _fit_context)
+from sklearn.utils._param_validation import Options
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
+                                 POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, Interval, StrOptions,
+                                 check_value)
 from pymdbn._loader import _core
 from pymdbn._matmul import matmul
 
 __all__ = ["RBM"]
 
-_VISIBLE = ("bernoulli", "gaussian")
 _PLL_ROWS = 1000  # rows the per-epoch pseudo-likelihood estimate uses
-
-
-def _check_param(name, value, kind, low=None, high=None, low_open=False, allow_none=False):
-    if value is None and allow_none:
-        return
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"{name} must be {kind.__name__ if isinstance(kind, type) else 'a number'},"
-                         f" got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
 
 
 class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -118,6 +110,26 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     (100, 8)
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [POSITIVE_INT],
+        "learning_rate": [POSITIVE],
+        "batch_size": [POSITIVE_INT],
+        "n_iter": [NONNEGATIVE_INT],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        "visible": [StrOptions({"bernoulli", "gaussian"})],
+        "k": [GIBBS_STEPS],
+        "persistent": ["boolean"],
+        "clip": [None, POSITIVE],
+        "momentum": [UNIT_LEFT],
+        "weight_decay": [NONNEGATIVE],
+        "sparsity_target": [UNIT_OPEN],
+        "sparsity_cost": [NONNEGATIVE],
+        "dtype": [None, Options(type, {np.float32, np.float64}),
+                  StrOptions({"float32", "float64"}),
+                  Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
+    }
+
     def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10,
                  verbose=0, random_state=None, visible="bernoulli", k=1, persistent=True,
                  clip=None, momentum=0.0, weight_decay=0.0, sparsity_target=0.1,
@@ -139,26 +151,6 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.dtype = dtype
 
     # -- validation -------------------------------------------------------------------
-    def _validate_params(self):
-        _check_param("n_components", self.n_components, Integral, 1)
-        _check_param("learning_rate", self.learning_rate, Real, 0, low_open=True)
-        _check_param("batch_size", self.batch_size, Integral, 1)
-        _check_param("n_iter", self.n_iter, Integral, 0)
-        _check_param("k", self.k, Integral, 1, 127)
-        _check_param("clip", self.clip, Real, 0, low_open=True, allow_none=True)
-        _check_param("momentum", self.momentum, Real, 0, 1)
-        _check_param("weight_decay", self.weight_decay, Real, 0)
-        _check_param("sparsity_target", self.sparsity_target, Real, 0, 1)
-        _check_param("sparsity_cost", self.sparsity_cost, Real, 0)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
-        if self.visible not in _VISIBLE:
-            raise ValueError(f"visible must be one of {_VISIBLE}, got {self.visible!r}")
-        if not isinstance(self.persistent, (bool, np.bool_)):
-            raise ValueError(f"persistent must be a bool, got {self.persistent!r}")
-        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
-
     def _dtypes(self):
         if self.dtype is None:
             return [np.float64, np.float32]
@@ -219,6 +211,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             print(f"[{type(self).__name__}] Iteration {epoch}, reconstruction error = "
                   f"{err:.4f}, pseudo-likelihood = {pll:.4f}, time = {entry['time']:.2f}s")
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the model to the data X.
 
@@ -232,7 +225,6 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         self : RBM
         """
-        self._validate_params()
         X = validate_data(self, X, dtype=self._dtypes(), order="C", ensure_min_samples=1)
         self._initialize(X.shape[1], X.dtype, self.random_state)
         for epoch in range(self.n_iter):
@@ -253,6 +245,8 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         self : RBM
         """
+        # Every call, not only the first as scikit-learn's _fit_context does: a NaN set
+        # between calls would otherwise only surface as diverged weights.
         self._validate_params()
         if hasattr(self, "components_"):
             X = self._validate_X(X, reset=False)
@@ -420,8 +414,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return (log_z, 0.0) if return_std else log_z
         if method != "ais":
             raise ValueError(f"method must be 'ais' or 'exact', got {method!r}")
-        _check_param("n_runs", n_runs, Integral, 1)
-        _check_param("n_betas", n_betas, Integral, 2)
+        check_value("n_runs", n_runs, [POSITIVE_INT], "RBM.log_partition")
+        check_value("n_betas", n_betas, [Interval(Integral, 2, None, closed="left")],
+                    "RBM.log_partition")
         seed = int(check_random_state(random_state).randint(0, 2**63 - 1, dtype=np.int64))
         # Base rate: the data marginals are unknown here, so use the visible biases.
         base = self.intercept_visible_.copy()

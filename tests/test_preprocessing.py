@@ -164,7 +164,8 @@ def test_per_image_scaler_removes_gain_and_offset(rng):
     back = s.inverse_transform({"mri": z})["mri"].reshape(40, -1)  # the normalised images
     norm = norm.reshape(40, -1)
     np.testing.assert_allclose(back, norm, atol=1e-9)
-    with pytest.raises(ValueError, match="per_image must be a bool"):
+    with pytest.raises(ValueError, match="'per_image' parameter of ModalityScaler must be an "
+                                         "instance of 'bool'"):
         ModalityScaler(per_image="yes").fit(X)
 
 
