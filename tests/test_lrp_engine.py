@@ -306,9 +306,9 @@ def test_explanation_contents(trimodal):
     assert all(((0 <= s) & (s <= 1)).all() for s in ex.abs_shares.values())
     assert ex.code_relevance.shape == (10, 5 + 7 + 3)
     assert ex.code_slices == {"brain": slice(0, 5), "breast": slice(5, 12), "bone": slice(12, 15)}
-    # Signed shares are each modality's relevance sum over the total.
+    # Net shares are each modality's relevance sum over the total.
     sums = {m: ex.relevance[m].reshape(10, -1).sum(axis=1) for m in ex.modalities}
-    np.testing.assert_allclose(ex.shares["breast"], sums["breast"] / sum(sums.values()))
+    np.testing.assert_allclose(ex.net_shares["breast"], sums["breast"] / sum(sums.values()))
     total = sum(sums.values())
     np.testing.assert_allclose(ex.conservation_residual,
                                ex.logits[np.arange(10), ex.target] - total, atol=1e-12)
@@ -545,3 +545,56 @@ def test_bad_reference_names_the_problem(trimodal, rng):
         _engine.explain(model, x, reference=bad)
     with pytest.raises(ValueError, match="reference must be a dict"):
         _engine.explain(model, x, reference=one["brain"])
+
+
+def test_shares_are_the_positive_relevance_in_zero_one(trimodal):
+    model, x = trimodal
+    ex = _engine.explain(model, x)
+    pos = {m: np.maximum(ex.relevance[m].reshape(10, -1), 0).sum(axis=1) for m in ex.modalities}
+    total = sum(pos.values())
+    for m in ex.modalities:
+        np.testing.assert_allclose(ex.shares[m], pos[m] / total, rtol=1e-10, atol=1e-15)
+        assert ((ex.shares[m] >= 0) & (ex.shares[m] <= 1)).all()
+    np.testing.assert_allclose(sum(ex.shares.values()), 1.0)
+    # The signed share leaves [0, 1] here, which is why it is no longer `shares`.
+    net = np.stack(list(ex.net_shares.values()))
+    assert (net < 0).any() or (net > 1).any()
+    assert ex.classes == ("c0", "c1", "c2") and ex.class_name(2) == "c2"
+    unnamed = _engine.explain({**model, "meta": {"image_shapes": model["meta"]["image_shapes"]}},
+                              x)
+    assert unnamed.classes is None and unnamed.class_name(2) == "class 2"
+    np.testing.assert_allclose(ex.probabilities.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(ex.probabilities.argmax(axis=1), ex.target)
+
+
+def test_shares_zero_for_a_modality_without_positive_relevance_and_nan_without_any():
+    from pymdbn.lrp.explanation import shares_from_totals
+
+    # a: only negative relevance (sum == -abs up to rounding), b: only positive.
+    s = shares_from_totals({"a": [-3.0, -1.0], "b": [2.0, -1.0]}, {"a": [3.0, 1.0],
+                                                                  "b": [2.0, 1.0]})
+    np.testing.assert_array_equal(s["shares"]["a"][:1], [0.0])
+    np.testing.assert_array_equal(s["shares"]["b"][:1], [1.0])
+    assert np.isnan(s["shares"]["a"][1]) and np.isnan(s["shares"]["b"][1])
+    np.testing.assert_allclose(s["net_shares"]["a"], [3.0, 0.5])
+
+
+def test_explanation_built_the_old_way_gets_positive_shares(trimodal):
+    # Code written for 0.1.0 passes the signed shares as `shares` and no net_shares.
+    model, x = trimodal
+    ex = _engine.explain(model, x)
+    old = Explanation(relevance=ex.relevance, logits=ex.logits, target=ex.target,
+                      shares=ex.net_shares, abs_shares=ex.abs_shares,
+                      code_relevance=ex.code_relevance, code_slices=ex.code_slices,
+                      conservation_residual=ex.conservation_residual, composite=ex.composite)
+    for m in ex.modalities:
+        np.testing.assert_allclose(old.shares[m], ex.shares[m], rtol=1e-6)
+        np.testing.assert_array_equal(old.net_shares[m], ex.net_shares[m])
+
+
+def test_explanation_knows_the_class_names(trimodal):
+    model, x = trimodal
+    model = {**model, "meta": {**model["meta"], "classes": ["healthy", "benign", "cancer"]}}
+    ex = _engine.explain(model, x, target=2)
+    assert ex.classes == ("healthy", "benign", "cancer") and ex.class_name(2) == "cancer"
+    assert ex.to_dict()["classes"] == ["healthy", "benign", "cancer"]

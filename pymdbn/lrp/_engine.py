@@ -32,7 +32,7 @@ import numpy as np
 
 from pymdbn._loader import _core
 from pymdbn.lrp.composites import Composite, get_composite
-from pymdbn.lrp.explanation import Explanation
+from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
 from pymdbn.preprocessing import standardize
 
@@ -416,18 +416,22 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
     sums = {m: out["totals"][m][:, 0] for m in net.modalities}
     abs_sums = {m: out["totals"][m][:, 1] for m in net.modalities}
     explained = out["explained"]
+    shares = shares_from_totals(sums, abs_sums)
+    classes = net.meta.get("classes")
     return Explanation(
         relevance={m: relevance[m].reshape(shapes[m]) for m in net.modalities},
         logits=out["logits"],
         target=out["target"],
-        shares=_shares(sums),
-        abs_shares=_shares(abs_sums),
+        shares=shares["shares"],
+        abs_shares=shares["abs_shares"],
+        net_shares=shares["net_shares"],
         code_relevance=out["code_relevance"],
         code_slices=dict(net.code_slices),
         conservation_residual=explained.astype(np.float64) - np.sum(list(sums.values()), axis=0),
         composite=composite,
         layers=out["layers"],
         reference_logits=None if ref is None else ref["output"][1][0].copy(),
+        classes=None if classes is None or len(classes) != net.w_out.shape[1] else classes,
     )
 
 

@@ -11,7 +11,47 @@ import numpy as np
 
 from pymdbn.lrp.composites import Composite
 
-__all__ = ["Explanation"]
+__all__ = ["Explanation", "shares_from_totals"]
+
+
+def _ratio(parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each entry over the sum of all entries; NaN where that sum is 0."""
+    total = np.sum(list(parts.values()), axis=0)
+    nonzero = total != 0
+    out = {}
+    for m, v in parts.items():
+        share = np.full(np.shape(total), np.nan)
+        np.divide(v, total, out=share, where=nonzero)
+        out[m] = share
+    return out
+
+
+def shares_from_totals(sums: Mapping[str, Any], abs_sums: Mapping[str, Any]
+                       ) -> dict[str, dict[str, np.ndarray]]:
+    """Modality shares from each modality's relevance sum and absolute sum.
+
+    Parameters
+    ----------
+    sums, abs_sums : dict of str -> array_like of shape (N,)
+        Per modality and sample, ``sum R`` and ``sum |R|`` over its pixels.
+
+    Returns
+    -------
+    dict
+        ``'shares'`` (of the positive relevance), ``'abs_shares'`` (of
+        ``|R|``) and ``'net_shares'`` (of the signed sum), each a dict of
+        str -> ndarray of float64, shape (N,); see :class:`Explanation`.
+    """
+    sums = {m: np.asarray(v, dtype=np.float64) for m, v in sums.items()}
+    abs_sums = {m: np.asarray(abs_sums[m], dtype=np.float64) for m in sums}
+    # sum R+ = (sum R + sum |R|) / 2; what is left of a modality without positive
+    # relevance is rounding (both sums carry ~1e-16 |R| of it), so it counts as 0.
+    positive = {}
+    for m in sums:
+        p = 0.5 * (sums[m] + abs_sums[m])
+        positive[m] = np.where(p > 1e-12 * abs_sums[m], p, 0.0)
+    return {"shares": _ratio(positive), "abs_shares": _ratio(abs_sums),
+            "net_shares": _ratio(sums)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,10 +73,10 @@ class Explanation:
     target : ndarray of int64, shape (N,)
         The explained class index per sample.
     shares : dict of str -> ndarray of shape (N,)
-        Signed share of each modality: its relevance sum divided by the sum
-        over all modalities. Shares add up to 1, but one can exceed 1 and
-        another be negative when a modality's net evidence is against the
-        target; NaN where the total is exactly 0.
+        Each modality's share of the evidence *for* the explained class:
+        its positive relevance over that of all modalities, ``sum R_m+ /
+        sum_m' sum R_m'+``. In [0, 1] and adding up to 1 per sample; NaN
+        where no modality has positive relevance.
     abs_shares : dict of str -> ndarray of shape (N,)
         Share of the absolute relevance ``sum |R_m| / sum_m' sum |R_m'|``,
         in [0, 1], adding up to 1: how much of the evidence, of either
@@ -60,6 +100,15 @@ class Explanation:
         top, and from the fused code to the logits.
     reference_logits : ndarray of shape (K,) or None
         The reference's logits when explained against a reference.
+    classes : tuple of str or None
+        Class names, one per logit (the model's ``classes_``), when known.
+    net_shares : dict of str -> ndarray of shape (N,)
+        The signed share ``sum R_m / sum_m' sum R_m'`` (what ``shares`` was
+        up to pymdbn 0.1.0): adds up to 1 but leaves [0, 1] when a
+        modality's net evidence is against the class; NaN where the total
+        is 0. Built without it (``None``), as by code written for 0.1.0,
+        the ``shares`` given are taken as these signed shares and
+        ``shares`` is computed from ``relevance``.
     """
 
     relevance: dict[str, np.ndarray]
@@ -73,6 +122,33 @@ class Explanation:
     composite: Composite
     layers: dict[str, Any] | None = None
     reference_logits: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
+    net_shares: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+            if len(self.classes) != np.shape(self.logits)[1]:
+                raise ValueError(f"{len(self.classes)} classes for "
+                                 f"{np.shape(self.logits)[1]} logits")
+        if self.net_shares is None:  # the 0.1.0 layout: ``shares`` were the signed ones
+            flat = {m: np.asarray(r).reshape(len(r), -1) for m, r in self.relevance.items()}
+            new = shares_from_totals({m: r.sum(axis=1, dtype=np.float64) for m, r in flat.items()},
+                                     {m: np.abs(r).sum(axis=1, dtype=np.float64)
+                                      for m, r in flat.items()})
+            object.__setattr__(self, "net_shares", dict(self.shares))
+            object.__setattr__(self, "shares", new["shares"])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the logits, shape (N, K): the model's class probabilities."""
+        z = np.asarray(self.logits, dtype=np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def class_name(self, k: int) -> str:
+        """Name of class index ``k`` (``'class k'`` when the names are unknown)."""
+        return self.classes[k] if self.classes is not None else f"class {k}"
 
     @property
     def modalities(self) -> list[str]:
@@ -149,6 +225,7 @@ class Explanation:
             "target": self.target,
             "shares": dict(self.shares),
             "abs_shares": dict(self.abs_shares),
+            "net_shares": dict(self.net_shares),
             "code_relevance": self.code_relevance,
             "code_slices": {k: (s.start, s.stop) for k, s in self.code_slices.items()},
             "conservation_residual": self.conservation_residual,
@@ -158,4 +235,6 @@ class Explanation:
             out["layers"] = self.layers
         if self.reference_logits is not None:
             out["reference_logits"] = self.reference_logits
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
         return out

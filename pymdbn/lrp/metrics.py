@@ -433,8 +433,9 @@ def modality_attribution_accuracy(
     Parameters
     ----------
     shares : dict of str -> array_like of shape (N,)
-        Each modality's share of relevance per sample (e.g. relevance summed
-        over the modality divided by the total).
+        Each modality's share of relevance per sample, e.g.
+        :attr:`pymdbn.lrp.Explanation.shares` (its share of the positive
+        relevance, the evidence for the explained class) or ``abs_shares``.
     lesion_labels : dict of str -> array_like of bool, shape (N,)
         Whether the modality shows a lesion, same keys as ``shares``.
     y : array_like of bool, shape (N,), optional
