@@ -256,7 +256,8 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, per_image=P
 
     Parameters
     ----------
-    hidden_layers : tuple of int, default=(512, 256)
+    hidden_layers : int or tuple of int, default=(512, 256)
+        An int is one layer.
     per_feature : bool, default=:data:`PER_FEATURE`
         Z-score each pixel separately (see :data:`PER_FEATURE`).
     per_image : bool, default=:data:`PER_IMAGE`
@@ -282,11 +283,13 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, per_image=P
 
 
 def _modalities(modalities, pathway):
+    # An int pathway is one layer; MDBN validates the sizes at fit.
+    sizes = tuple(pathway) if isinstance(pathway, (tuple, list)) else pathway
     if modalities is None:
-        return {m: tuple(pathway) for m in DEFAULT_MODALITIES}
+        return {m: sizes for m in DEFAULT_MODALITIES}
     if isinstance(modalities, dict):
         return dict(modalities)
-    return {m: tuple(pathway) for m in modalities}
+    return {m: sizes for m in modalities}
 
 
 def _pretrain():
@@ -303,7 +306,8 @@ def mdbn(modalities=None, pathway=PATHWAY, **params):
     modalities : sequence of str, dict or None
         Names (each gets ``pathway``), or a full ``MDBN`` modalities dict; None is
         brain, breast and bone.
-    pathway : tuple of int, default=(512, 256)
+    pathway : int or tuple of int, default=(512, 256)
+        Hidden layer sizes of every pathway; an int is one layer.
     **params
         Further :class:`~pymdbn.MDBN` parameters.
 
@@ -319,7 +323,8 @@ def mdbn(modalities=None, pathway=PATHWAY, **params):
 def e_mdbn(modalities=None, pathway=PATHWAY, joint_units=(256,), **params):
     """The extended MDBN: a joint RBM on the pathway codes, then full fine-tuning.
 
-    Parameters are those of :func:`mdbn`, plus ``joint_units``.
+    Parameters are those of :func:`mdbn`, plus ``joint_units`` (int or tuple of int; an
+    int is one joint layer).
 
     Returns
     -------
