@@ -186,8 +186,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         -------
         pymdbn.lrp.Explanation
         """
-        from pymdbn.lrp import Explanation
-        from pymdbn.lrp._engine import _shares, explain
+        from pymdbn.lrp._engine import explain
+        from pymdbn.lrp.explanation import Explanation, shares_from_totals
 
         check_is_fitted(self)
         d = self.dbn_.to_dict()
@@ -213,15 +213,17 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}
         flat = {m: r.reshape(len(r), -1) for m, r in relevance.items()}
+        shares = shares_from_totals({m: r.sum(axis=1, dtype=np.float64)
+                                     for m, r in flat.items()},
+                                    {m: np.abs(r).sum(axis=1, dtype=np.float64)
+                                     for m, r in flat.items()})
         return Explanation(relevance=relevance, logits=e.logits, target=e.target,
-                           shares=_shares({m: r.sum(axis=1, dtype=np.float64)
-                                           for m, r in flat.items()}),
-                           abs_shares=_shares({m: np.abs(r).sum(axis=1, dtype=np.float64)
-                                               for m, r in flat.items()}),
+                           shares=shares["shares"], abs_shares=shares["abs_shares"],
+                           net_shares=shares["net_shares"],
                            code_relevance=e.code_relevance, code_slices=e.code_slices,
                            conservation_residual=e.conservation_residual,
                            composite=e.composite, layers=e.layers,
-                           reference_logits=e.reference_logits)
+                           reference_logits=e.reference_logits, classes=e.classes)
 
     def _forward_layers(self, X):
         """The DBN's forward cache on the concatenated input (pathway ``'x'``)."""

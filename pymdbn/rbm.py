@@ -52,7 +52,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     visible : {'bernoulli', 'gaussian'}, default='bernoulli'
         Visible unit type. 'gaussian' means unit variance: standardise the data.
     k : int, default=1
-        Number of Gibbs steps in the negative phase (CD-k / PCD-k).
+        Number of Gibbs steps in the negative phase (CD-k / PCD-k), 1 to 127.
     persistent : bool, default=True
         Persistent contrastive divergence (Tieleman 2008) as in ``BernoulliRBM``;
         ``False`` restarts the chain at the data (CD-k, Hinton 2002).

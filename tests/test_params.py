@@ -341,3 +341,12 @@ def test_presets_take_int_sizes():
     assert [lay["W"].shape for lay in model.joint_] == [(10, 3)]
     ef = presets.early_fusion_dbn(4, n_iter=1, fine_tune_epochs=1).fit(X_MM, Y)
     assert ef.dbn_.layers_[0]["W"].shape == (22, 4)
+
+
+@pytest.mark.parametrize("name", ["DBN", "MDBN", "EarlyFusionDBN"])
+def test_explanations_carry_the_class_names(named_models, name):
+    model, X = named_models[name]
+    e = model.explain(X[:5] if name == "DBN" else {m: x[:5] for m, x in X.items()})
+    assert e.classes == ("cancer", "healthy")
+    assert e.class_name(int(e.target[0])) == model.predict(
+        X[:1] if name == "DBN" else {m: x[:1] for m, x in X.items()})[0]
