@@ -8,9 +8,9 @@ is needed, no global figure registry fills up, and the caller's backend and
 rcParams are left untouched.
 
 All functions return the Figure and, when ``path`` is given, also write it
-atomically (to a temporary file in the same folder, then ``os.replace``), so
-a crash or a concurrent reader never sees a half-written image. The format
-follows the file suffix (PNG when there is none).
+atomically (:func:`pymdbn._atomic.atomic_write`), so a crash or a concurrent
+reader never sees a half-written image. The format follows the file suffix
+(PNG when there is none).
 
 References
 ----------
@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["heatmaps", "relevance_bars", "modality_shares", "metric_bars"]
+from pymdbn._atomic import atomic_write
+
+__all__ = ["heatmaps", "relevance_bars", "modality_shares", "metric_bars", "DEFAULT_VMAX"]
+
+#: Default end of the heatmaps' colour scale: the 99.5th percentile of |R| over the
+#: figure. LRP maps are heavy-tailed (a few pixels whose denominators nearly vanish
+#: reach 100-1000x the typical |R|), so a scale to max |R| draws blank maps.
+DEFAULT_VMAX = "p99.5"
+_COLORBAR_LABEL = "relevance\nred: evidence for the explained class; blue: against"
 
 _POSITIVE = "#d62728"  # red: evidence for the explained class, as in "bwr"
 _NEGATIVE = "#1f77b4"  # blue: evidence against it
@@ -51,22 +58,11 @@ def _save(fig: Any, path: str | os.PathLike[str] | None) -> None:
     if path is None:
         return
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    fmt = suffix[1:].lower() or "png"
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    # os.open with 0o666 lets the umask set the final permissions, as a plain
-    # open() would (tempfile.mkstemp would leave the image private, 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # "tight" keeps outer labels that constrained layout can clip when
-            # fixed-aspect images shrink inside their slots.
-            fig.savefig(fh, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.05)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    fmt = os.path.splitext(path)[1][1:].lower() or "png"
+    with atomic_write(path, "wb") as fh:
+        # "tight" keeps outer labels that constrained layout can clip when
+        # fixed-aspect images shrink inside their slots.
+        fig.savefig(fh, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.05)
 
 
 def _stack3(a: Any, name: str) -> np.ndarray:
@@ -88,19 +84,24 @@ def heatmaps(
     cmap: str = "bwr",
     path: str | os.PathLike[str] | None = None,
     ncols: int | None = None,
-    vmax: float | str | None = None,
+    vmax: float | str | None = DEFAULT_VMAX,
+    title: str | None = None,
+    colorbar_label: str | None = None,
 ) -> Any:
     """Relevance maps overlaid on the input images, one panel per image.
 
     Each panel shows the input in grey with the relevance on top in a
     diverging colormap, red = evidence for the explained class, blue =
     against it (LRP, Bach et al. [1]_). The colour scale is symmetric,
-    ``[-vmax, vmax]`` with ``vmax = max |R|`` over the *whole figure* (or as
-    given by ``vmax``), so equal colours mean equal relevance across samples
-    and modalities, and zero relevance is the neutral centre. The overlay's opacity grows
-    linearly with ``|R|`` up to ``alpha``, so irrelevant regions leave the
-    anatomy visible and faint colour honestly means little relevance.
-    One colour bar labelled "relevance" is shared by all panels.
+    ``[-vmax, vmax]`` over the *whole figure*, by default up to the 99.5th
+    percentile of ``|R|`` (:data:`DEFAULT_VMAX`), so equal colours mean
+    equal relevance across samples and modalities, zero relevance is the
+    neutral centre and a few extreme pixels do not wash out the rest. The
+    overlay's opacity grows linearly with ``|R|`` up to ``alpha``, so
+    irrelevant regions leave the anatomy visible and faint colour honestly
+    means little relevance. One colour bar, which says what the colours
+    mean, is shared by all panels. :meth:`pymdbn.lrp.Explanation.heatmaps`
+    fills in the labels (patients, classes, rule, reference).
 
     Parameters
     ----------
@@ -126,12 +127,18 @@ def heatmaps(
     ncols : int, optional
         Panels per row for array input (default: up to 4). Not allowed for
         dict input, whose columns are the modalities.
-    vmax : float or str, optional
+    vmax : float, str or None, default 'p99.5'
         End of the colour scale: a positive number, or ``'pQ'`` for the
-        Q-th percentile of ``|R|`` over the figure (e.g. ``'p99'``), so that
-        a few extreme pixels do not wash out the rest; larger values are
-        drawn at full colour and the colour bar gets arrows. Default: the
-        maximum of ``|R|``.
+        Q-th percentile of ``|R|`` over the figure (e.g. ``'p99'``); larger
+        values are drawn at full colour and the colour bar gets arrows.
+        ``None`` or ``'p100'``: the maximum of ``|R|``. A percentile of 0
+        (mostly zero relevance) falls back to the maximum.
+    title : str, optional
+        Figure title (e.g. the rule, the reference and the explained class).
+    colorbar_label : str, optional
+        Label of the colour bar. Default: ``'relevance'`` and which colour is
+        evidence for and against the explained class; the percentile scale
+        is named below it.
 
     Returns
     -------
@@ -192,6 +199,7 @@ def heatmaps(
         raise ValueError(f"got {len(titles)} titles for {n} samples")
 
     top = max(float(np.abs(rels[k]).max()) for k in keys)
+    scale_note = ""
     if vmax is None:
         vmax = top
     elif isinstance(vmax, str):
@@ -203,6 +211,8 @@ def heatmaps(
             raise ValueError(f"vmax must be a positive number or 'pQ' with 0 < Q <= 100, "
                              f"got {vmax!r}")
         vmax = float(np.percentile(np.concatenate([np.abs(rels[k]).ravel() for k in keys]), q))
+        if 0 < vmax < top:
+            scale_note = f"\ncolours saturate at the {q:g}th percentile of |R|"
     elif not (isinstance(vmax, (int, float)) and math.isfinite(vmax) and vmax > 0):
         raise ValueError(f"vmax must be a positive number or 'pQ', got {vmax!r}")
     vmax = float(vmax) or top or 1.0  # all-zero relevance: any symmetric scale shows neutral
@@ -216,7 +226,9 @@ def heatmaps(
         nrows = math.ceil(n / ncol)
         cells = [(i, "") for i in range(n)]
 
-    fig = _figure(_PANEL_INCHES * ncol + 1.0, _PANEL_INCHES * nrows + 0.3)
+    labels = multimodal and titles is not None
+    fig = _figure(_PANEL_INCHES * ncol + (2.0 if labels else 1.4),
+                  _PANEL_INCHES * nrows + (1.0 if title else 0.3))
     axes = fig.subplots(nrows, ncol, squeeze=False)
 
     from matplotlib.colors import Normalize
@@ -256,7 +268,10 @@ def heatmaps(
         ScalarMappable(norm=norm, cmap=overlay.get_cmap()), ax=axes, shrink=0.8,
         extend="both" if clipped else "neither",
     )
-    bar.set_label("relevance")
+    bar.set_label((_COLORBAR_LABEL if colorbar_label is None else colorbar_label) + scale_note,
+                  fontsize=10 if nrows > 1 else 8)  # a one-row bar is short
+    if title is not None:
+        fig.suptitle(title)
     if msks is not None:
         from matplotlib.lines import Line2D
 
@@ -269,31 +284,66 @@ def heatmaps(
     return fig
 
 
+def _feature_names(relevance: Any) -> tuple[np.ndarray, list[str] | None, str]:
+    """Flat relevance, generated names (None: plain indices) and the x-axis label."""
+    if isinstance(relevance, Mapping):
+        if not relevance:
+            raise ValueError("relevance is empty")
+        parts, names = [], []
+        images = all(np.ndim(v) == 2 for v in relevance.values())
+        for m, v in relevance.items():
+            v = np.asarray(v, dtype=float)
+            if v.ndim not in (1, 2):
+                raise ValueError(f"relevance[{m!r}] must be one sample, (H, W) or (D,), "
+                                 f"got shape {v.shape}")
+            parts.append(v.ravel())
+            if v.ndim == 2:
+                names += [f"{m} ({i}, {j})" for i in range(v.shape[0]) for j in range(v.shape[1])]
+            else:
+                names += [f"{m} [{i}]" for i in range(v.size)]
+        xlabel = ("input pixel: modality (row, column)" if images
+                  else "input feature: modality [index]")
+        return np.concatenate(parts), names, xlabel
+    r = np.asarray(relevance, dtype=float)
+    if r.ndim == 2:
+        names = [f"({i}, {j})" for i in range(r.shape[0]) for j in range(r.shape[1])]
+        return r.ravel(), names, "input pixel (row, column)"
+    return r.ravel(), None, "input feature (flat index)"
+
+
 def relevance_bars(
     relevance: Any,
     *,
     path: str | os.PathLike[str] | None = None,
     top: int | None = None,
     feature_names: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Any:
-    """Bar chart of relevance per input feature.
+    """Bar chart of the LRP relevance of one sample's input features.
 
-    Reproduces the source paper's view of an explanation: one bar per
-    feature, red for positive and blue for negative relevance, with the axes
-    labelled "Features" and "Correlation" as in the paper (the bar heights
-    are LRP relevance scores).
+    The source paper's view of an explanation, one bar per feature, red for
+    positive relevance (evidence for the explained class) and blue for
+    negative. The paper calls the axes "Features" and "Correlation"; what
+    the bars show is LRP relevance, and the axes say so (the paper's names
+    are kept in a subtitle). Given per modality, each bar is named by its
+    modality and pixel row and column, not by an index into the joined
+    images.
 
     Parameters
     ----------
-    relevance : array_like
-        Relevance of one sample; flattened to one bar per feature.
+    relevance : array_like, or dict of str -> array_like
+        Relevance of one sample: an (H, W) image, a flat (D,) vector, or a
+        dict modality -> such an array (one sample per modality).
     path : str or path-like, optional
         Where to save the figure.
     top : int, optional
         Show only the ``top`` features of largest ``|relevance|``, sorted by
         it; by default all features in their original order.
     feature_names : sequence of str, optional
-        One name per (flattened) feature, used as tick labels.
+        One name per (flattened) feature, used as tick labels instead of the
+        generated ones.
+    title : str, optional
+        Figure title (e.g. the patient and the explained class).
 
     Returns
     -------
@@ -307,32 +357,42 @@ def relevance_bars(
     ImportError
         If matplotlib is not installed.
     """
-    r = np.asarray(relevance, dtype=float).ravel()
+    r, names, xlabel = _feature_names(relevance)
     if r.size == 0:
         raise ValueError("relevance is empty")
     if not np.isfinite(r).all():
         raise ValueError("relevance contains NaN or infinite values")
-    if feature_names is not None and len(feature_names) != r.size:
-        raise ValueError(f"got {len(feature_names)} feature_names for {r.size} features")
+    if feature_names is not None:
+        if len(feature_names) != r.size:
+            raise ValueError(f"got {len(feature_names)} feature_names for {r.size} features")
+        names, xlabel = [str(f) for f in feature_names], "input feature"
     if top is not None and (int(top) != top or top < 1):
         raise ValueError(f"top must be a positive integer, got {top}")
 
     idx = np.arange(r.size)
     if top is not None:
         idx = np.argsort(-np.abs(r), kind="stable")[: int(top)]
+        xlabel += f", the {idx.size} of largest |relevance|"
     values = r[idx]
     pos = np.arange(idx.size)
 
-    fig = _figure(min(max(4.0, 0.25 * idx.size + 1.5), 14.0), 3.5)
+    fig = _figure(min(max(4.5, 0.25 * idx.size + 1.5), 14.0), 4.2 if names else 3.6)
     ax = fig.subplots()
     ax.bar(pos, values, color=np.where(values >= 0, _POSITIVE, _NEGATIVE), width=0.8)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    # Ticks name the features only when they are not simply 0..D-1.
-    if feature_names is not None or top is not None:
-        names = [feature_names[j] if feature_names is not None else str(j) for j in idx]
-        ax.set_xticks(pos, names, rotation=90 if idx.size > 8 else 0)
-    ax.set_xlabel("Features")
-    ax.set_ylabel("Correlation")
+    # Ticks name the features unless they are simply 0..D-1 in order.
+    if names is not None or top is not None:
+        labels = [names[j] if names is not None else str(j) for j in idx]
+        ax.set_xticks(pos, labels, rotation=90 if idx.size > 8 else 0, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("LRP relevance")
+    ax.set_title("the source paper's 'Correlation' (y) over 'Features' (x) view", fontsize=9)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=_POSITIVE, label="for the explained class"),
+                       Patch(color=_NEGATIVE, label="against")], frameon=False, fontsize=8)
+    if title is not None:
+        fig.suptitle(title)
     _save(fig, path)
     return fig
 
@@ -345,34 +405,71 @@ def _names(keys: list[str], labels: Sequence[str] | None) -> list[str]:
     return [str(s) for s in labels]
 
 
+def _lesion_groups(lesions: Mapping[str, Any], keys: list[str], n: int) -> np.ndarray:
+    """Per sample, the '+'-joined modalities with a lesion ('no lesion' if none)."""
+    if set(lesions) != set(keys):
+        raise ValueError(f"lesions keys {sorted(lesions)} differ from shares keys {sorted(keys)}")
+    flags = []
+    for k in keys:
+        a = np.asarray(lesions[k])
+        if a.shape != (n,):
+            raise ValueError(f"lesions[{k!r}] must have shape ({n},), got {a.shape}")
+        flags.append(a.astype(bool))
+    return np.array(["+".join(k for k, f in zip(keys, row) if f) or "no lesion"
+                     for row in zip(*flags)] if flags else [], dtype=object)
+
+
 def modality_shares(
     shares: Mapping[str, Any],
     *,
     path: str | os.PathLike[str] | None = None,
     labels: Sequence[str] | None = None,
+    lesions: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    ylabel: str = "share of the positive relevance",
 ) -> Any:
-    """Bar chart of each modality's mean share of relevance.
+    """Bar chart of each modality's share of relevance, by lesion pattern.
+
+    A share is a fraction in [0, 1] per sample, such as
+    :attr:`pymdbn.lrp.Explanation.shares` (each modality's share of the
+    evidence *for* the explained class) or ``abs_shares``. Pass the samples
+    the figure is about, e.g. the patients of the explained class. With
+    ``lesions`` the samples are grouped by which modalities show a lesion
+    (e.g. "brain+bone"), one group of bars per pattern: a good explanation
+    puts the evidence where the lesions are. A caption in the figure says
+    what the bars and whiskers are.
 
     Parameters
     ----------
     shares : dict of str -> array_like of shape (N,)
-        Per-sample share of the total relevance carried by each modality.
+        Per-sample share of each modality, in [0, 1]. Samples with a NaN
+        share (no relevance to share) are left out and counted in the
+        caption.
     path : str or path-like, optional
         Where to save the figure.
     labels : sequence of str, optional
         Display names, one per modality in ``shares`` order (default: keys).
+    lesions : dict of str -> array_like of bool, shape (N,), optional
+        Whether each sample shows a lesion in each modality (same keys as
+        ``shares``).
+    title : str, optional
+        Figure title (e.g. which patients and which class).
+    ylabel : str, default 'share of the positive relevance'
+        What the shares are.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Bars at the mean, error bars at the sample standard deviation over
-        the N samples (none when N = 1).
+        Bars at the mean share, whiskers from the 25th to the 75th
+        percentile over the samples of the group.
 
     Raises
     ------
     ValueError
         If ``shares`` is empty, arrays are empty, not 1-D, differ in length
-        or contain NaN or infinity, or ``labels`` has the wrong length.
+        or contain infinity or values outside [0, 1] (the signed
+        ``Explanation.net_shares`` are not shares of this kind), no sample
+        is left, or ``labels`` or ``lesions`` do not match.
     ImportError
         If matplotlib is not installed.
     """
@@ -387,17 +484,54 @@ def modality_shares(
             f"shares must be non-empty 1-D arrays of one length, got shapes "
             f"{[a.shape for a in arrays]}"
         )
-    if not all(np.isfinite(a).all() for a in arrays):
-        raise ValueError("shares contain NaN or infinite values")
-    means = [a.mean() for a in arrays]
-    sds = [a.std(ddof=1) if a.size > 1 else 0.0 for a in arrays]
+    s = np.stack(arrays, axis=1)  # (N, modalities)
+    if np.isinf(s).any():
+        raise ValueError("shares contain infinite values")
+    finite = s[np.isfinite(s)]
+    if finite.size and (finite.min() < -1e-9 or finite.max() > 1 + 1e-9):
+        raise ValueError(f"shares must lie in [0, 1], got values from {finite.min():.3g} to "
+                         f"{finite.max():.3g}; pass Explanation.shares or abs_shares, not the "
+                         f"signed net_shares")
+    n = len(s)
+    groups = (np.full(n, "all", dtype=object) if lesions is None
+              else _lesion_groups(lesions, keys, n))
+    keep = np.isfinite(s).all(axis=1)
+    dropped = int(n - keep.sum())
+    s, groups = s[keep], groups[keep]
+    if len(s) == 0:
+        raise ValueError("no sample has finite shares")
+    # Groups in a readable order: fewer lesion modalities first, then fusion order.
+    order = sorted(set(groups), key=lambda g: (g != "no lesion", g.count("+"),
+                                               [keys.index(p) if p in keys else -1
+                                                for p in g.split("+")]))
 
-    fig = _figure(max(3.5, 1.1 * len(keys) + 1.5), 3.5)
+    width = 0.8 / len(keys)
+    fig = _figure(max(4.5, (0.35 * len(keys) + 0.4) * len(order) + 2.5), 4.2)
     ax = fig.subplots()
-    ax.bar(names, means, yerr=sds, capsize=4, color="#7f7f7f")
-    if min(min(a) for a in arrays) >= 0:
-        ax.set_ylim(bottom=0)
-    ax.set_ylabel("Share of relevance")
+    x = np.arange(len(order))
+    for j, name in enumerate(names):
+        vals = [s[groups == g, j] for g in order]
+        mean = np.array([v.mean() for v in vals])
+        q25 = np.array([np.percentile(v, 25) for v in vals])
+        q75 = np.array([np.percentile(v, 75) for v in vals])
+        ax.bar(x + (j - (len(keys) - 1) / 2) * width, mean, width,
+               yerr=np.stack([mean - np.minimum(q25, mean), np.maximum(q75, mean) - mean]),
+               capsize=3, label=name)
+    ticks = [f"{g}\n(n={int((groups == g).sum())})" for g in order]
+    if lesions is not None:
+        ticks = [f"lesions: {t}" if not t.startswith("no lesion") else t for t in ticks]
+    ax.set_xticks(x, ticks, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ylabel)
+    caption = ("bars: mean share per modality; whiskers: 25th to 75th percentile over the "
+               "patients")
+    if dropped:
+        caption += f"; {dropped} without any relevance to share left out"
+    ax.set_title(caption, fontsize=8)
+    ax.legend(title="modality", frameon=False, fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
+    if title is not None:
+        fig.suptitle(title)
     _save(fig, path)
     return fig
 

@@ -477,6 +477,62 @@ def test_heatmaps_delegate_to_plot(trimodal, rng, tmp_path):
         ex.heatmaps(images["bone"])
 
 
+def _row_labels(fig):
+    return [ax.get_ylabel() for ax in fig.axes if ax.images and ax.get_ylabel()]
+
+
+def _bar_label(fig):
+    (label,) = [ax.get_ylabel() for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    return label
+
+
+def test_heatmaps_name_patients_classes_rule_and_reference(trimodal, rng):
+    pytest.importorskip("matplotlib")
+    model, x = trimodal
+    model = {**model, "meta": {**model["meta"], "classes": ["healthy", "benign", "cancer"]}}
+    ex = _engine.explain(model, x, target=2, composite="epsilon_plus")
+    images = {m: rng.uniform(0, 1, x[m].shape) for m in ("brain", "bone")}
+    y_true = np.array(["cancer", "healthy"] * 5)
+    fig = ex.heatmaps(images, samples=[0, 3], y_true=y_true, sample_ids=[f"P{i}" for i in range(10)])
+    p = ex.probabilities
+    pred = ["healthy", "benign", "cancer"]
+    assert _row_labels(fig) == [
+        f"patient P{i}\ntrue {y_true[i]}, predicted {pred[ex.logits[i].argmax()]}\n"
+        f"p(cancer) = {p[i, 2]:.3f}" for i in (0, 3)]
+    assert fig.get_suptitle() == ("LRP epsilon_plus (input ZPlus, hidden ZPlus, joint Epsilon, "
+                                  "output Epsilon)\nreference: none; explained class: cancer")
+    assert _bar_label(fig).startswith("relevance\nred: evidence for cancer; blue: against")
+    # The colour scale is the 99.5th percentile of |R| over the shown maps, not the maximum.
+    shown = np.concatenate([np.abs(ex.relevance[m][[0, 3]]).ravel() for m in images])
+    want = np.percentile(shown, 99.5)
+    assert {im.norm.vmax for ax in fig.axes for im in ax.images[1:]} == {want}
+    # Indices for y_true and display names for integer class labels work too.
+    fig = ex.heatmaps(images, samples=[1], y_true=np.arange(10) % 3,
+                      class_names=["no finding", "benign", "malignant"], reference="healthy mean")
+    assert _row_labels(fig)[0].startswith("patient #1\ntrue benign, predicted ")
+    assert "reference: healthy mean; explained class: malignant" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="y_true has 3 entries"):
+        ex.heatmaps(images, y_true=["cancer"] * 3)
+    with pytest.raises(ValueError, match="not a class"):
+        ex.heatmaps(images, y_true=["flu"] * 10)
+    with pytest.raises(ValueError, match="class_names"):
+        ex.heatmaps(images, class_names=["a"])
+
+
+def test_heatmaps_of_several_classes_and_against_a_reference(trimodal, rng):
+    pytest.importorskip("matplotlib")
+    model, x = trimodal
+    ref = {m: v[:1] for m, v in x.items()}
+    ex = _engine.explain(model, x, reference=ref, target=np.arange(10) % 3)
+    images = {"breast": rng.uniform(0, 1, x["breast"].shape)}
+    rows = [1, 0]
+    fig = ex.heatmaps(images, samples=rows)
+    assert "reference: given input; explained class: each row's target" in fig.get_suptitle()
+    assert "red: evidence for the explained class" in _bar_label(fig)
+    t = ex.target[rows[0]]
+    assert _row_labels(fig)[0].endswith(f"p(c{t}) = {ex.probabilities[rows[0], t]:.3f}")
+
+
 def test_relevance_is_finite_and_epsilon_default(trimodal):
     model, x = trimodal
     ex = _engine.explain(model, x)

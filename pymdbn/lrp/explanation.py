@@ -155,15 +155,35 @@ class Explanation:
         """Modality names in fusion order."""
         return list(self.relevance)
 
+    def _class_index(self, label: Any) -> int:
+        """Index of a class given by label (as in ``classes``) or by index."""
+        if self.classes is not None and str(label) in self.classes:
+            return self.classes.index(str(label))
+        if isinstance(label, (int, np.integer)) and 0 <= label < np.shape(self.logits)[1]:
+            return int(label)
+        raise ValueError(f"y_true value {label!r} is not a class of {self.classes}")
+
     def heatmaps(
         self,
         images: Any,
         path: str | os.PathLike[str] | None = None,
         *,
         samples: Sequence[int] | None = None,
+        y_true: Any = None,
+        sample_ids: Sequence[Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        reference: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Relevance overlaid on the images, via :func:`pymdbn.plot.heatmaps`.
+        """Relevance overlaid on the images, labelled for a reader.
+
+        Draws :func:`pymdbn.plot.heatmaps` with the colour scale at the
+        99.5th percentile of ``|R|`` (unless ``vmax`` is given) and labels
+        built from the explanation: each row names the patient, the true
+        class (with ``y_true``), the predicted class and the probability of
+        the explained class; the title names the composite, the reference
+        and the explained class; the colour bar says that red is evidence
+        for the explained class and blue against it.
 
         Parameters
         ----------
@@ -175,9 +195,23 @@ class Explanation:
             Where to save the figure.
         samples : sequence of int, optional
             Rows to show (default: all N).
+        y_true : array_like of shape (N,), optional
+            True class of every explained sample, as a label of ``classes``
+            or a class index.
+        sample_ids : sequence, optional
+            Patient identifiers, one per explained sample (default: the
+            sample's index, ``#i``).
+        class_names : sequence of str, optional
+            Display names of the classes, one per logit (default:
+            ``classes``, e.g. ``['healthy', 'cancer']`` for classes 0 and 1).
+        reference : str, optional
+            How the reference was chosen, for the title (e.g. ``'healthy
+            training mean'``). Default: ``'none'``, or ``'given input'`` when
+            the explanation was made against one.
         **kwargs
-            Passed to :func:`pymdbn.plot.heatmaps` (``titles``, ``masks``,
-            ``alpha``, ``cmap``, ``vmax``).
+            Passed to :func:`pymdbn.plot.heatmaps` (``masks``, ``alpha``,
+            ``cmap``, ``vmax``; ``titles``, ``title`` and
+            ``colorbar_label`` replace the generated labels).
 
         Returns
         -------
@@ -186,8 +220,9 @@ class Explanation:
         Raises
         ------
         ValueError
-            For an unknown modality or images that do not match the
-            relevance in size.
+            For an unknown modality, images that do not match the relevance
+            in size, or ``y_true``, ``sample_ids`` or ``class_names`` of the
+            wrong length or with unknown classes.
         """
         from pymdbn import plot
 
@@ -196,7 +231,8 @@ class Explanation:
             if len(self.relevance) != 1:
                 raise ValueError(f"pass images as a dict for the modalities {self.modalities}")
             images = {self.modalities[0]: images}
-        rows = slice(None) if samples is None else np.asarray(samples, dtype=np.intp)
+        n = len(self.target)
+        rows = np.arange(n) if samples is None else np.asarray(samples, dtype=np.intp)
         imgs, rels = {}, {}
         for name, img in images.items():
             if name not in self.relevance:
@@ -208,6 +244,40 @@ class Explanation:
                                  f"relevance of shape {rel.shape}")
             imgs[name] = img[rows]
             rels[name] = rel.reshape(img.shape)[rows]
+
+        k = np.shape(self.logits)[1]
+        if class_names is not None and len(class_names) != k:
+            raise ValueError(f"got {len(class_names)} class_names for {k} classes")
+        shown = ([str(c) for c in class_names] if class_names is not None
+                 else [self.class_name(j) for j in range(k)])
+        # Integer labels read as "class 1", not a bare "1".
+        shown = [f"class {c}" if c.lstrip("-").isdigit() else c for c in shown]
+        for what, given in (("y_true", y_true), ("sample_ids", sample_ids)):
+            if given is not None and len(given) != n:
+                raise ValueError(f"{what} has {len(given)} entries for {n} explained samples")
+        proba = self.probabilities
+        predicted = np.argmax(self.logits, axis=1)
+        explained = np.asarray(self.target)[rows]
+        one_class = len(set(explained.tolist())) == 1
+        titles = []
+        for i in rows:
+            who = f"#{i}" if sample_ids is None else str(sample_ids[i])
+            truth = "" if y_true is None else f"true {shown[self._class_index(y_true[i])]}, "
+            t = int(self.target[i])
+            titles.append(f"patient {who}\n{truth}predicted {shown[predicted[i]]}\n"
+                          f"p({shown[t]}) = {proba[i, t]:.3f}")
+        if reference is None:
+            reference = "none" if self.reference_logits is None else "given input"
+        target = shown[int(explained[0])] if one_class else "each row's target"
+        name = self.composite.describe() if isinstance(self.composite, Composite) else \
+            str(self.composite)
+        kwargs.setdefault("titles", titles)
+        kwargs.setdefault("title", f"LRP {name}\nreference: {reference}; "
+                                   f"explained class: {target}")
+        against = f"{target}" if one_class else "the explained class"
+        kwargs.setdefault("colorbar_label",
+                          f"relevance\nred: evidence for {against}; blue: against")
+        kwargs.setdefault("vmax", plot.DEFAULT_VMAX)
         if single:
             (img,), (rel,) = imgs.values(), rels.values()
             return plot.heatmaps(img, rel, path=path, **kwargs)
