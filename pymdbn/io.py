@@ -499,9 +499,9 @@ def _check_mdbn(params, state, arrays, encoded_params):
         raise _Invalid(f"MDBN clip must be a number or None, got {clip!r}")
     if state["clip"] != (None if clip is None else float(clip)):
         raise _Invalid(f"MDBN clip {state['clip']!r} differs from the parameter {clip!r}")
-    for key in ("dtype", "per_feature", "per_image"):
-        if meta[key] != params.get(key) or (key != "dtype" and not isinstance(meta[key],
-                                                                              bool)):
+    for key in ("dtype", "per_feature", "per_image", "fusion"):
+        if meta.get(key) != params.get(key) or (key in ("per_feature", "per_image")
+                                                 and not isinstance(meta[key], bool)):
             raise _Invalid(f"MDBN meta {key} {meta[key]!r} differs from the parameter "
                            f"{params.get(key)!r}")
     classes = _list(meta["classes"], "MDBN classes")
@@ -537,7 +537,8 @@ def _check_mdbn(params, state, arrays, encoded_params):
     n_in = sum(widths)
     bias = meta["joint_visible_bias"]
     if joint:
-        if not isinstance(bias, list) or len(bias) != n_in:
+        if not isinstance(bias, list) or len(bias) != n_in or not all(
+                isinstance(v, Real) and not isinstance(v, bool) for v in bias):
             raise _Invalid(f"MDBN joint_visible_bias must list {n_in} numbers")
     elif bias is not None:
         raise _Invalid("MDBN joint_visible_bias must be null without joint layers")
@@ -873,7 +874,7 @@ def _read(path):
         # Open the file here so that it is closed whatever fails inside.
         with open(path, "rb") as f:
             return _read_open(f)
-    except _Invalid as exc:
+    except (_Invalid, ValueError) as exc:  # ours, and decode_params' on bad encodings
         raise ValueError(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise
@@ -919,11 +920,15 @@ def load(path, return_train_state=False):
     registry = _registry()
     try:
         est = registry[header["estimator"]](**params)
+        _validate_params(est)
         state = dict(header["state"])
         train_meta = state.pop("train_state", None)
         classes = arrays.pop(_CLASSES, None)
         model = {k: v for k, v in arrays.items() if not k.startswith(_TRAIN)}
         set_state(est, model, state)
+        for inner in [getattr(est, "dbn_", None), *getattr(est, "rbms_", []),
+                      *getattr(getattr(est, "dbn_", None), "rbms_", [])]:
+            _validate_params(inner)  # the estimators rebuilt from the state's parameters
         _restore_classes(est, classes)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -935,6 +940,15 @@ def load(path, return_train_state=False):
         return est, None
     train = {k[len(_TRAIN):]: v for k, v in arrays.items() if k.startswith(_TRAIN)}
     return est, (train, train_meta)
+
+
+def _validate_params(est):
+    """The estimator's own hyperparameter constraints, as ``fit`` checks them."""
+    if est is not None and hasattr(est, "_parameter_constraints"):
+        try:
+            est._validate_params()
+        except (TypeError, ValueError) as exc:
+            raise _Invalid(f"invalid {type(est).__name__} parameter: {exc}") from None
 
 
 def _restore_classes(est, classes):

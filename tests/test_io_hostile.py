@@ -488,3 +488,54 @@ def test_checkpoint_optimiser_state_must_fit(data, tmp_path):
     _replace_array(members, "__train__/slot0", np.zeros((36, 5), np.float32))
     with pytest.raises(ValueError, match="array '__train__/slot0' has shape"):
         MDBN(MODS, **SMALL).fit(X, y, resume_from=_zip(tmp_path / "bad.npz", members))
+
+
+def test_parameter_of_the_wrong_type_rejected_at_load(saved, tmp_path):
+    # Shapes are fine, but a clip of "x" would fail only when predicting.
+    members = _members(saved["RBM"])
+    header = _header(members)
+    header["params"]["clip"] = "x"
+    _set_header(members, header)
+    with pytest.raises(ValueError, match="bad.npz: invalid RBM parameter: .*'clip'"):
+        load(_zip(tmp_path / "bad.npz", members))
+
+
+FUZZ_VALUES = [None, True, 0, -1, 2, 3.5, 1e300, "", "x", "float32", [], {}, [1], [[1]],
+               {"a": 1}, {"__tuple__": [1]}, {"__tuple__": "x"}, {"__dict__": [[[1], 2]]},
+               {"__estimator__": "RBM", "params": {"n_components": "x"}}, 10**30]
+
+
+def _paths(obj, path=()):
+    yield path
+    items = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, list) else ())
+    for k, v in items:
+        yield from _paths(v, path + (k,))
+
+
+@pytest.mark.parametrize("estimator", ["MDBN", "DBN", "EarlyFusionDBN"])
+def test_random_header_edits_load_or_raise_value_error(estimator, model_file, saved,
+                                                       tmp_path):
+    # Any field replaced by a value of another type, with a recomputed digest: the file
+    # either loads or is a ValueError naming it, never another exception.
+    import copy
+    import random
+
+    members = _members(model_file if estimator == "MDBN" else saved[estimator])
+    paths = [p for p in _paths(_header(members)) if p]
+    rnd = random.Random(0)
+    for trial in range(150):
+        header = _header(members)
+        path = rnd.choice(paths)
+        node = header
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = copy.deepcopy(rnd.choice(FUZZ_VALUES))
+        edited = dict(members)
+        _set_header(edited, header)
+        file = _zip(tmp_path / f"fuzz{trial}.npz", edited)
+        try:
+            load(file, return_train_state=True)
+        except ValueError as exc:
+            assert str(exc).startswith(f"{file}: "), (path, exc)
+        file.unlink()
