@@ -16,7 +16,11 @@ A model file is one ZIP archive, every member stored uncompressed:
     SHA-256 of every array, so this one digest covers the whole file.
 
 ``a0.npy``, ``a1.npy``, ...
-    The arrays, in NumPy's ``.npy`` format (C order, no pickled objects).
+    The arrays, in NumPy's ``.npy`` format (C order, no pickled objects). A
+    classifier's labels are stored as the array ``__classes__``, so ``classes_``
+    comes back with its dtype and values (ints stay ints, strings strings); arrays
+    of Python str or int objects are stored as ``U`` or ``int64`` with
+    ``"object": true`` and restored as object arrays.
 
 The digests detect corruption and edits made without recomputing them (a reversed
 ``classes``, a changed ``clip``); they are not a signature: anyone who can write the
@@ -32,7 +36,9 @@ the manifest, the total size must stay under :data:`MAX_TOTAL_BYTES`, and every
 array's shape must be the one the estimator's hyperparameters and fitted state imply.
 Only then are the arrays read, one at a time, and compared with their SHA-256.
 The estimator class is looked up in a fixed list (RBM, DBN, MDBN, EarlyFusionDBN,
-ModalityScaler) and constructed from the decoded parameters.
+ModalityScaler), constructed from the decoded parameters (unknown ones rejected) and
+its hyperparameters are validated as ``fit`` validates them. Every failure is a
+``ValueError`` that names the file and the field or array at fault.
 
 Files are written with :func:`pymdbn._atomic.atomic_write`: a crash or an interrupt
 never leaves a half-written model under the final name.
@@ -502,7 +508,7 @@ def _check_mdbn(params, state, arrays, encoded_params):
     for key in ("dtype", "per_feature", "per_image", "fusion"):
         if meta.get(key) != params.get(key) or (key in ("per_feature", "per_image")
                                                  and not isinstance(meta[key], bool)):
-            raise _Invalid(f"MDBN meta {key} {meta[key]!r} differs from the parameter "
+            raise _Invalid(f"MDBN meta {key} {meta.get(key)!r} differs from the parameter "
                            f"{params.get(key)!r}")
     classes = _list(meta["classes"], "MDBN classes")
     _check_classes(len(classes))
@@ -632,7 +638,8 @@ def _check_consistency(name, params, encoded, state, shapes):
 
 # -- files --------------------------------------------------------------------------
 def _digest(arr):
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    # SHA-256 of the C-order bytes, hashed in place (tobytes would copy the array).
+    return hashlib.sha256(np.ascontiguousarray(arr).reshape(-1).view(np.uint8)).hexdigest()
 
 
 def _storable(name, arr):
