@@ -232,3 +232,23 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_load_peak_memory_is_the_arrays(tmp_path):
+    # Arrays are read once and hashed in place: no second copy of the largest one.
+    import tracemalloc
+
+    X = np.random.default_rng(0).standard_normal((20, 8192)).astype(np.float32)
+    dbn = DBN(hidden_layers=(256,), n_iter=1, random_state=0).fit(X)
+    path = save(dbn, tmp_path / "dbn.npz")
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read(HEADER_MEMBER))["arrays"]
+    total = sum(np.prod(e["shape"], dtype=np.int64) * np.dtype(e["dtype"]).itemsize
+                for e in manifest)  # three 8 MiB arrays: components_, its velocity, W
+    tracemalloc.start()
+    try:
+        load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.15 * total + (1 << 20), (peak, total)  # a copy of one: 1.33x
