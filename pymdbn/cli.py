@@ -178,7 +178,6 @@ def _cmd_explain(args):
     from pymdbn.lrp import explain
 
     require("matplotlib", "pymdbn explain (its heatmaps)")
-    from pymdbn import plot
 
     if args.reference_data is not None and args.reference_class is None:
         raise ValueError("--reference-data needs --reference-class")
@@ -206,7 +205,16 @@ def _cmd_explain(args):
     masks = None
     if ds.masks and all(ds.masks.get(k) is not None for k in X):
         masks = {k: ds.masks[k][idx] for k in X}
-    plot.heatmaps(X, expl.relevance, masks=masks, path=os.path.join(args.out, "heatmaps.png"))
+    # Rows name the patient and, when the data is labelled with the model's classes, the
+    # true class; the default colour scale is the 99.5th percentile of |R|.
+    try:
+        truth = np.asarray(_labels_for(model, ds))[idx]
+    except (ValueError, TypeError, IndexError):  # unlabelled, or classes the model lacks
+        truth = None
+    expl.heatmaps(X, masks=masks, path=os.path.join(args.out, "heatmaps.png"), y_true=truth,
+                  sample_ids=None if ds.patient_ids is None else [ds.patient_ids[i] for i in idx],
+                  reference="none" if args.reference_class is None
+                  else f"mean of the '{args.reference_class}' patients")
     with atomic_write(os.path.join(args.out, "relevance.npz")) as f:
         np.savez(f, **{f"relevance_{k}": v for k, v in expl.relevance.items()})
     shares = {k: [float(x) for x in v] for k, v in expl.shares.items()}

@@ -404,13 +404,19 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
         pos = np.flatnonzero(y_te == positive)[:n_heatmaps]
     if len(pos) == 0:
         pos = np.arange(min(n_heatmaps, len(y_te)))
-    plot.heatmaps(_take(Xte, pos), {k: v[pos] for k, v in expl.relevance.items()},
-                  masks=_take(masks_te, pos), path=os.path.join(out, "heatmaps.png"),
-                  vmax=HEATMAP_VMAX)
-    plot.relevance_bars(np.concatenate([expl.relevance[k][pos[0]].ravel()
-                                        for k in expl.relevance]), top=40,
+    expl.heatmaps(Xte, samples=pos, y_true=y_te, sample_ids=test,
+                  reference=HEATMAP_REFERENCE.replace("_", " "), masks=_take(masks_te, pos),
+                  path=os.path.join(out, "heatmaps.png"), vmax=HEATMAP_VMAX)
+    plot.relevance_bars({k: v[pos[0]] for k, v in expl.relevance.items()}, top=40,
+                        title=f"patient {test[pos[0]]}: the 40 pixels of largest |relevance| "
+                              f"for '{positive}'",
                         path=os.path.join(out, "relevance_bars.png"))
-    plot.modality_shares(expl.shares, path=os.path.join(out, "modality_shares.png"))
+    of_class = y_te == positive  # the shares of the class the explanations are of
+    plot.modality_shares({k: v[of_class] for k, v in expl.shares.items()},
+                         lesions={k: np.asarray(v)[of_class] for k, v in lesions_te.items()},
+                         title=f"held-out '{positive}' patients: each modality's share of the "
+                               f"evidence for '{positive}'",
+                         path=os.path.join(out, "modality_shares.png"))
     summary = {"metrics": report, "explanation_quality": quality,
                "seconds": time.perf_counter() - t0, "n_train": int(len(train)),
                "n_test": int(len(test))}
@@ -486,8 +492,10 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
                         sel = np.flatnonzero(np.asarray(data.lesion_labels[name])[test]
                                              & (y_te == positive))[:4]
                         if len(sel):
-                            plot.heatmaps(Xte[name][sel], expl.relevance[name][sel],
-                                          masks=data.masks[name][test][sel],
+                            expl.heatmaps({name: Xte[name]}, samples=sel, ncols=4,
+                                          y_true=y_te, sample_ids=test,
+                                          reference=HEATMAP_REFERENCE.replace("_", " "),
+                                          masks={name: data.masks[name][test][sel]},
                                           path=os.path.join(out, f"figure{i}_{name}.png"),
                                           vmax=HEATMAP_VMAX)
     table = {s: summarize(r) for s, r in reports.items() if r}

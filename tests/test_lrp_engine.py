@@ -531,6 +531,11 @@ def test_heatmaps_of_several_classes_and_against_a_reference(trimodal, rng):
     assert "red: evidence for the explained class" in _bar_label(fig)
     t = ex.target[rows[0]]
     assert _row_labels(fig)[0].endswith(f"p(c{t}) = {ex.probabilities[rows[0], t]:.3f}")
+    # One modality as a grid: the row labels become panel titles.
+    masks = {"breast": np.zeros((2, *x["breast"].shape[1:]), bool)}
+    fig = ex.heatmaps(images, samples=rows, ncols=2, masks=masks)
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert len(titles) == 2 and titles[1].startswith("patient #0\npredicted ")
 
 
 def test_relevance_is_finite_and_epsilon_default(trimodal):

@@ -291,5 +291,13 @@ def test_modality_attribution_accuracy_validation():
         modality_attribution_accuracy(shares, {"a": np.ones(3, dtype=bool)})
     with pytest.raises(ValueError, match="one length"):
         modality_attribution_accuracy(shares, {"a": np.ones(3, bool), "b": np.ones(4, bool)})
-    with pytest.raises(ValueError, match="NaN"):
-        modality_attribution_accuracy({"a": np.array([np.nan])}, {"a": np.array([True])})
+    with pytest.raises(ValueError, match="infinite"):
+        modality_attribution_accuracy({"a": np.array([np.inf])}, {"a": np.array([True])})
+
+
+def test_modality_attribution_accuracy_nan_shares_are_misses():
+    # Explanation.shares is NaN where no modality has positive relevance: no evidence
+    # for the class lies on a lesion, so the sample is a miss, not an error.
+    shares = {"a": np.array([np.nan, 0.9]), "b": np.array([np.nan, 0.1])}
+    lesions = {"a": np.array([True, True]), "b": np.array([False, False])}
+    np.testing.assert_array_equal(modality_attribution_accuracy(shares, lesions), [0.0, 1.0])

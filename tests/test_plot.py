@@ -289,3 +289,34 @@ def test_missing_matplotlib_gives_install_hint():
         "except ImportError as e:\n    print(e)\n"
     )
     assert "pip install pymdbn[plot]" in res.stdout, res.stderr
+
+
+def test_cli_explain_draws_labelled_heatmaps_on_the_percentile_scale(tmp_path, monkeypatch):
+    # `pymdbn explain` once drew max-|R| maps without labels: blank panels, bar to +-1000.
+    from pymdbn import plot
+    from pymdbn.cli import main
+
+    rng = np.random.default_rng(0)
+    for name in ("cancer", "healthy"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(12):
+            img = rng.integers(0, 100, (16, 16)).astype(np.uint8)
+            if name == "cancer":
+                img[4:10, 5:11] = 250
+            Image.fromarray(img).save(tmp_path / "data" / name / f"{i}.png")
+    model = tmp_path / "model.npz"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(model), "--size", "8",
+                 "--preset", "mdbn", "--quiet"]) == 0
+    drawn, real = [], plot.heatmaps
+    monkeypatch.setattr(plot, "heatmaps", lambda *a, **k: drawn.append((real(*a, **k), k))
+                        or drawn[-1][0])
+    assert main(["explain", "--model", str(model), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "expl"), "--n", "3"]) == 0
+    ((fig, kwargs),) = drawn
+    assert kwargs["vmax"] == "p99.5"
+    assert fig.get_suptitle().endswith("reference: none; explained class: cancer")
+    rows = [ax.get_ylabel() for ax in fig.axes if ax.images and ax.get_ylabel()]
+    assert len(rows) == 3 and all(r.startswith("patient ") and "\ntrue " in r and
+                                  "p(cancer) = " in r for r in rows)
+    bar = [ax.get_ylabel() for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    assert bar[0].startswith("relevance\nred: evidence for cancer; blue: against")

@@ -211,7 +211,10 @@ class Explanation:
         **kwargs
             Passed to :func:`pymdbn.plot.heatmaps` (``masks``, ``alpha``,
             ``cmap``, ``vmax``; ``titles``, ``title`` and
-            ``colorbar_label`` replace the generated labels).
+            ``colorbar_label`` replace the generated labels). With images of
+            one modality, ``ncols`` lays the samples out in a grid of that
+            many columns, each panel titled with its row label, instead of
+            one row per sample.
 
         Returns
         -------
@@ -278,8 +281,10 @@ class Explanation:
         kwargs.setdefault("colorbar_label",
                           f"relevance\nred: evidence for {against}; blue: against")
         kwargs.setdefault("vmax", plot.DEFAULT_VMAX)
-        if single:
-            (img,), (rel,) = imgs.values(), rels.values()
+        if single or (len(imgs) == 1 and kwargs.get("ncols") is not None):
+            (name,), (img,), (rel,) = imgs.keys(), imgs.values(), rels.values()
+            if not single and kwargs.get("masks") is not None:
+                kwargs["masks"] = kwargs["masks"][name]
             return plot.heatmaps(img, rel, path=path, **kwargs)
         return plot.heatmaps(imgs, rels, path=path, **kwargs)
 

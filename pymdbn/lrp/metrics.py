@@ -436,6 +436,8 @@ def modality_attribution_accuracy(
         Each modality's share of relevance per sample, e.g.
         :attr:`pymdbn.lrp.Explanation.shares` (its share of the positive
         relevance, the evidence for the explained class) or ``abs_shares``.
+        A sample whose shares are NaN (no relevance to share: no modality
+        carries evidence for the class) is a miss.
     lesion_labels : dict of str -> array_like of bool, shape (N,)
         Whether the modality shows a lesion, same keys as ``shares``.
     y : array_like of bool, shape (N,), optional
@@ -454,7 +456,7 @@ def modality_attribution_accuracy(
     Raises
     ------
     ValueError
-        If keys or shapes differ, or shares contain NaN or infinity.
+        If keys or shapes differ, or shares contain infinity.
     """
     if set(shares) != set(lesion_labels):
         raise ValueError(
@@ -472,9 +474,10 @@ def modality_attribution_accuracy(
         )
     s = np.stack([np.asarray(shares[k], dtype=float) for k in keys])
     les = np.stack([np.asarray(lesion_labels[k]) for k in keys])
-    if not np.isfinite(s).all():
-        raise ValueError("shares contain NaN or infinite values")
+    if np.isinf(s).any():
+        raise ValueError("shares contain infinite values")
     les = les.astype(bool)
+    s = np.where(np.isnan(s).any(axis=0), 0.0, s)  # nothing shared: no lesion can lead
     lesion_max = np.where(les, s, -np.inf).max(axis=0)
     other_max = np.where(les, -np.inf, s).max(axis=0)
     out = (lesion_max > other_max).astype(float)
