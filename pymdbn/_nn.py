@@ -21,8 +21,8 @@ from pymdbn._loader import _core
 from pymdbn._progress import Progress
 
 __all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state",
-           "best_epoch", "stop_note",
-           "encode_labels", "class_sample_weight", "target_indices"]
+           "best_epoch", "stop_note", "encode_labels", "class_sample_weight",
+           "target_indices"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
 _PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
@@ -116,8 +116,9 @@ class Network:
         -------
         cache : dict
             ``pathways`` (name -> list of (x, z, a)), ``widths`` (width of each
-            pathway top, in ``order``), ``fused`` (concatenated pathway tops), ``joint`` (list of (x, z, a)), ``code`` (input of the output layer)
-            and ``logits``.
+            pathway top, in ``order``), ``fused`` (concatenated pathway tops),
+            ``joint`` (list of (x, z, a)), ``code`` (input of the output layer) and
+            ``logits``.
         """
         cache = {"pathways": {}, "joint": [], "masks": masks}
         tops = self.codes(X, cache["pathways"], masks)

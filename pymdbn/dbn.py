@@ -84,11 +84,12 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     persistent : bool, default=False
         Persistent CD instead of CD-k. The method uses CD-1.
     momentum : float, default=0.5
-        Momentum of the pretraining updates.
+        Momentum of the pretraining updates, in [0, 1).
     weight_decay : float, default=0.0
         L2 penalty during pretraining.
     sparsity_target : float, default=0.1
-        Target mean activation of every RBM's hidden units during pretraining.
+        Target mean activation of every RBM's hidden units during pretraining, in
+        (0, 1).
     sparsity_cost : float, default=0.0
         Strength of the pull towards ``sparsity_target`` (0 disables it). A
         positive cost keeps hidden units from settling always on or always off,
@@ -114,7 +115,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     fine_tune_epochs : int, default=30
         Maximum number of fine-tuning epochs.
     fine_tune_dropout : float, default=0.0
-        Probability of dropping each hidden unit in the fine-tuning batches
+        Probability, in [0, 1), of dropping each hidden unit in the fine-tuning batches
         (Srivastava et al. 2014; activations of kept units are scaled by
         ``1 / (1 - p)``, so inference uses every unit unchanged).
     fine_tune_input_dropout : float, default=0.0
@@ -124,6 +125,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         the validation loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs; the best weights are restored.
     validation_fraction : float, default=0.1
+        In (0, 1).
     n_iter_no_change : int, default=5
     tol : float, default=1e-4
     class_weight : None, 'balanced' or dict, default=None

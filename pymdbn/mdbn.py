@@ -84,11 +84,11 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     learning_rate : float, default=0.1
         Fine-tuning (or softmax) step size.
     momentum : float, default=0.9
-        SGD momentum.
+        SGD momentum, in [0, 1).
     weight_decay : float, default=1e-4
         L2 penalty on the weights (not the biases) during fine-tuning.
     dropout : float, default=0.0
-        Probability of dropping each hidden unit (pathway, joint) in the fine-tuning
+        Probability, in [0, 1), of dropping each hidden unit (pathway, joint) in the fine-tuning
         batches (Srivastava et al. 2014, inverted scaling: inference is unchanged).
         Not applied when only the softmax is trained (``fine_tune=False``).
     input_dropout : float, default=0.0
@@ -101,6 +101,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         validation loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs, restoring the best weights.
     validation_fraction : float, default=0.1
+        In (0, 1).
     n_iter_no_change : int, default=5
     tol : float, default=1e-4
     class_weight : None, 'balanced' or dict, default=None
