@@ -493,7 +493,8 @@ def test_heatmaps_name_patients_classes_rule_and_reference(trimodal, rng):
     ex = _engine.explain(model, x, target=2, composite="epsilon_plus")
     images = {m: rng.uniform(0, 1, x[m].shape) for m in ("brain", "bone")}
     y_true = np.array(["cancer", "healthy"] * 5)
-    fig = ex.heatmaps(images, samples=[0, 3], y_true=y_true, sample_ids=[f"P{i}" for i in range(10)])
+    fig = ex.heatmaps(images, samples=[0, 3], y_true=y_true,
+                      sample_ids=[f"P{i}" for i in range(10)])
     p = ex.probabilities
     pred = ["healthy", "benign", "cancer"]
     assert _row_labels(fig) == [

@@ -251,7 +251,8 @@ def test_zbox_matches_zennit():
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w.T.copy()))
         lin.bias.copy_(torch.from_numpy(b))
-    handle = zennit_rules.ZBox(torch.from_numpy(low[None]), torch.from_numpy(high[None])).register(lin)
+    rule = zennit_rules.ZBox(torch.from_numpy(low[None]), torch.from_numpy(high[None]))
+    handle = rule.register(lin)
     xt = torch.from_numpy(x).requires_grad_(True)
     out = lin(xt)
     (grad,) = torch.autograd.grad(out, xt, torch.from_numpy(r))
@@ -426,6 +427,7 @@ def test_box_preset_zbox_excludes_the_bias_and_presets_are_named():
     assert c.rule("input") == ZBox(-1.0, 1.0) and not c.rule("input").use_bias
     assert c.rule("hidden").use_bias  # use_bias=True still reaches the other rules
     assert get_composite("epsilon_gamma_box", use_bias=False).rule("input").use_bias is False
-    assert c.name == "epsilon_gamma_box" and c.describe().startswith("epsilon_gamma_box (input ZBox")
+    assert c.name == "epsilon_gamma_box"
+    assert c.describe().startswith("epsilon_gamma_box (input ZBox")
     assert Composite().describe() == "input Epsilon, hidden Epsilon, joint Epsilon, output Epsilon"
     assert Composite(name="mine") == Composite()  # the name is a label, not a rule

@@ -201,7 +201,8 @@ def get_composite(composite: str | Composite = "epsilon", **kwargs: Any) -> Comp
         (0.25), ``low``/``high`` (ZBox bounds; default: derived per modality
         by :func:`pymdbn.lrp.explain`), ``use_bias`` (True) for all rules that
         have it except ZBox, whose bias cancels by definition (pass a
-        :class:`Composite` with ``ZBox(use_bias=True)`` for the old form), and ``per_modality`` overrides as for :class:`Composite`.
+        :class:`Composite` with ``ZBox(use_bias=True)`` for the old form),
+        and ``per_modality`` overrides as for :class:`Composite`.
 
     Returns
     -------
