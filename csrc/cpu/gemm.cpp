@@ -7,9 +7,13 @@
 
 // OpenBLAS runs single-threaded (set when the module loads) and the GEMMs are split
 // across pymdbn's OpenMP threads instead: one thread pool, so OpenBLAS's spinning
-// workers never compete with the OpenMP loops between GEMMs. Each element of C is
-// still computed by one single-threaded GEMM with the same order over k, so results
-// do not depend on the number of threads.
+// workers never compete with the OpenMP loops between GEMMs.
+//
+// OpenBLAS's result for an element depends on the shape of the call that computes it
+// (kernel choice, edge kernels, small-matrix paths): (600x256)(256x128) in float32 as
+// one call or as two row blocks differs in 4130 elements with the Haswell kernels. So
+// the tiles are a function of (m, n, k) only, and the same tiles are computed, by one
+// call each, whether one thread or four run them.
 
 namespace pymdbn {
 
@@ -28,8 +32,77 @@ void call(bool ta, bool tb, index_t m, index_t n, index_t k, double alpha, const
                     blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
 }
 
-// Below this many multiply-adds one thread is faster than waking the others.
-constexpr double kParallelFlops = 2e6;
+// The tile sizes, measured with bench_rbm's CD-1 epochs on this repository's 2-core Xeon
+// (float32, process time of one thread, so that the other cores' load counts less).
+// Every tile packs its own panels of A (tm x k) and B (k x tn), so tiles cost time even
+// on one thread: splitting the products of the (V, H, B) = (784, 512, 128) epoch into
+// 2 / 4 / 6 tiles made it 5% / 5% / 10% slower than one call each, and the (4096, 1024,
+// 256) epoch 1% / 8% / 8% (a packed element costs about 80 multiply-adds in the
+// transposed weight-gradient product). Hence:
+// - two tiles wherever each keeps at least kMinSide rows or columns: 2 threads (the CI
+//   and the demo machine) then get equal shares at the cost of one more call;
+// - more tiles (4, 6, 8 or 12, so 3 and 4 threads are put to work) only where each
+//   split side keeps at least kMinSideMany, which bounds the extra packing to about
+//   1% per tile (both big epoch products at 4096 pixels are cut in 4 with 1024 columns).
+// Products below 2 kTileFlops multiply-adds stay one call, as before: waking a second
+// thread costs more than it saves there.
+constexpr double kTileFlops = 1e6;
+constexpr index_t kMinSide = 256;
+constexpr index_t kMinSideMany = 1024;
+// Tile sides are multiples of 16: whole register blocks of OpenBLAS's kernels (4 to 16
+// wide), so no tile but the last of a row or column runs the slower edge kernels.
+constexpr index_t kAlign = 16;
+
+index_t round_up(index_t x, index_t a) { return (x + a - 1) / a * a; }
+
+// Side of p tiles over len, 0 when p non-empty tiles of at least min_side do not fit.
+index_t side(index_t len, index_t p, index_t min_side) {
+  if (p == 1) return len;
+  const index_t s = round_up((len + p - 1) / p, kAlign);
+  return s >= min_side && s * (p - 1) < len ? s : 0;
+}
+
+}  // namespace
+
+GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
+  GemmTiles g;
+  g.m = m;
+  g.n = n;
+  g.tm = std::max<index_t>(m, 1);
+  g.tn = std::max<index_t>(n, 1);
+  const double work = double(m) * double(n) * double(k);
+  // Tile counts tried, most first: all even, so that 2 threads always get equal shares;
+  // 12 also splits evenly over 3, 4 and 6 threads. One tile when none fits.
+  for (index_t count : {12, 8, 6, 4, 2}) {
+    if (work < double(count) * kTileFlops) continue;
+    // Of the grids pr x pc = count, the one that packs the least: each tile packs its
+    // tm x k and k x tn panels, k (m pc + n pr) in all.
+    double best = -1;
+    for (index_t pr = 1; pr <= count; ++pr) {
+      if (count % pr) continue;
+      const index_t pc = count / pr, ms = count == 2 ? kMinSide : kMinSideMany,
+                    tm = side(m, pr, ms), tn = side(n, pc, ms);
+      if (tm == 0 || tn == 0) continue;
+      const double cost = double(m) * double(pc) + double(n) * double(pr);
+      if (best < 0 || cost < best) best = cost, g.tm = tm, g.tn = tn;
+    }
+    if (best >= 0) break;
+  }
+  g.rows = (m + g.tm - 1) / g.tm;
+  g.cols = (n + g.tn - 1) / g.tn;
+  return g;
+}
+
+namespace {
+
+template <class T>
+void tile_impl(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b,
+               T beta, Mat<T> dst) {
+  const index_t r0 = g.row0(t), c0 = g.col0(t), k = ta ? a.rows : a.cols;
+  const T* ap = ta ? a.data + r0 : a.data + r0 * a.ld;  // rows r0.. of op(A)
+  const T* bp = tb ? b.data + c0 * b.ld : b.data + c0;  // columns c0.. of op(B)
+  call(ta, tb, g.height(t), g.width(t), k, alpha, ap, a.ld, bp, b.ld, beta, dst.data, dst.ld);
+}
 
 template <class T>
 void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) {
@@ -40,30 +113,19 @@ void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c
       for (index_t j = 0; j < n; ++j) c(i, j) = beta == T(0) ? T(0) : beta * c(i, j);
     return;
   }
-  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (nt <= 1 || double(m) * double(n) * double(k) < kParallelFlops) {
-    call(ta, tb, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
+  const GemmTiles g = gemm_tiles(m, n, k);
+  const index_t count = g.count();
+  auto tile = [&](index_t t) {
+    tile_impl<T>(g, t, ta, tb, alpha, a, b, beta,
+                 Mat<T>(c.data + g.row0(t) * c.ld + g.col0(t), g.height(t), g.width(t), c.ld));
+  };
+  const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), count));
+  if (nt <= 1) {
+    for (index_t t = 0; t < count; ++t) tile(t);
     return;
   }
-  // Split the longer side of C into one contiguous block per thread (multiples of 16).
-  const bool by_rows = m >= n;
-  const index_t len = by_rows ? m : n;
-  const index_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
-#pragma omp parallel num_threads(nt)
-  {
-    const index_t s0 = index_t(omp_get_thread_num()) * chunk;
-    const index_t s1 = std::min(len, s0 + chunk);
-    if (s0 < s1) {
-      if (by_rows) {  // rows s0..s1 of op(A) and C
-        const T* ap = ta ? a.data + s0 : a.data + s0 * a.ld;
-        call(ta, tb, s1 - s0, n, k, alpha, ap, a.ld, b.data, b.ld, beta, c.data + s0 * c.ld,
-             c.ld);
-      } else {  // columns s0..s1 of op(B) and C
-        const T* bp = tb ? b.data + s0 * b.ld : b.data + s0;
-        call(ta, tb, m, s1 - s0, k, alpha, a.data, a.ld, bp, b.ld, beta, c.data + s0, c.ld);
-      }
-    }
-  }
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (index_t t = 0; t < count; ++t) tile(t);
 }
 
 }  // namespace
@@ -78,6 +140,18 @@ template <>
 void gemm<double>(bool ta, bool tb, double alpha, CMat<double> a, CMat<double> b, double beta,
                   Mat<double> c) {
   gemm_impl<double>(ta, tb, alpha, a, b, beta, c);
+}
+
+template <>
+void gemm_tile<float>(const GemmTiles& g, index_t t, bool ta, bool tb, float alpha,
+                      CMat<float> a, CMat<float> b, float beta, Mat<float> dst) {
+  tile_impl<float>(g, t, ta, tb, alpha, a, b, beta, dst);
+}
+
+template <>
+void gemm_tile<double>(const GemmTiles& g, index_t t, bool ta, bool tb, double alpha,
+                       CMat<double> a, CMat<double> b, double beta, Mat<double> dst) {
+  tile_impl<double>(g, t, ta, tb, alpha, a, b, beta, dst);
 }
 
 void blas_single_threaded() { scipy_openblas_set_num_threads(1); }

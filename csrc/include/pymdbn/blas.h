@@ -7,8 +7,34 @@
 namespace pymdbn {
 
 // C = alpha * op(A) op(B) + beta * C, with op(X) = X or X^T; all row-major.
+// C is computed as the tiles of gemm_tiles(m, n, k), one single-threaded BLAS call per
+// tile over the whole of k; OpenMP threads share the tiles. OpenBLAS rounds a product
+// differently for another shape, so fixing the tiles by the shape alone makes the
+// result bit-identical whatever the number of threads.
 template <class T>
 void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c);
+
+// The tiles of an (m x n) product over k: a grid of rows x cols tiles of tm x tn
+// elements (the last row and column of tiles may be smaller), numbered row-major.
+struct GemmTiles {
+  index_t m = 0, n = 0, tm = 0, tn = 0, rows = 0, cols = 0;
+  index_t count() const { return rows * cols; }
+  index_t row0(index_t t) const { return (t / cols) * tm; }
+  index_t col0(index_t t) const { return (t % cols) * tn; }
+  index_t height(index_t t) const { return row0(t) + tm < m ? tm : m - row0(t); }
+  index_t width(index_t t) const { return col0(t) + tn < n ? tn : n - col0(t); }
+};
+
+// A function of the shape only, never of the thread count.
+GemmTiles gemm_tiles(index_t m, index_t n, index_t k);
+
+// Tile t of gemm's C = alpha op(A) op(B) + beta C, single-threaded, written to dst
+// (tiles.height(t) x tiles.width(t), holding C's tile when beta != 0; it may be C's
+// own tile). Callers that consume C
+// tile by tile (in place, while in cache) get exactly gemm's result.
+template <class T>
+void gemm_tile(const GemmTiles& tiles, index_t t, bool trans_a, bool trans_b, T alpha,
+               CMat<T> a, CMat<T> b, T beta, Mat<T> dst);
 
 // OpenBLAS's own threads off: gemm splits the work across OpenMP threads instead.
 void blas_single_threaded();
