@@ -69,42 +69,44 @@ inline void row_totals(const T* o, index_t n, double* t) {
   t[1] = abs_sum;
 }
 
-// out = out * (s w^T) in blocks of kBlockCols columns, each multiplied into out while it
-// is in cache, so out needs no second buffer (it holds x on entry). Blocks of columns at
-// fixed offsets, as gemm splits this product: results do not depend on the thread count.
-constexpr index_t kBlockCols = 512;
-
+// out = out * (s w^T), tile by tile: each of gemm's tiles of this product is computed
+// into a scratch and multiplied into out while it is in cache, so out needs no second
+// buffer (it holds x on entry). The tiles and their calls are gemm's own, so the result
+// equals the out-of-place path's bit for bit, whatever the thread count.
 template <class T>
 void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) {
   const index_t n = out.rows, n_in = out.cols, n_out = s.cols;
-  const index_t nblocks = (n_in + kBlockCols - 1) / kBlockCols;
-  const int nt = n * n_in >= cpu::kParallelWork ? omp_get_max_threads() : 1;
-  // Per-block row totals, added in block order afterwards.
-  std::vector<double> part(totals ? std::size_t(nblocks * n * 2) : 0);
+  const GemmTiles g = gemm_tiles(n, n_in, n_out);
+  const index_t count = g.count();
+  const int nt = count > 1 && n * n_in >= cpu::kParallelWork
+                     ? int(std::min<index_t>(omp_get_max_threads(), count))
+                     : 1;
+  // Row totals per column of tiles, added in column order afterwards.
+  std::vector<double> part(totals ? std::size_t(g.cols * n * 2) : 0);
 #pragma omp parallel num_threads(nt)
   {
     ScopedFTZ ftz;
-    std::unique_ptr<T[]> scratch(new T[std::size_t(n * std::min(kBlockCols, n_in))]);
+    std::unique_ptr<T[]> scratch(new T[std::size_t(g.tm * g.tn)]);
 #pragma omp for schedule(static)
-    for (index_t blk = 0; blk < nblocks; ++blk) {
-      const index_t j0 = blk * kBlockCols, cb = std::min(kBlockCols, n_in - j0);
-      Mat<T> sc(scratch.get(), n, cb);
-      gemm<T>(false, true, T(1), s, CMat<T>(w.row(j0), cb, n_out, w.ld), T(0), sc);
-      for (index_t i = 0; i < n; ++i) {
-        T* o = out.row(i) + j0;
+    for (index_t t = 0; t < count; ++t) {
+      const index_t i0 = g.row0(t), j0 = g.col0(t), rb = g.height(t), cb = g.width(t);
+      Mat<T> sc(scratch.get(), rb, cb);
+      gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), sc);
+      for (index_t i = 0; i < rb; ++i) {
+        T* o = out.row(i0 + i) + j0;
         const T* p = sc.row(i);
 #pragma omp simd
         for (index_t j = 0; j < cb; ++j) o[j] *= p[j];
-        if (totals) row_totals(o, cb, part.data() + 2 * (blk * n + i));
+        if (totals) row_totals(o, cb, part.data() + 2 * ((t % g.cols) * n + i0 + i));
       }
     }
   }
   if (totals) {
     for (index_t i = 0; i < n; ++i) {
       double sum = 0, abs_sum = 0;
-      for (index_t blk = 0; blk < nblocks; ++blk) {
-        sum += part[2 * (blk * n + i)];
-        abs_sum += part[2 * (blk * n + i) + 1];
+      for (index_t cj = 0; cj < g.cols; ++cj) {
+        sum += part[2 * (cj * n + i)];
+        abs_sum += part[2 * (cj * n + i) + 1];
       }
       totals[2 * i] = sum;
       totals[2 * i + 1] = abs_sum;
