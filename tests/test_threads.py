@@ -1,0 +1,113 @@
+"""Results are bit-identical whatever the number of threads (1, 2, 3 and 4).
+
+Each thread count runs in its own subprocess with OMP_NUM_THREADS set, the most honest
+way to change the kernels' thread count (it also sets the default of every OpenMP
+region and of NumPy's OpenBLAS). The shapes are well above the kernels' parallel
+thresholds (GEMMs of >= 2e6 multiply-adds split into several blocks, element-wise loops
+of >= 2^15 elements), so every count really splits the work differently. CI has 2 cores:
+3 and 4 threads oversubscribe them, which changes the timing only.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+THREADS = (1, 2, 3, 4)
+
+_SCRIPT = r"""
+import sys, numpy as np, pymdbn
+from pymdbn._loader import _core
+
+threads, path = int(sys.argv[1]), sys.argv[2]
+assert pymdbn.get_num_threads()["openmp"] == threads, pymdbn.get_num_threads()
+out = {}
+for dt in (np.float32, np.float64):
+    name = np.dtype(dt).name
+    rng = np.random.default_rng(0)
+    # GEMMs, every transpose the kernels use, odd sizes (edge blocks) included.
+    x = rng.standard_normal((600, 256)).astype(dt)
+    w = rng.standard_normal((128, 256)).astype(dt)
+    b = rng.standard_normal(128).astype(dt)
+    out[f"affine_t_{name}"] = _core.affine(x, w, b, True)        # the issue's product
+    w2 = rng.standard_normal((256, 1000)).astype(dt)
+    b2 = rng.standard_normal(1000).astype(dt)
+    out[f"affine_{name}"] = _core.affine(x[:77], w2, b2, False)    # wide, few rows
+    x3 = rng.standard_normal((1031, 67)).astype(dt)
+    w3 = rng.standard_normal((67, 333)).astype(dt)
+    out[f"affine_odd_{name}"] = _core.affine(x3, w3, np.zeros(333, dt), False)
+    x4 = rng.standard_normal((2050, 40)).astype(dt)                # 6 tiles, 2 x 3
+    w4 = rng.standard_normal((3100, 40)).astype(dt)
+    out[f"affine_big_{name}"] = _core.affine(x4, w4, np.zeros(3100, dt), True)
+
+    # An RBM fit (Gaussian visible units, CD-2) and a Bernoulli one with sparsity.
+    X = rng.standard_normal((512, 300)).astype(dt)
+    r = pymdbn.RBM(n_components=200, batch_size=128, n_iter=2, visible="gaussian",
+                   learning_rate=0.01, k=2, clip=6.0, random_state=1,
+                   dtype=name).fit(X)
+    out[f"rbm_w_{name}"] = r.components_
+    out[f"rbm_bh_{name}"] = r.intercept_hidden_
+    out[f"rbm_bv_{name}"] = r.intercept_visible_
+    Xb = (X > 0).astype(dt)
+    r2 = pymdbn.RBM(n_components=160, batch_size=128, n_iter=2, sparsity_cost=0.1,
+                    random_state=2, dtype=name).fit(Xb)
+    out[f"rbm2_w_{name}"] = r2.components_
+    out[f"rbm2_bh_{name}"] = r2.intercept_hidden_
+
+    # A supervised DBN: greedy pretraining and fine-tuning.
+    y = (X[:, :10].sum(axis=1) > 0).astype(int)
+    dbn = pymdbn.DBN(hidden_layers=(192, 96), n_iter=2, batch_size=128,
+                     fine_tune_epochs=2, fine_tune_batch_size=128, random_state=3,
+                     dtype=name).fit(X, y)
+    for i, layer in enumerate(dbn.layers_ + [dbn.output_]):
+        out[f"dbn_W{i}_{name}"], out[f"dbn_b{i}_{name}"] = layer["W"], layer["b"]
+    out[f"dbn_proba_{name}"] = dbn.predict_proba(X)
+
+    # An MDBN with a joint layer and fine-tuning, and its LRP explanation.
+    Xm = {"a": rng.standard_normal((384, 16, 16)).astype(dt),
+          "b": rng.standard_normal((384, 180)).astype(dt)}
+    ym = (Xm["a"][:, :4, :4].mean(axis=(1, 2)) + Xm["b"][:, :8].mean(axis=1) > 0)
+    m = pymdbn.MDBN({"a": (160,), "b": (128,)}, joint_units=(128,), pretrain_epochs=2,
+                    pretrain_batch_size=128, batch_size=128, max_epochs=2,
+                    optimizer="adam", learning_rate=0.01, random_state=4,
+                    dtype=name).fit(Xm, ym.astype(int))
+    for i, layer in enumerate(m.joint_ + [m.output_]):
+        out[f"mdbn_W{i}_{name}"] = layer["W"]
+    out[f"mdbn_proba_{name}"] = m.predict_proba(Xm)
+    for comp in ("epsilon", "epsilon_plus"):
+        e = m.explain(Xm, composite=comp)
+        for k, v in e.relevance.items():
+            out[f"mdbn_lrp_{comp}_{k}_{name}"] = v
+np.savez(path, **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("threads")
+    results = {}
+    for threads in THREADS:
+        path = tmp / f"t{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        # cwd outside the source tree, so the installed package is the one imported
+        subprocess.run([sys.executable, "-c", _SCRIPT, str(threads), str(path)], check=True,
+                       env=env, cwd=tmp)
+        with np.load(path) as f:
+            results[threads] = dict(f)
+    return results
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("what", ["affine", "rbm", "dbn", "mdbn"])
+@pytest.mark.parametrize("threads", THREADS[1:])
+def test_bit_identical_to_one_thread(runs, threads, what, dtype):
+    one, other = runs[1], runs[threads]
+    keys = [k for k in one if k.startswith(what + "_") or k.startswith(what + "2_")]
+    keys = [k for k in keys if k.endswith("_" + dtype)]
+    assert keys and set(one) == set(other)
+    for key in keys:
+        if "proba" not in key:  # probabilities are float64 for both model dtypes
+            assert one[key].dtype == np.dtype(dtype), key
+        np.testing.assert_array_equal(other[key], one[key], err_msg=key)
