@@ -85,13 +85,15 @@ void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) 
   std::vector<double> part(totals ? std::size_t(g.cols * n * 2) : 0);
 #pragma omp parallel num_threads(nt)
   {
-    ScopedFTZ ftz;
     std::unique_ptr<T[]> scratch(new T[std::size_t(g.tm * g.tn)]);
 #pragma omp for schedule(static)
     for (index_t t = 0; t < count; ++t) {
       const index_t i0 = g.row0(t), j0 = g.col0(t), rb = g.height(t), cb = g.width(t);
       Mat<T> sc(scratch.get(), rb, cb);
+      // The GEMM without FTZ/DAZ, as gemm runs it for the out-of-place path: flushed
+      // denormal products would change the sums. The product with x flushes, like there.
       gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), sc);
+      ScopedFTZ ftz;
       for (index_t i = 0; i < rb; ++i) {
         T* o = out.row(i0 + i) + j0;
         const T* p = sc.row(i);
