@@ -518,6 +518,8 @@ def test_heatmaps_name_patients_classes_rule_and_reference(trimodal, rng):
         ex.heatmaps(images, y_true=["flu"] * 10)
     with pytest.raises(ValueError, match="class_names"):
         ex.heatmaps(images, class_names=["a"])
+    with pytest.raises(TypeError, match="label"):
+        ex.heatmaps(images, reference={"brain": images["brain"][0]})
 
 
 def test_heatmaps_of_several_classes_and_against_a_reference(trimodal, rng):

@@ -209,8 +209,8 @@ class Explanation:
             training mean'``). Default: ``'none'``, or ``'given input'`` when
             the explanation was made against one.
         **kwargs
-            Passed to :func:`pymdbn.plot.heatmaps` (``masks``, ``alpha``,
-            ``cmap``, ``vmax``; ``titles``, ``title`` and
+            Passed to :func:`pymdbn.plot.heatmaps` (``masks`` of the shown
+            samples, ``alpha``, ``cmap``, ``vmax``; ``titles``, ``title`` and
             ``colorbar_label`` replace the generated labels). With images of
             one modality, ``ncols`` lays the samples out in a grid of that
             many columns, each panel titled with its row label, instead of
@@ -226,8 +226,15 @@ class Explanation:
             For an unknown modality, images that do not match the relevance
             in size, or ``y_true``, ``sample_ids`` or ``class_names`` of the
             wrong length or with unknown classes.
+        TypeError
+            If ``reference`` is not a string (the reference input itself
+            goes to :func:`pymdbn.lrp.explain`).
         """
         from pymdbn import plot
+
+        if reference is not None and not isinstance(reference, str):
+            raise TypeError(f"reference must be a label (str) for the title, got "
+                            f"{type(reference).__name__}; the reference input goes to explain()")
 
         single = not isinstance(images, Mapping)
         if single:
