@@ -386,3 +386,23 @@ def test_missing_optional_dependency_message(tmp_path, monkeypatch, module, load
     monkeypatch.setitem(__import__("sys").modules, module, None)  # makes the import fail
     with pytest.raises(ImportError, match=rf"pip install pymdbn\[{extra}\]"):
         loader(tmp_path / "scan.nii")
+
+
+def test_loaders_return_class_names(folder, tmp_path):
+    """Names for every loader: subfolders, label values, or classes= for integer labels."""
+    assert load_image_folder(folder, size=4).classes == ["benign", "malignant"]
+    _medmnist(tmp_path / "m.npz")
+    ds = load_medmnist_npz(tmp_path / "m.npz", split="train")
+    assert ds.classes == [str(k) for k in range(int(ds.y.max()) + 1)]
+    named = load_medmnist_npz(tmp_path / "m.npz", split="train", classes=["a", "b", "c"])
+    assert named.classes == ["a", "b", "c"]
+    np.testing.assert_array_equal(named.y, ds.y)
+    with pytest.raises(ValueError, match="distinct"):
+        load_medmnist_npz(tmp_path / "m.npz", classes=["a", "a", "b"])
+
+
+def test_manifest_class_names_must_be_distinct(manifest):
+    manifest.write_text(manifest.read_text().replace(",benign,", ",0,").replace(",malignant,", ",1,"))
+    with pytest.raises(ValueError, match="distinct"):
+        load_manifest(manifest, size=4, classes=["x", "x"])
+    assert load_manifest(manifest, size=4).classes == ["0", "1"]

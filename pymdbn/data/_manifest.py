@@ -39,6 +39,8 @@ def _read_rows(csv_path):
 
 def _class_names(raw, classes):
     """Map label strings to indices: integers stay, names index ``classes``."""
+    if classes is not None and len(set(classes)) != len(list(classes)):
+        raise ValueError(f"classes must be distinct names, got {list(classes)}")
     try:
         values = {s: int(s) for s in raw}
     except ValueError:

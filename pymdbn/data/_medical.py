@@ -180,7 +180,12 @@ def _labels(labels, n, classes):
         return np.full(n, -1, np.int64), list(classes or [])
     y = np.broadcast_to(np.asarray(labels, dtype=np.int64), (n,)).copy()
     if classes is None:
+        # No names in the source: the label values as strings, '0', '1', ... (a
+        # model fitted on them has classes_ '0', '1'; pass classes= to name them).
         classes = [str(k) for k in range(int(y.max()) + 1)]
+    classes = [str(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct names, got {classes}")
     if y.min() < 0 or y.max() >= len(classes):
         raise ValueError(f"labels must lie in [0, {len(classes)}), got {sorted(set(y.tolist()))}")
     return y, list(classes)
