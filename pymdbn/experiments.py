@@ -248,7 +248,11 @@ def healthy_reference(X, y, negative=None):
     if negative is None:
         classes = np.unique(y).tolist()
         if len(classes) == 2:
-            negative = classes[1 - classes.index(positive_class(classes))]
+            try:
+                negative = classes[1 - classes.index(positive_class(classes))]
+            except ValueError:
+                raise ValueError(f"cannot tell the negative class among {classes}: pass "
+                                 "negative=") from None
         elif y.dtype.kind in "iu":
             negative = 0
         elif len(classes) == 1 and is_negative_name(classes[0]):

@@ -427,3 +427,19 @@ def test_demo_saves_the_model_before_evaluating(tmp_path, monkeypatch):
     import pymdbn
     assert pymdbn.load(tmp_path / "d" / "model.npz").classes_.tolist() == ["cancer",
                                                                             "healthy"]
+
+
+def test_healthy_reference_of_named_classes():
+    from pymdbn.experiments import healthy_reference
+
+    X = {"bone": np.arange(12.0).reshape(3, 2, 2)}
+    ref = healthy_reference(X, np.array(["cancer", "healthy", "cancer"]))  # the negative one
+    np.testing.assert_array_equal(ref["bone"], X["bone"][1])
+    ref = healthy_reference(X, ["normal", "normal", "normal"])
+    np.testing.assert_array_equal(ref["bone"], X["bone"].mean(axis=0))
+    with pytest.raises(ValueError, match=r"among \['a', 'b'\]: pass negative="):
+        healthy_reference(X, ["a", "b", "a"])
+    with pytest.raises(ValueError, match="negative="):
+        healthy_reference(X, ["cancer", "cancer", "cancer"])
+    np.testing.assert_array_equal(healthy_reference(X, ["a", "b", "a"], "b")["bone"],
+                                  X["bone"][1])
