@@ -38,9 +38,9 @@ for dt in (np.float32, np.float64):
     x3 = rng.standard_normal((1031, 67)).astype(dt)
     w3 = rng.standard_normal((67, 333)).astype(dt)
     out[f"affine_odd_{name}"] = _core.affine(x3, w3, np.zeros(333, dt), False)
-    x4 = rng.standard_normal((2050, 40)).astype(dt)                # 6 tiles, 2 x 3
-    w4 = rng.standard_normal((3100, 40)).astype(dt)
-    out[f"affine_big_{name}"] = _core.affine(x4, w4, np.zeros(3100, dt), True)
+    x4 = rng.standard_normal((4100, 40)).astype(dt)                # 4 tiles, 2 x 2
+    w4 = rng.standard_normal((4200, 40)).astype(dt)
+    out[f"affine_big_{name}"] = _core.affine(x4, w4, np.zeros(4200, dt), True)
 
     # An RBM fit (Gaussian visible units, CD-2) and a Bernoulli one with sparsity.
     X = rng.standard_normal((512, 300)).astype(dt)

@@ -43,15 +43,16 @@ void call(bool ta, bool tb, index_t m, index_t n, index_t k, double alpha, const
 // - two tiles wherever each keeps at least kMinSide rows or columns: 2 threads (the CI
 //   and the demo machine) then get equal shares at the cost of one more call;
 // - more tiles (4, 6, 8 or 12, so 3 and 4 threads are put to work) only where each
-//   split side keeps at least kMinSideMany columns or rows: the 4096-pixel epoch, whose
-//   visible and weight-gradient products are cut in 4 (1024 columns) and hidden one in
-//   2, took 4.25-4.39 s against 4.14-4.16 s as one call each, the 784-pixel one
-//   (2 tiles each) 0.46-0.48 s against 0.45-0.46 s (load average 6-8 meanwhile).
+//   split side keeps at least kMinSideMany columns or rows. At 1024 the 4096-pixel
+//   epoch's visible and weight-gradient products were cut in 4, and on the idle machine
+//   its np/pym ratio (bench_rbm, same run) fell from 1.03 / 1.15 (1 / 2 threads, the
+//   old one-block-per-thread split) to 0.94 / 1.06; at 2048 they stay in 2 tiles:
+//   0.98 / 1.07. Shapes with sides of 4096 and more still spread over 3 and 4 threads.
 // Products below 2 kTileFlops multiply-adds stay one call, as before: waking a second
 // thread costs more than it saves there.
 constexpr double kTileFlops = 1e6;
 constexpr index_t kMinSide = 256;
-constexpr index_t kMinSideMany = 1024;
+constexpr index_t kMinSideMany = 2048;
 // Tile sides are multiples of 16: whole register blocks of OpenBLAS's kernels (4 to 16
 // wide), so no tile but the last of a row or column runs the slower edge kernels.
 constexpr index_t kAlign = 16;
