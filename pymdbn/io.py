@@ -44,6 +44,7 @@ Files are written with :func:`pymdbn._atomic.atomic_write`: a crash or an interr
 never leaves a half-written model under the final name.
 """
 
+import collections
 import hashlib
 import json
 import math
@@ -784,7 +785,8 @@ def _read_open(f):
         infos = zf.infolist()
         members = [i.filename for i in infos]
         if len(set(members)) != len(members):
-            dup = sorted(m for m in set(members) if members.count(m) > 1)
+            # Counter, not members.count: a forged directory may list 1e5 entries.
+            dup = sorted(m for m, c in collections.Counter(members).items() if c > 1)
             raise _Invalid(f"the archive repeats member {dup[0]!r}")
         by_name = {i.filename: i for i in infos}
         if HEADER_MEMBER not in by_name and _OLD_META in by_name:
