@@ -306,30 +306,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(flag):
-    """argparse ``type=``: an integer >= 1, with a message naming ``flag``."""
+def _number(flag, convert, ok, what):
+    """argparse ``type=``: ``convert(text)`` where ``ok`` holds, else a message naming ``flag``."""
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             value = None
-        if value is None or value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {text}")
+        if value is None or not ok(value):  # a NaN fails every comparison in ``ok``
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}, got {text}")
         return value
     return parse
+
+
+def _positive_int(flag):
+    """argparse ``type=``: an integer >= 1."""
+    return _number(flag, int, lambda v: v >= 1, "a positive integer")
 
 
 def _fraction(flag):
-    """argparse ``type=``: a float in [0, 1], with a message naming ``flag``."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = None
-        if value is None or not 0.0 <= value <= 1.0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"{flag} must be a number in [0, 1], got {text}")
-        return value
-    return parse
+    """argparse ``type=``: a float in [0, 1]."""
+    return _number(flag, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def _class_list(text):

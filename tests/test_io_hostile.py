@@ -135,32 +135,28 @@ def digest_missing(m):
     return m, "no header"
 
 
-def npy_header_claims_3e9_elements(m):
-    # The manifest and the .npy header agree on 3e9 float32 (11.2 GiB); 12 bytes of data.
+def _claim_elements(m, n):
+    # The manifest and the .npy header agree on n float32 elements; 12 bytes of data.
     h = _header(m)
     e = h["arrays"][0]
-    e["shape"] = [3_000_000_000]
+    e["shape"] = [n]
     e["dtype"] = "<f4"
     hdr = io.BytesIO()
     np.lib.format.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False,
-                                               "shape": (3_000_000_000,)})
+                                               "shape": (n,)})
     m[e["key"] + ".npy"] = hdr.getvalue() + bytes(12)
     _set_header(m, h)
-    return m, "MAX_TOTAL_BYTES"
+    return m
+
+
+def npy_header_claims_3e9_elements(m):
+    # 11.2 GiB: over the total cap.
+    return _claim_elements(m, 3_000_000_000), "MAX_TOTAL_BYTES"
 
 
 def npy_header_claims_1e9_elements(m):
-    # Under the total cap (4 GB) but the member holds 12 bytes of data.
-    h = _header(m)
-    e = h["arrays"][0]
-    e["shape"] = [1_000_000_000]
-    e["dtype"] = "<f4"
-    hdr = io.BytesIO()
-    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False,
-                                               "shape": (1_000_000_000,)})
-    m[e["key"] + ".npy"] = hdr.getvalue() + bytes(12)
-    _set_header(m, h)
-    return m, "its header implies"
+    # Under the total cap (4 GB), but the member holds 12 bytes of data.
+    return _claim_elements(m, 1_000_000_000), "its header implies"
 
 
 def npy_header_differs_from_manifest(m):
