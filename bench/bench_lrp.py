@@ -29,7 +29,8 @@ from _common import best_of, machine_info  # noqa: E402
 
 from pymdbn import _reference as ref  # noqa: E402
 from pymdbn._config import get_num_threads  # noqa: E402
-from pymdbn._loader import _core  # noqa: E402
+from pymdbn import backend  # noqa: E402
+cpu = backend.get("cpu")
 from pymdbn.lrp import explain  # noqa: E402
 from pymdbn.preprocessing import standardize  # noqa: E402
 
@@ -81,12 +82,12 @@ def forward(model, X, dtype):
     for m in model["modalities"]:
         a = x[m]
         for layer in model["pathways"][m]:
-            a = _core.affine_sigmoid(a, layer["W"], layer["b"], model["clip"], False)
+            a = cpu.affine_sigmoid(a, layer["W"], layer["b"], model["clip"], False)
         tops.append(a)
     h = np.concatenate(tops, axis=1)
     for layer in model["joint"]:
-        h = _core.affine_sigmoid(h, layer["W"], layer["b"], model["clip"], False)
-    return _core.affine(h, model["output"]["W"], model["output"]["b"], False)
+        h = cpu.affine_sigmoid(h, layer["W"], layer["b"], model["clip"], False)
+    return cpu.affine(h, model["output"]["W"], model["output"]["b"], False)
 
 
 def numpy_explain(model, X, dtype, epsilon=1e-6):

@@ -2,7 +2,7 @@
 
     python bench/bench_mdbn.py [--n 2000] [--size 64] [--epochs 2] [--profile]
 
-With ``--profile`` every function of ``pymdbn._core`` is wrapped in a timing counter
+With ``--profile`` every op of ``pymdbn.backend.ops`` is wrapped in a timing counter
 (all modules call the kernels through that one module object), and the report gives
 the time per kernel and the share of the fit spent in C++ versus Python.
 """
@@ -16,17 +16,15 @@ from collections import defaultdict
 from _common import machine_info
 
 from pymdbn import MDBN
-from pymdbn._loader import _core
+from pymdbn.backend import OPS, ops
 from pymdbn.datasets import make_phantoms
 
 
 def instrument():
-    """Wrap each ``_core`` function; returns {name: [calls, seconds]}."""
+    """Wrap each op of the seam; returns {name: [calls, seconds]}."""
     stats = defaultdict(lambda: [0, 0.0])
-    for name in dir(_core):
-        fn = getattr(_core, name)
-        if name.startswith("_") or not callable(fn):
-            continue
+    for name in OPS:
+        fn = getattr(ops, name)
 
         def timed(*args, _fn=fn, _name=name, **kwargs):
             t0 = time.perf_counter()
@@ -36,7 +34,7 @@ def instrument():
                 entry = stats[_name]
                 entry[0] += 1
                 entry[1] += time.perf_counter() - t0
-        setattr(_core, name, functools.wraps(fn)(timed))
+        setattr(ops, name, functools.wraps(fn)(timed))
     return stats
 
 

@@ -1,8 +1,9 @@
-"""Build and runtime configuration of the compiled core."""
+"""Build and runtime configuration of the kernels' backend."""
 
 import json
+import os
 
-from pymdbn._loader import _core
+from pymdbn import backend
 
 __all__ = ["show_config", "set_num_threads", "get_num_threads"]
 
@@ -13,7 +14,7 @@ def get_num_threads():
     OpenBLAS itself runs single-threaded: pymdbn splits each GEMM across its OpenMP
     threads, so a single thread pool serves both the GEMMs and the element-wise loops.
     """
-    omp, blas = _core.get_num_threads()
+    omp, blas = backend.get(backend.host_backend()).get_num_threads()
     return {"openmp": int(omp), "blas": int(blas)}
 
 
@@ -23,7 +24,7 @@ def set_num_threads(n):
     Results do not depend on it: random draws are counter-based and reductions are
     summed in a fixed order.
     """
-    _core.set_num_threads(int(n))
+    backend.get(backend.host_backend()).set_num_threads(int(n))
 
 
 def show_config(mode="stdout"):
@@ -39,12 +40,18 @@ def show_config(mode="stdout"):
     -------
     dict or None
         With ``mode='dicts'``: ``version``, ``compiler``, ``openmp`` (spec date),
-        ``openmp_threads``, ``blas``, ``blas_config``, ``blas_threads`` and ``cuda``
-        (whether a CUDA backend is built and a device is usable).
+        ``openmp_threads``, ``blas``, ``blas_config``, ``blas_threads``, ``cuda``
+        (whether a CUDA backend is built and a device is usable), ``backend`` (the
+        backend host arrays run on, see :mod:`pymdbn.backend`), ``backend_source``
+        (``'PYMDBN_BACKEND'`` when the environment chose it, else ``'default'``) and
+        ``backends`` (those that load here).
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
-    info = dict(_core.build_info())
+    name = backend.host_backend()
+    info = dict(backend.get("cpu").build_info()) if "cpu" in backend.available() else {}
+    info.update(backend=name, backends=backend.available(),
+                backend_source=backend.ENV_VAR if os.environ.get(backend.ENV_VAR) else "default")
     threads = get_num_threads()
     info["openmp_threads"] = threads["openmp"]
     info["blas_threads"] = threads["blas"]

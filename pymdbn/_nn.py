@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 from pymdbn._progress import Progress
 
 __all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state",
@@ -77,7 +77,7 @@ class Network:
 
     def _stack(self, x, layers, steps, masks=None):
         for layer in layers:
-            z, a = _core.dense_forward(x, layer["W"], layer["b"], self.clip, "sigmoid")
+            z, a = ops.dense_forward(x, layer["W"], layer["b"], self.clip, "sigmoid")
             if steps is not None:
                 steps.append((x, z, a))
             x = a
@@ -103,7 +103,7 @@ class Network:
     def head(self, fused, steps=None, masks=None):
         """Joint layers then output logits from a fused code; returns (code, logits)."""
         code = self._stack(fused, self.joint, steps, masks)
-        logits, _ = _core.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
+        logits, _ = ops.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
         return code, logits
 
     def forward(self, X, masks=None):
@@ -152,7 +152,7 @@ class Network:
         masks = cache.get("masks")
         # Gradient w.r.t. a layer's activation: through its dropout mask, if any.
         undrop = (lambda g, a: g) if masks is None else masks.backward
-        g, gw, gb = _core.dense_backward(grad_logits, cache["logits"], cache["logits"],
+        g, gw, gb = ops.dense_backward(grad_logits, cache["logits"], cache["logits"],
                                       cache["code"], self.output["W"], None, "linear", need)
         grads = [gw, gb]
         if not need:
@@ -161,7 +161,7 @@ class Network:
         for i in range(len(self.joint) - 1, -1, -1):
             x, z, a = cache["joint"][i]
             need_x = i > 0 or has_pathway_layers
-            g, gw, gb = _core.dense_backward(undrop(g, a), z, a, x, self.joint[i]["W"],
+            g, gw, gb = ops.dense_backward(undrop(g, a), z, a, x, self.joint[i]["W"],
                                              self.clip, "sigmoid", need_x)
             grads = [gw, gb] + grads
         pathway_grads, start = [], 0
@@ -172,7 +172,7 @@ class Network:
             local = []
             for i in range(len(steps) - 1, -1, -1):
                 x, z, a = steps[i]
-                gp, gw, gb = _core.dense_backward(undrop(gp, a), z, a, x,
+                gp, gw, gb = ops.dense_backward(undrop(gp, a), z, a, x,
                                                   self.pathways[name][i]["W"], self.clip,
                                                   "sigmoid", i > 0)
                 local = [gw, gb] + local
@@ -242,10 +242,10 @@ class Optimizer:
         for i, (p, g) in enumerate(zip(params, grads)):
             g = np.ascontiguousarray(g, dtype=p.dtype)
             if self.kind == "sgd":
-                _core.sgd_momentum_update(p, g, self.slots[i], self.learning_rate, self.momentum,
+                ops.sgd_momentum_update(p, g, self.slots[i], self.learning_rate, self.momentum,
                                        self.decay[i])
             else:
-                _core.adam_update(p, g, self.slots[2 * i], self.slots[2 * i + 1],
+                ops.adam_update(p, g, self.slots[2 * i], self.slots[2 * i + 1],
                                self.learning_rate, _ADAM["beta1"], _ADAM["beta2"],
                                _ADAM["epsilon"], self.t, self.decay[i])
 
@@ -253,7 +253,7 @@ class Optimizer:
 def _loss(net, X, y, sample_weight):
     """Weighted mean cross-entropy and accuracy of ``net`` on (X, y)."""
     logits = net.logits(X)
-    loss, _, _ = _core.softmax_cross_entropy(logits, y, sample_weight)
+    loss, _, _ = ops.softmax_cross_entropy(logits, y, sample_weight)
     return float(loss), float(np.mean(np.argmax(logits, axis=1) == y))
 
 
@@ -339,7 +339,7 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
                      if drop else None)
             cache = net.forward({k: v[idx] for k, v in X.items()}, masks)
             sw = None if sample_weight is None else np.ascontiguousarray(sample_weight[idx])
-            loss, grad, _ = _core.softmax_cross_entropy(cache["logits"], y[idx], sw)
+            loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y[idx], sw)
             if not np.isfinite(loss):
                 raise FloatingPointError("fine-tuning diverged (non-finite loss); lower "
                                          "learning_rate")

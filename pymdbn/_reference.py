@@ -26,7 +26,6 @@ __all__ = [
     "cd_epoch",
     "free_energy",
     "ais_log_weights",
-    "log_partition_exact",
     "dense_forward",
     "dense_backward",
     "softmax_cross_entropy",
@@ -262,25 +261,6 @@ def ais_log_weights(w, b_visible, b_hidden, base_b_visible, betas, n_runs, seed)
                      + w.dtype.type(beta) * affine(h, w, b_visible))
         v = sample_bernoulli(pv, seed, 2 * k)
     return logw
-
-
-def log_partition_exact(w, b_visible, b_hidden):
-    """log Z of a Bernoulli RBM by enumerating the smaller layer (up to ~20 units)."""
-    w = np.asarray(w, dtype=np.float64)
-    b_visible = np.asarray(b_visible, dtype=np.float64)
-    b_hidden = np.asarray(b_hidden, dtype=np.float64)
-    n_h, n_v = w.shape
-    if n_h > 24 and n_v > 24:
-        raise ValueError("log_partition_exact enumerates 2**min(n_hidden, n_visible) states; "
-                         f"({n_h}, {n_v}) is too large")
-    if n_h <= n_v:  # sum over h: log Z = logsumexp_h [c.h + sum_i softplus(b_i + (W^T h)_i)]
-        states = ((np.arange(2**n_h)[:, None] >> np.arange(n_h)) & 1).astype(np.float64)
-        terms = matmul(states, b_hidden) + softplus(matmul(states, w) + b_visible).sum(axis=1)
-    else:
-        states = ((np.arange(2**n_v)[:, None] >> np.arange(n_v)) & 1).astype(np.float64)
-        terms = matmul(states, b_visible) + softplus(matmul(states, w.T) + b_hidden).sum(axis=1)
-    top = terms.max()
-    return float(top + np.log(np.exp(terms - top).sum()))
 
 
 # --- dense networks (fine-tuning) ------------------------------------------------------

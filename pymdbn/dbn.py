@@ -12,7 +12,7 @@ from pymdbn import _nn
 from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes, per_layer)
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 from pymdbn._progress import Progress
 from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, set_state,
                        to_json, unnest)
@@ -48,7 +48,7 @@ def fit_rbm(rbm, X, desc, verbose):
 def propagate(x, layers, clip):
     """Mean-field activations of the top layer: sigmoid(clip(x W + b)) per layer."""
     for layer in layers:
-        x = _core.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
+        x = ops.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
     return x
 
 

@@ -12,7 +12,7 @@ from pymdbn import _nn, io
 from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes)
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 from pymdbn._version import __version__
 from pymdbn.dbn import DBN, propagate
 from pymdbn.preprocessing import ModalityScaler, check_modalities
@@ -515,8 +515,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             start += widths[m]
         w, b, c = self.joint_[0]["W"], self.joint_[0]["b"], self.joint_visible_bias_
         for _ in range(self.n_gibbs):
-            h = _core.affine_sigmoid(v, w, b, self.clip, False)
-            recon = _core.affine_sigmoid(h, w, c, self.clip, True)
+            h = ops.affine_sigmoid(v, w, b, self.clip, False)
+            recon = ops.affine_sigmoid(h, w, c, self.clip, True)
             for s in missing:
                 v[:, s] = recon[:, s]
         return v

@@ -60,7 +60,7 @@ def standardize(name, x, mean, scale, dtype, per_image=False):
     ValueError
         When ``x`` holds NaN or infinity, or the standardised values overflow ``dtype``.
     """
-    from pymdbn._loader import _core
+    from pymdbn.backend import ops
 
     dtype = np.dtype(dtype)
     x2 = x.reshape(len(x), -1)
@@ -71,7 +71,7 @@ def standardize(name, x, mean, scale, dtype, per_image=False):
     if mean.size != scale.size:  # one scalar, one per feature
         mean, scale = (np.broadcast_to(a, (x2.shape[1],)) for a in (mean, scale))
     mean, scale = np.ascontiguousarray(mean), np.ascontiguousarray(scale)
-    out, finite = _core.standardize(x2, mean, scale, bool(per_image))
+    out, finite = ops.standardize(x2, mean, scale, bool(per_image))
     if not finite:
         if x2.dtype.kind == "f" and not np.isfinite(x2).all():
             raise ValueError(f"modality {name!r} contains NaN or infinity")

@@ -14,12 +14,33 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, Interval, StrOptions,
                                  check_value)
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 from pymdbn._matmul import matmul
 
-__all__ = ["RBM"]
+__all__ = ["RBM", "log_partition_exact"]
 
 _PLL_ROWS = 1000  # rows the per-epoch pseudo-likelihood estimate uses
+
+
+def log_partition_exact(w, b_visible, b_hidden):
+    """log Z of a Bernoulli RBM by enumerating the smaller layer (up to ~20 units)."""
+    w = np.asarray(w, dtype=np.float64)
+    b_visible = np.asarray(b_visible, dtype=np.float64)
+    b_hidden = np.asarray(b_hidden, dtype=np.float64)
+    n_h, n_v = w.shape
+    if n_h > 24 and n_v > 24:
+        raise ValueError("exact log Z enumerates 2**min(n_hidden, n_visible) states; "
+                         f"({n_h}, {n_v}) is too large")
+    # Sum over the smaller layer's states, the other layer in closed form (softplus):
+    # log Z = logsumexp_h [c.h + sum_i softplus(b_i + (W^T h)_i)], or the same over v.
+    if n_h <= n_v:
+        states = ((np.arange(2**n_h)[:, None] >> np.arange(n_h)) & 1).astype(np.float64)
+        terms = matmul(states, b_hidden) + np.logaddexp(0, matmul(states, w) + b_visible).sum(1)
+    else:
+        states = ((np.arange(2**n_v)[:, None] >> np.arange(n_v)) & 1).astype(np.float64)
+        terms = matmul(states, b_visible) + np.logaddexp(0, matmul(states, w.T) + b_hidden).sum(1)
+    top = terms.max()
+    return float(top + np.log(np.exp(terms - top).sum()))
 
 
 class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -183,7 +204,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             # batch_size changed between partial_fit calls: restart the chain.
             self.h_samples_ = np.zeros((self.batch_size, self.n_components),
                                        dtype=self.components_.dtype)
-        sq, n_batches = _core.cd_epoch(
+        sq, n_batches = ops.cd_epoch(
             X, order, self.batch_size, self.components_, self.intercept_visible_,
             self.intercept_hidden_, self.velocity_components_, self.velocity_visible_,
             self.velocity_hidden_, self.h_samples_, int(self.k), bool(self.persistent),
@@ -271,12 +292,12 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return _core.affine_sigmoid(X, self.components_, self.intercept_hidden_, self.clip, True)
+        return ops.affine_sigmoid(X, self.components_, self.intercept_hidden_, self.clip, True)
 
     def _visible_mean(self, h):
         if self.visible == "gaussian":
-            return _core.affine(h, self.components_, self.intercept_visible_, False)
-        return _core.affine_sigmoid(h, self.components_, self.intercept_visible_, self.clip,
+            return ops.affine(h, self.components_, self.intercept_visible_, False)
+        return ops.affine_sigmoid(h, self.components_, self.intercept_visible_, self.clip,
                                     False)
 
     def reconstruct(self, X):
@@ -309,9 +330,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         v = self._validate_X(v, reset=False)
         stream = self.n_steps_ * 256
         self.n_steps_ += 1
-        _, h = _core.gibbs_hidden(v, self.components_, self.intercept_hidden_, self.clip,
+        _, h = ops.gibbs_hidden(v, self.components_, self.intercept_hidden_, self.clip,
                                   self.seed_, stream)
-        _, v_new = _core.gibbs_visible(h, self.components_, self.intercept_visible_,
+        _, v_new = ops.gibbs_visible(h, self.components_, self.intercept_visible_,
                                        self.visible, self.clip, self.seed_, stream + 1)
         return v_new
 
@@ -328,7 +349,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return _core.free_energy(X, self.components_, self.intercept_visible_,
+        return ops.free_energy(X, self.components_, self.intercept_visible_,
                                  self.intercept_hidden_, self.visible)
 
     def _pseudo_likelihood_estimate(self, X, stream):
@@ -338,9 +359,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X_flip = X.copy()
         rows = np.arange(len(X))
         X_flip[rows, idx] = 1 - X_flip[rows, idx]
-        fe = _core.free_energy(X, self.components_, self.intercept_visible_,
+        fe = ops.free_energy(X, self.components_, self.intercept_visible_,
                                self.intercept_hidden_, "bernoulli")
-        fe_flip = _core.free_energy(X_flip, self.components_, self.intercept_visible_,
+        fe_flip = ops.free_energy(X_flip, self.components_, self.intercept_visible_,
                                     self.intercept_hidden_, "bernoulli")
         return log_expit(fe_flip.astype(np.float64) - fe)
 
@@ -406,11 +427,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if self.visible != "bernoulli":
             raise ValueError("log_partition is implemented for Bernoulli visible units")
-        from pymdbn import _reference
-
         if method == "exact":
-            log_z = _reference.log_partition_exact(self.components_, self.intercept_visible_,
-                                                   self.intercept_hidden_)
+            log_z = log_partition_exact(self.components_, self.intercept_visible_,
+                                         self.intercept_hidden_)
             return (log_z, 0.0) if return_std else log_z
         if method != "ais":
             raise ValueError(f"method must be 'ais' or 'exact', got {method!r}")
@@ -421,7 +440,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # Base rate: the data marginals are unknown here, so use the visible biases.
         base = self.intercept_visible_.copy()
         betas = np.linspace(0.0, 1.0, n_betas)
-        logw = _core.ais_log_weights(self.components_, self.intercept_visible_,
+        logw = ops.ais_log_weights(self.components_, self.intercept_visible_,
                                      self.intercept_hidden_, base, betas, n_runs, seed)
         log_z_base = float(np.logaddexp(0, base.astype(np.float64)).sum()
                            + self.n_components * np.log(2.0))

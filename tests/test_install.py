@@ -13,7 +13,7 @@ import pymdbn
 
 def test_core_loads_through_its_rpath_without_the_preloader(tmp_path):
     # A regular or wheel install finds libscipy_openblas through the extension's rpath
-    # ($ORIGIN/../scipy_openblas32/lib); pymdbn._loader's preload covers other layouts.
+    # ($ORIGIN/../scipy_openblas32/lib); pymdbn.backend._cpu's preload covers other layouts.
     code = "import pymdbn._core as c; print(c.build_info()['blas'])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
@@ -62,7 +62,8 @@ def test_importing_the_source_folder_explains_the_shadowing(tmp_path):
     # An editable install's import hook would redirect to the real tree: drop it.
     code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
             "if not type(f).__module__.startswith('_editable')]; "
-            f"sys.path.insert(0, {str(checkout)!r}); import pymdbn; pymdbn.RBM")
+            f"sys.path.insert(0, {str(checkout)!r}); import numpy as np, pymdbn; "
+            "pymdbn.RBM(n_components=2).fit(np.zeros((4, 3)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode != 0

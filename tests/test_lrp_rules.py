@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pymdbn import _reference as ref
-from pymdbn._loader import _core
+from pymdbn import backend
+cpu = backend.get("cpu")
 from pymdbn.lrp import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox,
                         ZPlus, get_composite)
 
@@ -59,7 +60,7 @@ def layer(rng, batch, n_in, n_out, dtype, nonneg=False):
 
 def kernel(x, w, b, r, rule, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0, low=None,
            high=None, use_bias=True, z=None):
-    return _core.lrp_dense(x, w, b, r, rule, epsilon, gamma, alpha, beta, low, high,
+    return cpu.lrp_dense(x, w, b, r, rule, epsilon, gamma, alpha, beta, low, high,
                            use_bias, z)
 
 
@@ -360,8 +361,8 @@ def test_kernel_totals_are_row_sums_of_the_result(rng, rule, shape, dtype):
         kw.update(low=np.full(shape[1], -3.0, dtype), high=np.full(shape[1], 3.0, dtype))
     args = (x, w, b, r, rule, 1e-6, kw.get("gamma", 0.25), kw.get("alpha", 1.0),
             kw.get("beta", 0.0), kw.get("low"), kw.get("high"), True, None)
-    plain = _core.lrp_dense(*args)
-    out, totals = _core.lrp_dense(*args, totals=True)
+    plain = cpu.lrp_dense(*args)
+    out, totals = cpu.lrp_dense(*args, totals=True)
     np.testing.assert_array_equal(out, plain)
     assert totals.dtype == np.float64 and totals.shape == (shape[0], 2)
     want = ref.relevance_totals(out)  # float64 sums of up to 600 terms: ~1e-13 relative
@@ -377,9 +378,9 @@ def test_kernel_totals_are_row_sums_of_the_result(rng, rule, shape, dtype):
 def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(rng, shape, dtype):
     x, w, b, r = layer(rng, *shape, dtype)
     z = x @ w + b
-    want, want_totals = _core.lrp_dense(x, w, b, r, "epsilon", z=z, totals=True)
+    want, want_totals = cpu.lrp_dense(x, w, b, r, "epsilon", z=z, totals=True)
     buf = x.copy()
-    got, got_totals = _core.lrp_dense(buf, w, b, r, "epsilon", z=z, totals=True,
+    got, got_totals = cpu.lrp_dense(buf, w, b, r, "epsilon", z=z, totals=True,
                                       overwrite_x=True)
     assert got is buf
     # Exact by construction: the in-place path computes gemm's own tiles, one BLAS call
@@ -390,17 +391,17 @@ def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(rng, shape, dtype):
     np.testing.assert_allclose(got_totals, want_totals, rtol=1e-12, atol=1e-300)
     # Without z (the kernel computes it with the same GEMM in both paths) as well.
     buf = x.copy()
-    np.testing.assert_array_equal(_core.lrp_dense(buf, w, b, r, "epsilon", overwrite_x=True),
-                                  _core.lrp_dense(x, w, b, r, "epsilon"))
+    np.testing.assert_array_equal(cpu.lrp_dense(buf, w, b, r, "epsilon", overwrite_x=True),
+                                  cpu.lrp_dense(x, w, b, r, "epsilon"))
 
 
 def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rng):
     x, w, b, r = layer(rng, 4, 9, 5, np.float64)
     buf = x.copy()
-    out = _core.lrp_dense(buf, w, b, r, "zplus", overwrite_x=True)
+    out = cpu.lrp_dense(buf, w, b, r, "zplus", overwrite_x=True)
     assert out is not buf
     np.testing.assert_array_equal(buf, x)
-    np.testing.assert_array_equal(out, _core.lrp_dense(x, w, b, r, "zplus"))
+    np.testing.assert_array_equal(out, cpu.lrp_dense(x, w, b, r, "zplus"))
     # The rule object's flag is a permission: a read-only x is never written.
     ro = x.copy()
     ro.flags.writeable = False
@@ -419,7 +420,7 @@ def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng):
     try:
         for threads in (1, 2, 3):
             pymdbn.set_num_threads(threads)
-            outs.append(_core.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, totals=True,
+            outs.append(cpu.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, totals=True,
                                         overwrite_x=True))
     finally:
         pymdbn.set_num_threads(before)

@@ -5,7 +5,8 @@ import pytest
 
 from pymdbn import _nn
 from pymdbn import _reference as ref
-from pymdbn._loader import _core
+from pymdbn import backend
+cpu = backend.get("cpu")
 from conftest import DTYPES, TOL
 
 SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
@@ -24,14 +25,14 @@ def _layer(rng, n, n_in, n_out, dtype):
                                              (None, "linear")])
 def test_dense_forward_backward_match_twin(rng, dtype, n, n_in, n_out, clip, activation):
     x, w, b = _layer(rng, n, n_in, n_out, dtype)
-    z, a = _core.dense_forward(x, w, b, clip, activation)
+    z, a = cpu.dense_forward(x, w, b, clip, activation)
     rz, ra = ref.dense_forward(x, w, b, clip, activation)
     assert z.dtype == a.dtype == dtype and a.shape == (n, n_out)
     np.testing.assert_allclose(z, rz, **TOL[dtype])
     np.testing.assert_allclose(a, ra, **TOL[dtype])
     g = rng.standard_normal((n, n_out)).astype(dtype)
     for need in (True, False):
-        got = _core.dense_backward(g, rz, ra, x, w, clip, activation, need)
+        got = cpu.dense_backward(g, rz, ra, x, w, clip, activation, need)
         want = ref.dense_backward(g, rz, ra, x, w, clip, activation, need)
         assert (got[0] is None) == (not need)
         for gk, wk in zip(got, want):
@@ -47,7 +48,7 @@ def test_softmax_cross_entropy_matches_twin(rng, dtype, n, k, weighted):
     logits = (rng.standard_normal((n, k)) * 5).astype(dtype)
     y = rng.integers(0, k, n).astype(np.int64)
     sw = rng.uniform(0.1, 3, n) if weighted else None
-    loss, grad, proba = _core.softmax_cross_entropy(logits, y, sw)
+    loss, grad, proba = cpu.softmax_cross_entropy(logits, y, sw)
     rloss, rgrad, rproba = ref.softmax_cross_entropy(logits, y, sw)
     np.testing.assert_allclose(loss, rloss, **TOL[dtype])
     np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
@@ -64,7 +65,7 @@ def test_optimiser_updates_match_twin(rng, dtype, shape):
 
     p, g, v, _ = arrays()
     rp, rg, rv, _ = arrays()
-    _core.sgd_momentum_update(p, g, v, 0.1, 0.9, 0.01)
+    cpu.sgd_momentum_update(p, g, v, 0.1, 0.9, 0.01)
     ref.sgd_momentum_update(rp, rg, rv, 0.1, 0.9, 0.01)
     np.testing.assert_allclose(p, rp, **TOL[dtype])
     np.testing.assert_allclose(v, rv, **TOL[dtype])
@@ -73,7 +74,7 @@ def test_optimiser_updates_match_twin(rng, dtype, shape):
     rp, rg, rm, rs = arrays()
     rs = np.abs(rs)
     for t in (1, 2, 3):
-        _core.adam_update(p, g, m, s, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
+        cpu.adam_update(p, g, m, s, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
         ref.adam_update(rp, rg, rm, rs, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
     for a, b in ((p, rp), (m, rm), (s, rs)):
         np.testing.assert_allclose(a, b, **TOL[dtype])
@@ -98,10 +99,10 @@ def test_dense_backward_finite_differences(rng, clip):
     r = rng.standard_normal((6, 4))  # loss = sum(r * a)
 
     def loss():
-        return float((r * _core.dense_forward(x, w, b, clip, "sigmoid")[1]).sum())
+        return float((r * cpu.dense_forward(x, w, b, clip, "sigmoid")[1]).sum())
 
-    z, a = _core.dense_forward(x, w, b, clip, "sigmoid")
-    gx, gw, gb = _core.dense_backward(r, z, a, x, w, clip, "sigmoid", True)
+    z, a = cpu.dense_forward(x, w, b, clip, "sigmoid")
+    gx, gw, gb = cpu.dense_backward(r, z, a, x, w, clip, "sigmoid", True)
     for analytic, param in ((gx, x), (gw, w), (gb, b)):
         np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
 
@@ -122,10 +123,10 @@ def test_network_backward_finite_differences(rng, joint):
     sw = rng.uniform(0.5, 2, 7)
 
     def loss():
-        return _core.softmax_cross_entropy(net.forward(X)["logits"], y, sw)[0]
+        return cpu.softmax_cross_entropy(net.forward(X)["logits"], y, sw)[0]
 
     cache = net.forward(X)
-    _, grad_logits, _ = _core.softmax_cross_entropy(cache["logits"], y, sw)
+    _, grad_logits, _ = cpu.softmax_cross_entropy(cache["logits"], y, sw)
     grads = net.backward(cache, grad_logits)
     params = net.parameters()
     assert len(grads) == len(params) == 2 * (3 + len(joint_layers) + 1)
@@ -152,13 +153,13 @@ def test_network_backward_with_dropout_matches_finite_differences(rng, joint):
         return _nn.Dropout(0.4, 0.3, [7, 0, 1])
 
     def loss():
-        return _core.softmax_cross_entropy(net.forward(X, masks())["logits"], y, None)[0]
+        return cpu.softmax_cross_entropy(net.forward(X, masks())["logits"], y, None)[0]
 
     cache = net.forward(X, masks())
     dropped = cache["pathways"]["a"][0][0]  # the first layer's (masked) input
     assert (dropped == 0).any() and not (X["a"] == 0).any()
     np.testing.assert_allclose(dropped[dropped != 0], (X["a"] / 0.7)[dropped != 0])
-    _, grad_logits, _ = _core.softmax_cross_entropy(cache["logits"], y, None)
+    _, grad_logits, _ = cpu.softmax_cross_entropy(cache["logits"], y, None)
     grads = net.backward(cache, grad_logits)
     for g, p in zip(grads, net.parameters()):
         np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pymdbn import _reference as ref
-from pymdbn._loader import _core
+from pymdbn import backend
+from pymdbn.rbm import log_partition_exact
+cpu = backend.get("cpu")
 from conftest import random_rbm
 
 
@@ -17,7 +19,7 @@ def test_bernoulli_mean_matches_probability(dtype):
     # 20000 draws per unit: the standard error is <= 0.0036, test at 5 sigma.
     n = 20000
     p = np.linspace(0.0, 1.0, 11).astype(dtype)
-    draws = _core.sample_bernoulli(np.tile(p, (n, 1)), 2024, 1)
+    draws = cpu.sample_bernoulli(np.tile(p, (n, 1)), 2024, 1)
     assert set(np.unique(draws)) <= {0.0, 1.0}
     se = np.sqrt(p * (1 - p) / n)
     assert np.all(np.abs(draws.mean(axis=0) - p) <= 5 * se + 1e-12)
@@ -25,14 +27,14 @@ def test_bernoulli_mean_matches_probability(dtype):
 
 
 def test_gaussian_moments():
-    z = _core.sample_gaussian(np.zeros((4000, 50)), 7, 0).ravel()
+    z = cpu.sample_gaussian(np.zeros((4000, 50)), 7, 0).ravel()
     n = z.size
     assert abs(z.mean()) < 5 / np.sqrt(n)
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
     assert abs(np.mean(z**3)) < 5 * np.sqrt(15 / n)  # skewness 0
     assert abs(np.mean(z**4) - 3) < 5 * np.sqrt(96 / n)  # kurtosis 3
     # Neighbouring columns (the two halves of one Box-Muller pair) are uncorrelated.
-    z2 = _core.sample_gaussian(np.zeros((20000, 2)), 7, 1)
+    z2 = cpu.sample_gaussian(np.zeros((20000, 2)), 7, 1)
     assert abs(np.corrcoef(z2.T)[0, 1]) < 5 / np.sqrt(20000)
 
 
@@ -40,11 +42,11 @@ def test_gaussian_moments():
 def test_gibbs_sample_means_match_mean_field(rng, visible):
     w, bv, bh = random_rbm(rng, 6, 5, np.float64, scale=1.0)
     v = np.tile(rng.random(6), (20000, 1))
-    prob, h = _core.gibbs_hidden(v, w, bh, 2.0, 1, 0)
+    prob, h = cpu.gibbs_hidden(v, w, bh, 2.0, 1, 0)
     se = np.sqrt(prob[0] * (1 - prob[0]) / len(v))
     assert np.all(np.abs(h.mean(axis=0) - prob[0]) <= 5 * se + 1e-12)
     hfix = np.tile((rng.random(5) < 0.5).astype(np.float64), (20000, 1))
-    mean, vs = _core.gibbs_visible(hfix, w, bv, visible, 2.0, 1, 1)
+    mean, vs = cpu.gibbs_visible(hfix, w, bv, visible, 2.0, 1, 1)
     sd = np.sqrt(mean[0] * (1 - mean[0])) if visible == "bernoulli" else np.ones(6)
     assert np.all(np.abs(vs.mean(axis=0) - mean[0]) <= 5 * sd / np.sqrt(len(v)) + 1e-12)
 
@@ -53,13 +55,13 @@ def test_long_gibbs_chain_samples_the_rbm_distribution(rng):
     # A small Bernoulli RBM: the chain's visible marginals match exact marginals.
     w, bv, bh = random_rbm(rng, 4, 3, np.float64, scale=1.0)
     states = ((np.arange(16)[:, None] >> np.arange(4)) & 1).astype(np.float64)
-    p = np.exp(-ref.free_energy(states, w, bv, bh) - ref.log_partition_exact(w, bv, bh))
+    p = np.exp(-ref.free_energy(states, w, bv, bh) - log_partition_exact(w, bv, bh))
     exact = p @ states
     chains = np.zeros((2000, 4))
     total = np.zeros(4)
     for t in range(60):
-        _, h = _core.gibbs_hidden(chains, w, bh, None, 3, 2 * t)
-        _, chains = _core.gibbs_visible(h, w, bv, "bernoulli", None, 3, 2 * t + 1)
+        _, h = cpu.gibbs_hidden(chains, w, bh, None, 3, 2 * t)
+        _, chains = cpu.gibbs_visible(h, w, bv, "bernoulli", None, 3, 2 * t + 1)
         if t >= 10:
             total += chains.mean(axis=0)
     np.testing.assert_allclose(total / 50, exact, atol=0.02)

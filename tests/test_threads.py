@@ -19,7 +19,8 @@ THREADS = (1, 2, 3, 4)
 
 _SCRIPT = r"""
 import sys, numpy as np, pymdbn
-from pymdbn._loader import _core
+from pymdbn import backend
+cpu = backend.get("cpu")
 
 threads, path = int(sys.argv[1]), sys.argv[2]
 assert pymdbn.get_num_threads()["openmp"] == threads, pymdbn.get_num_threads()
@@ -31,16 +32,16 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal((600, 256)).astype(dt)
     w = rng.standard_normal((128, 256)).astype(dt)
     b = rng.standard_normal(128).astype(dt)
-    out[f"affine_t_{name}"] = _core.affine(x, w, b, True)        # the issue's product
+    out[f"affine_t_{name}"] = cpu.affine(x, w, b, True)        # the issue's product
     w2 = rng.standard_normal((256, 1000)).astype(dt)
     b2 = rng.standard_normal(1000).astype(dt)
-    out[f"affine_{name}"] = _core.affine(x[:77], w2, b2, False)    # wide, few rows
+    out[f"affine_{name}"] = cpu.affine(x[:77], w2, b2, False)    # wide, few rows
     x3 = rng.standard_normal((1031, 67)).astype(dt)
     w3 = rng.standard_normal((67, 333)).astype(dt)
-    out[f"affine_odd_{name}"] = _core.affine(x3, w3, np.zeros(333, dt), False)
+    out[f"affine_odd_{name}"] = cpu.affine(x3, w3, np.zeros(333, dt), False)
     x4 = rng.standard_normal((4100, 40)).astype(dt)                # 4 tiles, 2 x 2
     w4 = rng.standard_normal((4200, 40)).astype(dt)
-    out[f"affine_big_{name}"] = _core.affine(x4, w4, np.zeros(4200, dt), True)
+    out[f"affine_big_{name}"] = cpu.affine(x4, w4, np.zeros(4200, dt), True)
 
     # An RBM fit (Gaussian visible units, CD-2) and a Bernoulli one with sparsity.
     X = rng.standard_normal((512, 300)).astype(dt)
@@ -118,7 +119,8 @@ def test_in_place_epsilon_flushes_denormals_as_the_out_of_place_path(dtype):
     # FTZ/DAZ is per-thread state: the in-place path's GEMM tiles must run without it,
     # like gemm's, or the denormal products of s w^T (s just above the smallest normal)
     # are flushed in one path only (36688 of 52000 elements differed).
-    from pymdbn._loader import _core
+    from pymdbn import backend
+    cpu = backend.get("cpu")
 
     rng = np.random.default_rng(0)
     tiny = np.finfo(dtype).tiny
@@ -126,7 +128,7 @@ def test_in_place_epsilon_flushes_denormals_as_the_out_of_place_path(dtype):
     w = rng.standard_normal((1300, 64)).astype(dtype)
     b, z = np.zeros(64, dtype), np.ones((40, 64), dtype)
     r = (tiny * (4 + 4 * rng.random((40, 64)))).astype(dtype)
-    want = _core.lrp_dense(x, w, b, r, "epsilon", z=z)
-    got = _core.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, overwrite_x=True)
+    want = cpu.lrp_dense(x, w, b, r, "epsilon", z=z)
+    got = cpu.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, overwrite_x=True)
     assert np.count_nonzero(want) > want.size // 2
     np.testing.assert_array_equal(got, want)

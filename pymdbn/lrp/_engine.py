@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
@@ -279,7 +279,7 @@ def _forward(layers, a, clip):
     inputs, zs = [], []
     for w, b in layers:
         inputs.append(a)
-        z, a = _core.dense_forward(a, w, b, clip, "sigmoid")
+        z, a = ops.dense_forward(a, w, b, clip, "sigmoid")
         zs.append(z)
     return inputs, zs, a
 
@@ -313,7 +313,7 @@ def _reference_forward(net, reference):
     pathway_fw = {m: _forward(net.pathways[m], reference[m], net.clip) for m in net.modalities}
     code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
     joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
-    logits = _core.affine(top, net.w_out, net.b_out, False)
+    logits = ops.affine(top, net.w_out, net.b_out, False)
     return dict(pathways={m: list(zip(fw[0], fw[1])) for m, fw in pathway_fw.items()},
                 joint=list(zip(joint_inputs, joint_zs)), output=(top, logits))
 
@@ -324,7 +324,7 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
     pathway_fw = {m: _forward(net.pathways[m], x[m], net.clip) for m in net.modalities}
     code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
     joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
-    logits = _core.affine(top, net.w_out, net.b_out, False)
+    logits = ops.affine(top, net.w_out, net.b_out, False)
 
     rows = np.arange(len(logits))
     t = np.argmax(logits, axis=1) if target is None else target

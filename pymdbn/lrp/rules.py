@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from pymdbn._loader import _core
+from pymdbn.backend import ops
 
 __all__ = ["Rule", "Epsilon", "ZPlus", "AlphaBeta", "Gamma", "ZBox", "Flat", "WSquare"]
 
@@ -171,7 +171,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _lrp_dense(x, w, b, relevance, rule, *, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0,
                low=None, high=None, use_bias=True, z=None, totals=False, overwrite_x=False):
-    return _core.lrp_dense(x, w, b, relevance, rule, epsilon, gamma, alpha, beta, low, high,
+    return ops.lrp_dense(x, w, b, relevance, rule, epsilon, gamma, alpha, beta, low, high,
                            use_bias, z, totals, overwrite_x)
 
 

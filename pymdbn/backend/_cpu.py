@@ -1,9 +1,10 @@
-"""Load the compiled core after the BLAS it links against.
+"""The ``'cpu'`` backend: the compiled C++/OpenMP kernels of ``pymdbn._core``.
 
-The extension links ``libscipy_openblas.so`` from the scipy-openblas32 wheel by its
-soname. Wheels and regular installs also find it through an rpath, but an editable
-install does not, so the library is loaded here first (RTLD_GLOBAL) whatever the
-layout.
+This module is the only importer of ``_core``. It loads the core after the BLAS it
+links against: the extension links ``libscipy_openblas.so`` from the scipy-openblas32
+wheel by its soname. Wheels and regular installs also find it through an rpath, but an
+editable install does not, so the library is loaded here first (RTLD_GLOBAL) whatever
+the layout.
 """
 
 import ctypes
@@ -15,7 +16,6 @@ _blas = ctypes.CDLL(
     os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"),
     mode=ctypes.RTLD_GLOBAL,
 )
-
 
 
 def _missing_core_message(package_dir):
@@ -36,6 +36,24 @@ try:
 except ImportError as exc:
     if "_core" not in str(exc):
         raise
-    raise ImportError(_missing_core_message(os.path.dirname(os.path.abspath(__file__)))) from exc
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    raise ImportError(_missing_core_message(package_dir)) from exc
 
-__all__ = ["_core"]
+from pymdbn.backend import OPS  # noqa: E402
+
+globals().update({name: getattr(_core, name) for name in OPS})
+
+
+def build_info():
+    """The compiled core's build description (compiler, OpenMP, BLAS, CUDA)."""
+    return dict(_core.build_info())
+
+
+def get_num_threads():
+    """(OpenMP threads, OpenBLAS threads) of the kernels."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n):
+    """Threads of the kernels' single OpenMP pool (GEMMs included)."""
+    _core.set_num_threads(n)
