@@ -1,4 +1,4 @@
-"""Time pymdbn.datasets.make_phantoms.
+"""Time pymdbn.data.make_phantoms.
 
 Usage: ``python bench/bench_phantoms.py [--n N] [--size S] [--preview PNG]``
 
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from pymdbn.datasets import MODALITIES, make_phantoms
+from pymdbn.data.phantoms import MODALITIES, make_phantoms
 
 
 def save_preview(phantoms, path, n_rows=4, zoom=4):

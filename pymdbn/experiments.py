@@ -151,7 +151,7 @@ MODEL_SIZE = 32
 
 
 def _phantoms(n_patients, size, model_size, difficulty, random_state):
-    from pymdbn.datasets import make_phantoms
+    from pymdbn.data.phantoms import make_phantoms
 
     data = make_phantoms(n_patients, size=size, difficulty=difficulty,
                          random_state=random_state)
@@ -326,7 +326,7 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     """
     require("matplotlib", "pymdbn demo (its figures)")
     from pymdbn import plot
-    from pymdbn.datasets import CLASSES
+    from pymdbn.data.phantoms import CLASSES
     from pymdbn.metrics import classification_report, format_report, positive_class
 
     prepare_output(out, DEMO_OUTPUTS, overwrite)
@@ -450,7 +450,7 @@ def run_table1(out, seeds=(0, 1, 2, 3, 4), n_patients=DEMO_PATIENTS, size=64,
     """
     require("matplotlib", "pymdbn experiment table1 (its figures)")
     from pymdbn import plot
-    from pymdbn.datasets import CLASSES
+    from pymdbn.data.phantoms import CLASSES
     from pymdbn.metrics import classification_report, positive_class, summarize
 
     prepare_output(out, TABLE1_OUTPUTS, overwrite)

@@ -1,10 +1,10 @@
-"""Tests for pymdbn.datasets.make_phantoms."""
+"""Tests for pymdbn.data.phantoms.make_phantoms."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from pymdbn.datasets import MODALITIES, Phantoms, make_phantoms
+from pymdbn.data.phantoms import MODALITIES, Phantoms, make_phantoms
 
 
 def _auc(score, y):
@@ -171,7 +171,7 @@ def test_unknown_modality_message_lists_known():
 
 
 def test_resized_averages_blocks_and_keeps_small_lesions():
-    from pymdbn.datasets import make_phantoms
+    from pymdbn.data.phantoms import make_phantoms
 
     d = make_phantoms(12, size=32, random_state=3)
     r = d.resized(16)
@@ -195,3 +195,13 @@ def test_phantoms_carry_class_names():
     names = np.asarray(data.classes)[data.y]
     assert set(names[data.y == 1]) == {"cancer"}
     assert positive_class(np.unique(names)) == "cancer"
+
+
+def test_old_and_package_paths_name_the_same_objects():
+    import pymdbn.data
+    import pymdbn.data.phantoms
+    import pymdbn.datasets
+
+    for name in ("CLASSES", "MODALITIES", "Phantoms", "make_phantoms"):
+        assert getattr(pymdbn.datasets, name) is getattr(pymdbn.data.phantoms, name)
+        assert getattr(pymdbn.data, name) is getattr(pymdbn.data.phantoms, name)

@@ -1,8 +1,12 @@
-"""Loaders for real imaging data, returning :class:`Dataset` objects.
+"""Data: synthetic phantoms and loaders for real imaging data.
+
+:func:`make_phantoms` (:mod:`pymdbn.data.phantoms`) generates multimodal cancer
+phantoms with ground-truth lesion masks; it loads on first use, so the loaders
+do not import scipy.fft. The loaders return :class:`Dataset` objects.
 
 Every loader converts images to grey float32 in ``[0, 1]`` (by dtype
 range, or by window for DICOM and NIfTI), resizes them to ``size`` x
-``size`` and returns the layout of :func:`pymdbn.datasets.make_phantoms`:
+``size`` and returns the layout of :func:`make_phantoms`:
 ``X`` and ``masks`` keyed by modality, labels ``y``, plus provenance
 (``original_shapes``, ``paths``, ``classes``, ``patient_ids``).
 
@@ -24,7 +28,11 @@ from ._manifest import load_manifest
 from ._medical import load_dicom, load_medmnist_npz, load_nifti
 
 __all__ = [
+    "CLASSES",
     "IMAGE_SUFFIXES",
+    "MODALITIES",
+    "Phantoms",
+    "make_phantoms",
     "DataLoadError",
     "Dataset",
     "load_dicom",
@@ -34,3 +42,18 @@ __all__ = [
     "load_nifti",
     "yolo_mask",
 ]
+
+# The phantom generator imports scipy.fft, which the loaders do not need.
+_PHANTOM_NAMES = ("CLASSES", "MODALITIES", "Phantoms", "make_phantoms")
+
+
+def __getattr__(name):
+    if name in _PHANTOM_NAMES:
+        from pymdbn.data import phantoms
+
+        return getattr(phantoms, name)
+    raise AttributeError(f"module 'pymdbn.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

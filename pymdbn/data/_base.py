@@ -17,7 +17,7 @@ class DataLoadError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images loaded from disk, in the layout of :func:`pymdbn.datasets.make_phantoms`.
+    """Images loaded from disk, in the layout of :func:`pymdbn.data.make_phantoms`.
 
     Attributes
     ----------
