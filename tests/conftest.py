@@ -1,22 +1,106 @@
+"""Shared fixtures: the tolerance table, the kernel backends, the default and extended seeds."""
+
 import numpy as np
 import pytest
 
-# Kernel vs NumPy twin: the kernels use an approximate exp for float32 (about 1 ulp)
-# and OpenBLAS sums in another order, so results agree to a few float32 ulps.
-TOL = {
-    np.float32: dict(rtol=2e-5, atol=2e-6),
-    np.float64: dict(rtol=1e-11, atol=1e-12),
+from pymdbn import backend
+
+# One tolerance table per dtype: name -> dict(rtol=..., atol=...), the reason beside each.
+TOLERANCES = {
+    "float32": {
+        # Kernel vs NumPy twin: the kernels' approximate float32 exp is off by about 1 ulp,
+        # and OpenBLAS sums the GEMMs in another order (blocked, FMA) than NumPy: a few
+        # float32 ulps (eps 1.2e-7) times the sums' condition, up to ~100 terms.
+        "kernel": dict(rtol=2e-5, atol=2e-6),
+        # A CD epoch chains several updates, each adding the kernel's rounding.
+        "cd_epoch": dict(rtol=2e-4, atol=2e-5),
+        # The epoch's squared reconstruction error: a float64 sum of float32 residuals.
+        "cd_error": dict(rtol=1e-5, atol=0),
+        # AIS log weights accumulate 30 free-energy differences that nearly cancel.
+        "ais": dict(rtol=1e-4, atol=1e-4),
+        # The float32 kernel against the float64 twin: the rounding of the float32 inputs
+        # passes through a softplus sum over the hidden units (10x the kernel's atol).
+        "free_energy": dict(rtol=2e-5, atol=2e-5),
+    },
+    "float64": {
+        # The same sources as in float32, at float64's eps 2.2e-16 (a few thousand ulps).
+        "kernel": dict(rtol=1e-11, atol=1e-12),
+        "cd_epoch": dict(rtol=1e-10, atol=1e-11),
+        "cd_error": dict(rtol=1e-10, atol=0),
+        "ais": dict(rtol=1e-10, atol=1e-10),
+        "free_energy": dict(rtol=1e-11, atol=1e-11),
+        # float64 only (the tests run in float64): exp(-F)/Z summed over 64 states, and
+        # log Z enumerated over either layer.
+        "partition": dict(rtol=1e-12, atol=0),
+    },
 }
 
-DTYPES = [np.float32, np.float64]
+
+def tol(dtype, name="kernel"):
+    """The tolerance ``name`` of ``dtype`` (a NumPy type, dtype or name) as rtol/atol."""
+    return TOLERANCES[np.dtype(dtype).name][name]
+
+
+# The kernel-vs-twin tolerance by NumPy type and by name (tests/test_cd_split.py uses
+# TOL[np.float32]).
+TOL = {key: tol(key) for key in (np.float32, np.float64, *backend.DTYPES)}
+
+DTYPES = [np.dtype(name).type for name in backend.DTYPES]
 
 # Shapes (rows, n_visible, n_hidden), odd sizes and size 1 included.
 SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33), (129, 7, 65)]
 
+# Every backend that loads here, the 'numpy' twins included: a new entry in
+# backend.BACKENDS is tested with no edit. Against the twins 'numpy' is exact by
+# construction (it checks the adapter's signatures only); the value is for compiled ones.
+BACKENDS = backend.available()
+# Backends with the compiled bindings' checks and messages: all but the twins.
+COMPILED = [name for name in BACKENDS if name != "numpy"]
+
+# The usual run draws from DEFAULT_SEED; `pytest --extended` adds EXTENDED_SEEDS.
+DEFAULT_SEED = 12345
+EXTENDED_SEEDS = (0, 1, 2, 3, 2024)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--extended", action="store_true",
+                     help="also run the tests marked extended (more seeds)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--extended"):
+        return
+    skip = pytest.mark.skip(reason="extended: run with --extended")
+    for item in items:
+        if "extended" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=[DEFAULT_SEED, *(pytest.param(s, marks=pytest.mark.extended)
+                                        for s in EXTENDED_SEEDS)],
+                ids=lambda s: f"seed{s}")
+def seed(request):
+    """A seed for randomised and statistical tests: the default, more with --extended."""
+    return request.param
+
 
 @pytest.fixture
 def rng():
-    return np.random.default_rng(12345)
+    return np.random.default_rng(DEFAULT_SEED)
+
+
+@pytest.fixture(params=BACKENDS)
+def kernels(request):
+    """A backend module by name, for dtype-free ops."""
+    return backend.get(request.param)
+
+
+@pytest.fixture(params=[(name, dt) for name in BACKENDS for dt in backend.DTYPES],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def kernels_dtype(request):
+    """(backend module, NumPy float type) for every backend and dtype, ids like cpu-float32."""
+    name, dt = request.param
+    return backend.get(name), np.dtype(dt).type
 
 
 def random_rbm(rng, n_visible, n_hidden, dtype, scale=0.5):

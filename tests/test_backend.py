@@ -11,6 +11,7 @@ import pytest
 
 import pymdbn
 from pymdbn import backend
+from conftest import tol
 
 PACKAGE = pathlib.Path(pymdbn.__file__).parent
 
@@ -82,8 +83,7 @@ def test_an_op_runs_by_name_on_every_backend(dtype, rng):
     b = rng.standard_normal(4).astype(dtype)
     out = {name: backend.get(name).affine_sigmoid(x, w, b, 2.0, True)
            for name in backend.available()}
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == "float32" else dict(rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(out["cpu"], out["numpy"], **tol)
+    np.testing.assert_allclose(out["cpu"], out["numpy"], **tol(dtype))
     np.testing.assert_array_equal(backend.ops.affine_sigmoid(x, w, b, 2.0, True), out["cpu"])
 
 

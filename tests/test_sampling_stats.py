@@ -15,31 +15,32 @@ from conftest import random_rbm
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bernoulli_mean_matches_probability(dtype):
+def test_bernoulli_mean_matches_probability(seed, dtype):
     # 20000 draws per unit: the standard error is <= 0.0036, test at 5 sigma.
     n = 20000
     p = np.linspace(0.0, 1.0, 11).astype(dtype)
-    draws = cpu.sample_bernoulli(np.tile(p, (n, 1)), 2024, 1)
+    draws = cpu.sample_bernoulli(np.tile(p, (n, 1)), seed, 1)
     assert set(np.unique(draws)) <= {0.0, 1.0}
     se = np.sqrt(p * (1 - p) / n)
     assert np.all(np.abs(draws.mean(axis=0) - p) <= 5 * se + 1e-12)
     assert draws[:, 0].sum() == 0 and draws[:, -1].sum() == n
 
 
-def test_gaussian_moments():
-    z = cpu.sample_gaussian(np.zeros((4000, 50)), 7, 0).ravel()
+def test_gaussian_moments(seed):
+    z = cpu.sample_gaussian(np.zeros((4000, 50)), seed, 0).ravel()
     n = z.size
     assert abs(z.mean()) < 5 / np.sqrt(n)
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
     assert abs(np.mean(z**3)) < 5 * np.sqrt(15 / n)  # skewness 0
     assert abs(np.mean(z**4) - 3) < 5 * np.sqrt(96 / n)  # kurtosis 3
     # Neighbouring columns (the two halves of one Box-Muller pair) are uncorrelated.
-    z2 = cpu.sample_gaussian(np.zeros((20000, 2)), 7, 1)
+    z2 = cpu.sample_gaussian(np.zeros((20000, 2)), seed, 1)
     assert abs(np.corrcoef(z2.T)[0, 1]) < 5 / np.sqrt(20000)
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_gibbs_sample_means_match_mean_field(rng, visible):
+def test_gibbs_sample_means_match_mean_field(seed, visible):
+    rng = np.random.default_rng(seed)
     w, bv, bh = random_rbm(rng, 6, 5, np.float64, scale=1.0)
     v = np.tile(rng.random(6), (20000, 1))
     prob, h = cpu.gibbs_hidden(v, w, bh, 2.0, 1, 0)
@@ -51,7 +52,8 @@ def test_gibbs_sample_means_match_mean_field(rng, visible):
     assert np.all(np.abs(vs.mean(axis=0) - mean[0]) <= 5 * sd / np.sqrt(len(v)) + 1e-12)
 
 
-def test_long_gibbs_chain_samples_the_rbm_distribution(rng):
+def test_long_gibbs_chain_samples_the_rbm_distribution(seed):
+    rng = np.random.default_rng(seed)
     # A small Bernoulli RBM: the chain's visible marginals match exact marginals.
     w, bv, bh = random_rbm(rng, 4, 3, np.float64, scale=1.0)
     states = ((np.arange(16)[:, None] >> np.arange(4)) & 1).astype(np.float64)
