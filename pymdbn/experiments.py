@@ -270,7 +270,7 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", re
     """LRP localisation scores of the explained class ``target`` (the index of the
     positive class in ``model.classes_``), per modality."""
     from pymdbn.lrp import explain
-    from pymdbn.lrp import metrics as lm
+    from pymdbn.metrics import relevance as lm
 
     expl = explain(model, X, target=target, composite=composite, reference=reference)
     rows = {}

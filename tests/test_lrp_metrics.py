@@ -1,9 +1,9 @@
-"""Tests for pymdbn.lrp.metrics on hand-made cases with known answers."""
+"""Tests for pymdbn.metrics.relevance on hand-made cases with known answers."""
 
 import numpy as np
 import pytest
 
-from pymdbn.lrp.metrics import (
+from pymdbn.metrics.relevance import (
     PixelFlippingResult,
     lesion_relevance_sign,
     modality_attribution_accuracy,
@@ -301,3 +301,18 @@ def test_modality_attribution_accuracy_nan_shares_are_misses():
     shares = {"a": np.array([np.nan, 0.9]), "b": np.array([np.nan, 0.1])}
     lesions = {"a": np.array([True, True]), "b": np.array([False, False])}
     np.testing.assert_array_equal(modality_attribution_accuracy(shares, lesions), [0.0, 1.0])
+
+
+def test_old_paths_name_the_same_objects():
+    import pymdbn.lrp
+    import pymdbn.lrp.metrics
+    import pymdbn.metrics
+    import pymdbn.metrics.classification
+    import pymdbn.metrics.relevance
+
+    for name in pymdbn.lrp.metrics.__all__:
+        assert getattr(pymdbn.lrp.metrics, name) is getattr(pymdbn.metrics.relevance, name)
+    assert pymdbn.lrp.metrics.pointing_game is pymdbn.metrics.relevance.pointing_game
+    for name in pymdbn.metrics.__all__:
+        assert getattr(pymdbn.metrics, name) is getattr(pymdbn.metrics.classification, name)
+    assert pymdbn.metrics.positive_class is pymdbn.metrics.classification.positive_class

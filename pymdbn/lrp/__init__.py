@@ -14,7 +14,7 @@ Rules: :class:`Epsilon`, :class:`ZPlus`, :class:`AlphaBeta`, :class:`Gamma`
 and, for input layers, :class:`ZBox`, :class:`Flat`, :class:`WSquare`.
 :class:`Composite` assigns them to layers; :func:`get_composite` builds the
 presets named in :data:`COMPOSITES`. Quality measures for relevance maps are
-in the submodule :mod:`pymdbn.lrp.metrics`.
+in :mod:`pymdbn.metrics.relevance` (alias :mod:`pymdbn.lrp.metrics`).
 
 Attributes load on first use, so ``import pymdbn.lrp.metrics`` does not load
 the compiled core.
