@@ -1,29 +1,30 @@
 """pymdbn: multimodal deep belief networks explained by layer-wise relevance propagation.
 
 The compiled core loads on first use of a model, so ``import pymdbn`` stays light;
-subpackages (``pymdbn.lrp``, ``pymdbn.data``, ``pymdbn.plot``, ...) are imported on first
+subpackages (``pymdbn.models``, ``pymdbn.lrp``, ``pymdbn.data``, ``pymdbn.plot``, ...) are imported on first
 attribute access, as SciPy does.
 """
 
 from pymdbn._version import __version__
 
 __all__ = ["__version__", "RBM", "show_config", "set_num_threads", "get_num_threads",
-           "DBN", "MDBN", "load"]
+           "DBN", "MDBN", "EarlyFusionDBN", "load"]
 
 _LAZY = {
-    "RBM": ("pymdbn.rbm", "RBM"),
+    "RBM": ("pymdbn.models.rbm", "RBM"),
     "show_config": ("pymdbn._config", "show_config"),
     "set_num_threads": ("pymdbn._config", "set_num_threads"),
     "get_num_threads": ("pymdbn._config", "get_num_threads"),
-    "DBN": ("pymdbn.dbn", "DBN"),
-    "MDBN": ("pymdbn.mdbn", "MDBN"),
+    "DBN": ("pymdbn.models.dbn", "DBN"),
+    "MDBN": ("pymdbn.models.mdbn", "MDBN"),
+    "EarlyFusionDBN": ("pymdbn.models.early_fusion", "EarlyFusionDBN"),
     "load": ("pymdbn.io", "load"),
 }
 
 
 # Public submodules, imported on first access (``pymdbn.lrp.explain`` after ``import pymdbn``).
-_SUBMODULES = ("baselines", "data", "datasets", "experiments", "io", "lrp", "metrics", "plot",
-               "preprocessing", "presets")
+_SUBMODULES = ("baselines", "data", "datasets", "experiments", "io", "lrp", "metrics", "models",
+               "plot", "preprocessing", "presets")
 
 
 def __getattr__(name):

@@ -98,11 +98,11 @@ class _Invalid(ValueError):
 
 
 def _registry():
-    from pymdbn.dbn import DBN
-    from pymdbn.mdbn import MDBN
+    from pymdbn.models.dbn import DBN
+    from pymdbn.models.mdbn import MDBN
     from pymdbn.preprocessing import ModalityScaler
-    from pymdbn.presets import EarlyFusionDBN
-    from pymdbn.rbm import RBM
+    from pymdbn.models.early_fusion import EarlyFusionDBN
+    from pymdbn.models.rbm import RBM
 
     return {cls.__name__: cls for cls in (RBM, DBN, MDBN, EarlyFusionDBN, ModalityScaler)}
 
@@ -205,7 +205,7 @@ _RBM_ARRAYS = ("components_", "intercept_hidden_", "intercept_visible_", "h_samp
 
 def get_state(est):
     """(arrays, meta) of a fitted estimator: flat dict of ndarrays and a JSON dict."""
-    from pymdbn.rbm import RBM
+    from pymdbn.models.rbm import RBM
 
     if isinstance(est, RBM):
         arrays = {name: getattr(est, name) for name in _RBM_ARRAYS}
@@ -219,7 +219,7 @@ def get_state(est):
 
 def set_state(est, arrays, meta):
     """Restore what :func:`get_state` returned onto an estimator built from its params."""
-    from pymdbn.rbm import RBM
+    from pymdbn.models.rbm import RBM
 
     if isinstance(est, RBM):
         for name in _RBM_ARRAYS:
@@ -361,7 +361,7 @@ def _check_classes(n_classes):
 
 
 def _check_dbn(params, state, arrays, n_features=None):
-    from pymdbn.rbm import RBM
+    from pymdbn.models.rbm import RBM
 
     sizes = _dbn_sizes(params, "DBN")
     dtype = params.get("dtype")
@@ -439,7 +439,7 @@ def _check_scaler(params, state, arrays):
 
 
 def _check_early_fusion(params, state, arrays):
-    from pymdbn.dbn import DBN
+    from pymdbn.models.dbn import DBN
 
     state = _obj(state, "EarlyFusionDBN state", ("scaler", "dbn", "dbn_params"))
     scaler = {"per_feature": params.get("per_feature"), "per_image": params.get("per_image")}
@@ -458,7 +458,7 @@ def _check_early_fusion(params, state, arrays):
 
 def _mdbn_sizes(params):
     """Per modality, then the joint stack, the layer sizes the parameters imply."""
-    from pymdbn.mdbn import DEFAULT_MODALITIES
+    from pymdbn.models.mdbn import DEFAULT_MODALITIES
 
     mods = DEFAULT_MODALITIES if params.get("modalities") is None else params["modalities"]
     if not isinstance(mods, dict) or not mods or not all(isinstance(m, str) for m in mods):

@@ -134,7 +134,7 @@ def test_early_stopping_restores_best(train):
     losses = [e["val_loss"] for e in h]
     best = len(h) - 1 - 2  # the last epoch that improved by tol, 2 epochs before stopping
     assert all(losses[i] > losses[best] - 0.01 for i in range(best + 1, len(h)))
-    from pymdbn._nn import validation_split
+    from pymdbn.models.finetune import validation_split
     _, val = validation_split(np.unique(train[1], return_inverse=True)[1], 0.2, model.seed_)
     X_val = {k: v[val] for k, v in train[0].items()}
     p = model.predict_proba(X_val)[np.arange(len(val)), (train[1][val] == "tumour").astype(int)]
@@ -182,8 +182,8 @@ def test_sparsity_keeps_clipped_joint_layer_out_of_saturation(sparsity_cost, sat
 
 
 def test_backward_matches_finite_differences_with_clip_and_joint():
-    from pymdbn import _nn
     from pymdbn import backend
+    from pymdbn.models.network import Network
     cpu = backend.get("cpu")
 
     rng = np.random.default_rng(0)
@@ -191,7 +191,7 @@ def test_backward_matches_finite_differences_with_clip_and_joint():
     def layer(n_in, n_out):
         return {"W": rng.normal(0, 1, (n_in, n_out)), "b": rng.normal(0, 1, n_out)}
 
-    net = _nn.Network({"a": [layer(5, 4), layer(4, 3)], "b": [layer(6, 2)]}, ["a", "b"],
+    net = Network({"a": [layer(5, 4), layer(4, 3)], "b": [layer(6, 2)]}, ["a", "b"],
                       [layer(5, 4), layer(4, 3)], layer(3, 3), 2.0)
     X = {"a": rng.normal(size=(7, 5)), "b": rng.normal(size=(7, 6))}
     y = np.array([0, 1, 2, 0, 1, 2, 0])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pymdbn import _nn
+from pymdbn.models import finetune as _nn
 from pymdbn import _reference as ref
 from pymdbn import backend
 cpu = backend.get("cpu")

@@ -1,16 +1,9 @@
-"""Feed-forward networks built from pretrained RBMs, and their fine-tuning.
+"""Supervised training of a :class:`~pymdbn.models.network.Network`: dropout, optimisers,
+the mini-batch loop with early stopping and resumable state, and label handling.
 
-One structure serves every supervised model in the package: named *pathways* of
-sigmoid layers (one per modality; a single unnamed one for a plain DBN), whose top
-activations are concatenated in a fixed order into the *code*, followed by optional
-*joint* sigmoid layers and a linear *output* layer whose logits feed a softmax. Each
-layer is a dict ``{'W': (n_in, n_out), 'b': (n_out,)}`` and computes
-``sigmoid(clip(x W + b))`` -- the same numbers as the RBM it came from
-(``W = components_.T``), and the layout that :meth:`pymdbn.MDBN.to_dict` exposes.
-
-The arithmetic runs in the C++ kernels ``dense_forward``, ``dense_backward``,
-``softmax_cross_entropy``, ``sgd_momentum_update`` and ``adam_update``; their
-NumPy twins in :mod:`pymdbn._reference` define them.
+The arithmetic runs in the C++ kernels ``softmax_cross_entropy``, ``sgd_momentum_update``
+and ``adam_update`` (and the network's ``dense_forward``/``dense_backward``); their NumPy
+twins in :mod:`pymdbn._reference` define them.
 """
 
 import time
@@ -19,165 +12,19 @@ import numpy as np
 
 from pymdbn.backend import ops
 from pymdbn._progress import Progress
+from pymdbn.models.network import Network
 
-__all__ = ["Network", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state",
-           "best_epoch", "stop_note", "encode_labels", "class_sample_weight",
+__all__ = ["new_layer", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state", "best_epoch",
+           "stop_note", "validation_split", "encode_labels", "class_sample_weight",
            "target_indices"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
-_PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
 
 
 def new_layer(n_in, n_out, rng, dtype, scale=0.01):
     """A dense layer with N(0, scale^2) weights and zero biases."""
     return {"W": np.ascontiguousarray(rng.normal(0.0, scale, (n_in, n_out)), dtype=dtype),
             "b": np.zeros(n_out, dtype=dtype)}
-
-
-def layer_from_rbm(rbm):
-    """The recognition layer of a fitted RBM: ``W = components_.T``, ``b = intercept_hidden_``."""
-    return {"W": np.ascontiguousarray(rbm.components_.T), "b": rbm.intercept_hidden_.copy()}
-
-
-class Network:
-    """Pathways -> concatenation -> joint sigmoid layers -> linear output.
-
-    Parameters
-    ----------
-    pathways : dict of str to list of dict
-        Modality name -> layers ``{'W', 'b'}``, bottom first. A pathway may have no
-        layers; its input is then its code (used to train a softmax on frozen codes).
-    order : sequence of str
-        The order in which pathway tops are concatenated.
-    joint : list of dict
-        Sigmoid layers on the concatenated code, bottom first.
-    output : dict
-        The linear output layer, ``W`` of shape (n_code, n_classes).
-    clip : float or None
-        Pre-activations of the sigmoid layers are clipped to [-clip, clip].
-
-    Notes
-    -----
-    The layer dicts are held by reference: training updates the arrays in place, so
-    an estimator that owns them sees every step.
-    """
-
-    def __init__(self, pathways, order, joint, output, clip):
-        self.pathways = pathways
-        self.order = list(order)
-        self.joint = joint
-        self.output = output
-        self.clip = clip
-
-    def parameters(self, output_only=False):
-        """Trainable arrays, pathways in ``order`` then joint then output, W before b."""
-        layers = [] if output_only else (
-            [layer for name in self.order for layer in self.pathways[name]] + self.joint)
-        return [p for layer in layers + [self.output] for p in (layer["W"], layer["b"])]
-
-    def _stack(self, x, layers, steps, masks=None):
-        for layer in layers:
-            z, a = ops.dense_forward(x, layer["W"], layer["b"], self.clip, "sigmoid")
-            if steps is not None:
-                steps.append((x, z, a))
-            x = a
-            if masks is not None:  # dropout: the next layer sees the masked activation
-                x = masks.apply(a)
-        return x
-
-    def codes(self, X, steps=None, masks=None):
-        """Top activation of each pathway; ``steps`` (a dict) collects (x, z, a) per layer;
-        ``masks`` (a :class:`Dropout` draw) drops inputs and hidden units."""
-        tops = {}
-        for name in self.order:
-            record = None if steps is None else steps.setdefault(name, [])
-            x = X[name] if masks is None else masks.apply(X[name], inputs=True)
-            tops[name] = self._stack(x, self.pathways[name], record, masks)
-        return tops
-
-    def fuse(self, tops):
-        """Concatenate pathway tops in ``order``."""
-        parts = [tops[name] for name in self.order]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-    def head(self, fused, steps=None, masks=None):
-        """Joint layers then output logits from a fused code; returns (code, logits)."""
-        code = self._stack(fused, self.joint, steps, masks)
-        logits, _ = ops.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
-        return code, logits
-
-    def forward(self, X, masks=None):
-        """Full forward pass keeping every layer's input, pre-activation and activation.
-
-        ``masks``, a :class:`Dropout` draw, drops units for training; it records the
-        masks it applied, which :meth:`backward` then uses.
-
-        Returns
-        -------
-        cache : dict
-            ``pathways`` (name -> list of (x, z, a)), ``widths`` (width of each
-            pathway top, in ``order``), ``fused`` (concatenated pathway tops),
-            ``joint`` (list of (x, z, a)), ``code`` (input of the output layer) and
-            ``logits``.
-        """
-        cache = {"pathways": {}, "joint": [], "masks": masks}
-        tops = self.codes(X, cache["pathways"], masks)
-        cache["widths"] = [tops[name].shape[1] for name in self.order]
-        cache["fused"] = self.fuse(tops)
-        cache["code"], cache["logits"] = self.head(cache["fused"], cache["joint"], masks)
-        return cache
-
-    def code_and_logits(self, X):
-        """The code entering the output layer and the logits, computed in chunks of rows
-        (inference only, nothing kept)."""
-        n = len(X[self.order[0]])
-        parts = [self.head(self.fuse(self.codes({k: X[k][s:s + _PREDICT_ROWS] for k in X})))
-                 for s in range(0, n, _PREDICT_ROWS)]
-        if len(parts) == 1:
-            return parts[0]
-        return tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
-
-    def logits(self, X):
-        """Logits, computed in chunks of rows (inference only, nothing kept)."""
-        return self.code_and_logits(X)[1]
-
-    def encode(self, X):
-        """The code entering the output layer (after the joint layers), in chunks."""
-        return self.code_and_logits(X)[0]
-
-    def backward(self, cache, grad_logits, output_only=False):
-        """Gradients of the loss w.r.t. :meth:`parameters`, from d loss / d logits."""
-        lower = [layer for name in self.order for layer in self.pathways[name]] + self.joint
-        need = not output_only and bool(lower)
-        masks = cache.get("masks")
-        # Gradient w.r.t. a layer's activation: through its dropout mask, if any.
-        undrop = (lambda g, a: g) if masks is None else masks.backward
-        g, gw, gb = ops.dense_backward(grad_logits, cache["logits"], cache["logits"],
-                                      cache["code"], self.output["W"], None, "linear", need)
-        grads = [gw, gb]
-        if not need:
-            return grads
-        has_pathway_layers = any(self.pathways[name] for name in self.order)
-        for i in range(len(self.joint) - 1, -1, -1):
-            x, z, a = cache["joint"][i]
-            need_x = i > 0 or has_pathway_layers
-            g, gw, gb = ops.dense_backward(undrop(g, a), z, a, x, self.joint[i]["W"],
-                                             self.clip, "sigmoid", need_x)
-            grads = [gw, gb] + grads
-        pathway_grads, start = [], 0
-        for name, width in zip(self.order, cache["widths"]):
-            steps = cache["pathways"][name]
-            gp = np.ascontiguousarray(g[:, start:start + width]) if steps else None
-            start += width
-            local = []
-            for i in range(len(steps) - 1, -1, -1):
-                x, z, a = steps[i]
-                gp, gw, gb = ops.dense_backward(undrop(gp, a), z, a, x,
-                                                  self.pathways[name][i]["W"], self.clip,
-                                                  "sigmoid", i > 0)
-                local = [gw, gb] + local
-            pathway_grads += local
-        return pathway_grads + grads
 
 
 class Dropout:

@@ -1,0 +1,478 @@
+"""Deep belief networks: greedily stacked RBMs, optionally fine-tuned as classifiers."""
+
+import time
+
+import numpy as np
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
+                                 POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
+                                 StrOptions, fine_tune_constraints, layer_sizes, per_layer)
+from pymdbn._progress import Progress
+from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, set_state,
+                       to_json, unnest)
+from pymdbn.models import finetune
+from pymdbn.models.network import Network, layer_from_rbm, propagate
+from pymdbn.models.rbm import RBM
+
+__all__ = ["DBN"]
+
+_DEFAULT_LR = {"gaussian": 0.005, "bernoulli": 0.05}
+
+
+def fit_rbm(rbm, X, desc, verbose):
+    """Fit ``rbm`` to X exactly as :meth:`RBM.fit` does, showing a progress bar per epoch.
+
+    RBM.fit runs all epochs in one call; reproducing its loop here (same validation,
+    initialisation and per-epoch shuffles) lets the bar report each epoch's
+    reconstruction error. ``tests/test_dbn.py`` checks the results stay identical.
+    """
+    rbm._validate_params()
+    X = validate_data(rbm, X, dtype=rbm._dtypes(), order="C", ensure_min_samples=1)
+    rbm._initialize(X.shape[1], X.dtype, rbm.random_state)
+    progress = Progress(rbm.n_iter, desc, enabled=verbose)
+    try:
+        for epoch in range(rbm.n_iter):
+            t0 = time.perf_counter()
+            order = np.random.default_rng([rbm.seed_, epoch]).permutation(len(X))
+            rbm._record(X, rbm._run_epoch(X, order), t0)
+            progress.update(1, recon=rbm.history_[-1]["reconstruction_error"])
+    finally:
+        progress.close()
+    return rbm
+
+
+class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+    """Deep belief network: RBMs pretrained greedily, layer by layer.
+
+    Unsupervised, ``fit(X)`` trains the first RBM on X, the second on the first's
+    hidden probabilities, and so on [1]_ [2]_; :meth:`transform` returns the top
+    layer's mean-field code. Supervised, ``fit(X, y)`` additionally puts a softmax
+    layer on top and fine-tunes every layer by backpropagation (the "DBN" baseline
+    of the MDBN paper), giving :meth:`predict`, :meth:`predict_proba` and
+    :meth:`score`.
+
+    Parameters
+    ----------
+    hidden_layers : int or tuple of int, default=(512, 256)
+        Hidden units of each RBM, bottom first; an int is one layer of that many
+        units, as scikit-learn's ``hidden_layer_sizes``.
+    visible : {'gaussian', 'bernoulli'}, default='gaussian'
+        Visible units of the first RBM: 'gaussian' (unit variance) for z-scored
+        real-valued input, 'bernoulli' for data in [0, 1]. Higher RBMs are
+        Bernoulli-Bernoulli.
+    learning_rate : float, tuple of float or None, default=None
+        Pretraining step size, scalar or one per layer. None gives 0.005 for a
+        Gaussian layer (larger rates diverge on unbounded input) and 0.05 for
+        Bernoulli layers.
+    n_iter : int or tuple of int, default=10
+        Pretraining epochs, scalar or one per layer.
+    batch_size : int, default=32
+        Pretraining mini-batch size.
+    k : int, default=1
+        Gibbs steps per update (CD-k).
+    persistent : bool, default=False
+        Persistent CD instead of CD-k. The method uses CD-1.
+    momentum : float, default=0.5
+        Momentum of the pretraining updates, in [0, 1).
+    weight_decay : float, default=0.0
+        L2 penalty during pretraining.
+    sparsity_target : float, default=0.1
+        Target mean activation of every RBM's hidden units during pretraining, in
+        (0, 1).
+    sparsity_cost : float, default=0.0
+        Strength of the pull towards ``sparsity_target`` (0 disables it). A
+        positive cost keeps hidden units from settling always on or always off,
+        where their sigmoid is saturated and passes no gradient when fine-tuning
+        (see :class:`~pymdbn.MDBN`).
+    clip : float or None, default=None
+        Clip every sigmoid's pre-activation to [-clip, clip] (pretraining,
+        transform and fine-tuning alike). None is the plain sigmoid.
+    layer_params : list of dict or None, default=None
+        Per-layer overrides of any :class:`~pymdbn.RBM` parameter, one dict per
+        layer, applied last (e.g. ``[{'learning_rate': 0.001, 'n_iter': 20}, {}]``).
+    fine_tune : bool, default=True
+        Supervised fit: backpropagate through all layers. False trains only the
+        softmax layer on the frozen codes.
+    optimizer : {'sgd', 'adam'}, default='sgd'
+        Fine-tuning optimiser: mini-batch SGD with momentum, or Adam [3]_.
+    fine_tune_learning_rate : float, default=0.1
+    fine_tune_momentum : float, default=0.9
+        SGD momentum (ignored by Adam).
+    fine_tune_weight_decay : float, default=1e-4
+        L2 penalty on the weights (not biases) during fine-tuning.
+    fine_tune_batch_size : int, default=32
+    fine_tune_epochs : int, default=30
+        Maximum number of fine-tuning epochs.
+    fine_tune_dropout : float, default=0.0
+        Probability, in [0, 1), of dropping each hidden unit in the fine-tuning batches
+        (Srivastava et al. 2014; activations of kept units are scaled by
+        ``1 / (1 - p)``, so inference uses every unit unchanged).
+    fine_tune_input_dropout : float, default=0.0
+        Probability of dropping each input feature in the fine-tuning batches.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the samples (stratified) and stop when
+        the validation loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs; the best weights are restored.
+    validation_fraction : float, default=0.1
+        In (0, 1).
+    n_iter_no_change : int, default=5
+    tol : float, default=1e-4
+    class_weight : None, 'balanced' or dict, default=None
+        Weights of the classes in the softmax loss; 'balanced' weighs each class
+        inversely to its frequency.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every RBM, the softmax initialisation, the validation split and the
+        epoch shuffles; an int makes ``fit`` reproducible.
+    verbose : int, default=0
+        Show a progress bar on stderr per pretrained layer and for fine-tuning.
+    dtype : {'float32', 'float64'}, default='float32'
+        Working precision.
+
+    Attributes
+    ----------
+    rbms_ : list of RBM
+        The pretrained RBMs.
+    layers_ : list of dict
+        The network's layers ``{'W': (n_in, n_out), 'b': (n_out,)}``, bottom first;
+        ``W = rbms_[i].components_.T`` until fine-tuning changes them.
+    history_ : list of list of dict
+        Per layer, the RBM's per-epoch ``history_``.
+    classes_ : ndarray of shape (n_classes,)
+        Supervised fit only.
+    output_ : dict
+        Supervised fit only: softmax layer ``{'W': (n_code, n_classes), 'b'}``.
+    fine_tune_history_ : list of dict
+        Supervised fit only: per epoch ``loss`` (and ``val_loss``, ``val_accuracy``
+        with early stopping) and ``time``.
+    n_iter_ : int
+        Supervised fit only: fine-tuning epochs run (the pretraining epochs are
+        ``n_iter``).
+    stopped_early_ : bool
+        Supervised fit only: early stopping ended fine-tuning before
+        ``fine_tune_epochs``.
+    best_epoch_ : int or None
+        Supervised fit with early stopping: the epoch of the lowest validation loss,
+        whose weights were restored; None without early stopping.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when X has feature names that are all strings.
+
+    References
+    ----------
+    .. [1] G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning algorithm for
+           deep belief nets", Neural Computation 18(7), 2006.
+    .. [2] G. E. Hinton and R. R. Salakhutdinov, "Reducing the dimensionality of data
+           with neural networks", Science 313(5786), 2006.
+    .. [3] D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization",
+           ICLR 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pymdbn import DBN
+    >>> X = np.random.default_rng(0).standard_normal((60, 20)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> dbn = DBN(hidden_layers=(16, 8), n_iter=2, fine_tune_epochs=5, random_state=0)
+    >>> dbn.fit(X, y).predict_proba(X).shape
+    (60, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layers": [POSITIVE_INT, "array-like"],
+        "visible": [StrOptions({"gaussian", "bernoulli"})],
+        "learning_rate": [None, POSITIVE, "array-like"],
+        "n_iter": [NONNEGATIVE_INT, "array-like"],
+        "batch_size": [POSITIVE_INT],
+        "k": [GIBBS_STEPS],
+        "persistent": ["boolean"],
+        "momentum": [UNIT_LEFT],
+        "weight_decay": [NONNEGATIVE],
+        "sparsity_target": [UNIT_OPEN],
+        "sparsity_cost": [NONNEGATIVE],
+        "clip": [None, POSITIVE],
+        "layer_params": [None, list, tuple],
+        **fine_tune_constraints("fine_tune_", max_epochs="fine_tune_epochs"),
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "dtype": [DTYPES],
+    }
+
+    def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
+                 n_iter=10, batch_size=32, k=1, persistent=False, momentum=0.5,
+                 weight_decay=0.0, sparsity_target=0.1, sparsity_cost=0.0, clip=None,
+                 layer_params=None, fine_tune=True,
+                 optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
+                 fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
+                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                 class_weight=None, random_state=None, verbose=0, dtype="float32"):
+        self.hidden_layers = hidden_layers
+        self.visible = visible
+        self.learning_rate = learning_rate
+        self.n_iter = n_iter
+        self.batch_size = batch_size
+        self.k = k
+        self.persistent = persistent
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.clip = clip
+        self.layer_params = layer_params
+        self.fine_tune = fine_tune
+        self.optimizer = optimizer
+        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.fine_tune_momentum = fine_tune_momentum
+        self.fine_tune_weight_decay = fine_tune_weight_decay
+        self.fine_tune_batch_size = fine_tune_batch_size
+        self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_dropout = fine_tune_dropout
+        self.fine_tune_input_dropout = fine_tune_input_dropout
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # -- configuration ----------------------------------------------------------------
+    def _rbm_params(self, seeds):
+        """RBM parameters of every layer, defaults first, overrides last.
+
+        The scalar parameters are validated (``_parameter_constraints``) by ``fit``;
+        here the per-layer ones and the ``layer_params`` overrides are.
+        """
+        name = type(self).__name__
+        sizes = layer_sizes("hidden_layers", self.hidden_layers, name)
+        n = len(sizes)
+        rates = per_layer("learning_rate", self.learning_rate, n, [None, POSITIVE], name)
+        epochs = per_layer("n_iter", self.n_iter, n, [NONNEGATIVE_INT], name)
+        overrides = self.layer_params if self.layer_params is not None else [{}] * n
+        if len(overrides) != n or not all(isinstance(o, dict) for o in overrides):
+            raise ValueError(f"layer_params must be a list of {n} dicts, got "
+                             f"{self.layer_params!r}")
+        rbm_names = set(RBM().get_params())
+        params = []
+        for i in range(n):
+            visible = self.visible if i == 0 else "bernoulli"
+            p = dict(n_components=sizes[i], visible=visible,
+                     learning_rate=_DEFAULT_LR[visible] if rates[i] is None else rates[i],
+                     n_iter=epochs[i], batch_size=self.batch_size, k=self.k,
+                     persistent=self.persistent, momentum=self.momentum,
+                     weight_decay=self.weight_decay, sparsity_target=self.sparsity_target,
+                     sparsity_cost=self.sparsity_cost, clip=self.clip, dtype=self.dtype,
+                     random_state=int(seeds[i]))
+            unknown = sorted(set(overrides[i]) - rbm_names)
+            if unknown:
+                raise ValueError(f"layer_params[{i}] sets {unknown[0]!r}, which is not an "
+                                 f"RBM parameter")
+            p.update(overrides[i])
+            try:  # DBN's own values passed its constraints: an error is an override's
+                RBM(**p)._validate_params()
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"layer_params[{i}]: {exc}") from None
+            params.append(p)
+        return params
+
+    def _train_options(self):
+        return dict(optimizer=self.optimizer, learning_rate=self.fine_tune_learning_rate,
+                    momentum=self.fine_tune_momentum,
+                    weight_decay=self.fine_tune_weight_decay,
+                    batch_size=self.fine_tune_batch_size, max_epochs=self.fine_tune_epochs,
+                    early_stopping=self.early_stopping,
+                    validation_fraction=self.validation_fraction,
+                    n_iter_no_change=self.n_iter_no_change, tol=self.tol,
+                    dropout=self.fine_tune_dropout,
+                    input_dropout=self.fine_tune_input_dropout)
+
+    # -- fitting ------------------------------------------------------------------------
+    def pretrain(self, X, seeds, desc="pretrain"):
+        """Greedy layer-wise pretraining on validated X; sets ``rbms_``, ``layers_``."""
+        self.rbms_, self.history_ = [], []
+        params = self._rbm_params(seeds)
+        for i, p in enumerate(params):
+            rbm = fit_rbm(RBM(**p), X, f"{desc} layer {i + 1}/{len(params)}", self.verbose)
+            self.rbms_.append(rbm)
+            self.history_.append(rbm.history_)
+            if i + 1 < len(params):
+                X = rbm.transform(X)
+        self.layers_ = [layer_from_rbm(rbm) for rbm in self.rbms_]
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Pretrain the stack on X; with ``y``, also train a softmax and fine-tune.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, z-scored for Gaussian visible units.
+        y : array-like of shape (n_samples,) or None
+            Class labels (any hashable values) for the supervised mode.
+
+        Returns
+        -------
+        self : DBN
+        """
+        rng = check_random_state(self.random_state)
+        n_layers = len(layer_sizes("hidden_layers", self.hidden_layers, type(self).__name__))
+        X = validate_data(self, X, dtype=np.dtype(self.dtype), order="C",
+                          ensure_min_samples=1)
+        for name in ("classes_", "output_", "fine_tune_history_", "n_iter_",
+                     "stopped_early_", "best_epoch_"):
+            self.__dict__.pop(name, None)
+        seeds = rng.randint(0, 2**31 - 1, size=n_layers + 2)
+        self.pretrain(X, seeds[:n_layers])
+        if y is None:
+            return self
+        self.classes_, y_idx = finetune.encode_labels(y, len(X))
+        sw = finetune.class_sample_weight(self.class_weight, self.classes_, y_idx)
+        self.output_ = finetune.new_layer(self.layers_[-1]["W"].shape[1], len(self.classes_),
+                                     np.random.default_rng(seeds[-2]), X.dtype)
+        net = self._network()
+        self.fine_tune_history_, summary = finetune.fit_supervised(
+            net, {"x": X}, y_idx, sw, fine_tune=self.fine_tune, seed=int(seeds[-1]),
+            verbose=self.verbose, **self._train_options())
+        self._set_summary(summary)
+        return self
+
+    def _set_summary(self, summary):
+        self.n_iter_ = int(summary["n_iter"])
+        self.stopped_early_ = bool(summary["stopped_early"])
+        self.best_epoch_ = summary["best_epoch"]
+
+    def _network(self):
+        return Network({"x": self.layers_}, ["x"], [], self.output_, self.clip)
+
+    # -- inference ------------------------------------------------------------------------
+    def _validate(self, X):
+        check_is_fitted(self, "layers_")
+        return validate_data(self, X, reset=False, dtype=self.layers_[0]["W"].dtype,
+                             order="C", ensure_min_samples=1)
+
+    def transform(self, X):
+        """Top-layer code: mean-field probabilities through every layer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        code : ndarray of shape (n_samples, hidden_layers[-1])
+        """
+        return propagate(self._validate(X), self.layers_, self.clip)
+
+    def _forward_layers(self, X):
+        """Per-layer (input, pre-activation, activation) and logits of validated X.
+
+        Returns the :meth:`pymdbn.Network.forward` cache; the pathway is named
+        ``'x'``. Supervised fit only.
+        """
+        check_is_fitted(self, "output_")
+        return self._network().forward({"x": self._validate(X)})
+
+    def decision_function(self, X):
+        """Logits of each class, shape (n_samples, n_classes)."""
+        check_is_fitted(self, "output_")
+        return self._network().logits({"x": self._validate(X)})
+
+    def to_dict(self):
+        """The supervised network in :meth:`pymdbn.MDBN.to_dict`'s layout.
+
+        One pathway named ``'x'`` over the (already scaled) input, no joint layers and
+        identity scalers: a DBN does not scale its input.
+
+        Returns
+        -------
+        dict
+        """
+        check_is_fitted(self, "output_")
+        n_in = self.layers_[0]["W"].shape[0]
+        return {"modalities": ["x"],
+                "pathways": {"x": [{"W": lay["W"].copy(), "b": lay["b"].copy()}
+                                   for lay in self.layers_]},
+                "joint": [],
+                "output": {"W": self.output_["W"].copy(), "b": self.output_["b"].copy()},
+                "clip": None if self.clip is None else float(self.clip),
+                "scalers": {"x": {"mean": np.float64(0.0), "scale": np.float64(1.0)}},
+                "meta": {"classes": self.classes_.tolist(), "image_shapes": {"x": [n_in]}}}
+
+    def explain(self, X, target=None, composite="epsilon", return_layers=False,
+                batch_size=None, reference=None):
+        """Layer-wise relevance propagation of the decisions on X.
+
+        See :func:`pymdbn.lrp.explain`; relevance comes back as ``relevance['x']``.
+        ZBox input bounds default to the range [0, 1] of the (unscaled) features.
+        ``reference``: one sample of shape (n_features,), or None. ``target``: a
+        column index of ``classes_`` (int), a class label, or one per sample.
+        """
+        from pymdbn.lrp import explain
+
+        check_is_fitted(self, "output_")
+        target = finetune.target_indices(target, self.classes_)
+        if reference is not None:
+            reference = {"x": self._validate(np.asarray(reference).reshape(1, -1))}
+        return explain(self, {"x": self._validate(X)}, target=target, composite=composite,
+                       return_layers=return_layers, batch_size=batch_size, reference=reference)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""
+        return softmax(self.decision_function(X).astype(np.float64), axis=1)
+
+    def predict(self, X):
+        """Most probable class of each sample."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    # -- persistence ------------------------------------------------------------------------
+    def _get_state(self):
+        arrays, meta = {}, {"n_features_in": self.n_features_in_, "rbms": []}
+        for i, rbm in enumerate(self.rbms_):
+            a, m = get_state(rbm)
+            arrays.update(nest(f"rbm{i}", a))
+            meta["rbms"].append({"params": encode_params(rbm.get_params()), "state": m})
+        for i, layer in enumerate(self.layers_):
+            arrays.update(nest(f"layer{i}", layer))
+        if hasattr(self, "feature_names_in_"):
+            arrays["feature_names_in_"] = self.feature_names_in_.astype(str)
+        if hasattr(self, "output_"):
+            arrays.update(nest("output", self.output_))
+            arrays["classes_"] = self.classes_
+            meta["fine_tune_history"] = to_json(self.fine_tune_history_)
+            meta["fine_tune_summary"] = {"n_iter": self.n_iter_,
+                                         "stopped_early": self.stopped_early_,
+                                         "best_epoch": self.best_epoch_}
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        self.n_features_in_ = int(meta["n_features_in"])
+        self.rbms_ = []
+        for i, m in enumerate(meta["rbms"]):
+            rbm = RBM(**decode_params(m["params"]))
+            self.rbms_.append(set_state(rbm, unnest(f"rbm{i}", arrays), m["state"]))
+        self.history_ = [rbm.history_ for rbm in self.rbms_]
+        self.layers_ = [{k: np.ascontiguousarray(v) for k, v in unnest(f"layer{i}", arrays)
+                         .items()} for i in range(len(self.rbms_))]
+        if "feature_names_in_" in arrays:
+            self.feature_names_in_ = arrays["feature_names_in_"].astype(object)
+        if "classes_" in arrays:
+            self.classes_ = arrays["classes_"]
+            self.output_ = {k: np.ascontiguousarray(v) for k, v in unnest("output", arrays)
+                            .items()}
+            self.fine_tune_history_ = meta["fine_tune_history"]
+            # Files written before the summary was stored: what the history tells.
+            self._set_summary(meta.get("fine_tune_summary") or {
+                "n_iter": len(self.fine_tune_history_), "stopped_early": False,
+                "best_epoch": None})
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags
