@@ -6,8 +6,9 @@ import pytest
 from pymdbn.models import finetune as _nn
 from pymdbn import _reference as ref
 from pymdbn import backend
+from conftest import TOL
+
 cpu = backend.get("cpu")
-from conftest import DTYPES, TOL
 
 SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
 
@@ -19,20 +20,21 @@ def _layer(rng, n, n_in, n_out, dtype):
     return x, w, b
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,n_in,n_out", SHAPES)
 @pytest.mark.parametrize("clip,activation", [(None, "sigmoid"), (1.5, "sigmoid"),
                                              (None, "linear")])
-def test_dense_forward_backward_match_twin(rng, dtype, n, n_in, n_out, clip, activation):
+def test_dense_forward_backward_match_twin(kernels_dtype, rng, n, n_in, n_out, clip,
+                                           activation):
+    kern, dtype = kernels_dtype
     x, w, b = _layer(rng, n, n_in, n_out, dtype)
-    z, a = cpu.dense_forward(x, w, b, clip, activation)
+    z, a = kern.dense_forward(x, w, b, clip, activation)
     rz, ra = ref.dense_forward(x, w, b, clip, activation)
     assert z.dtype == a.dtype == dtype and a.shape == (n, n_out)
     np.testing.assert_allclose(z, rz, **TOL[dtype])
     np.testing.assert_allclose(a, ra, **TOL[dtype])
     g = rng.standard_normal((n, n_out)).astype(dtype)
     for need in (True, False):
-        got = cpu.dense_backward(g, rz, ra, x, w, clip, activation, need)
+        got = kern.dense_backward(g, rz, ra, x, w, clip, activation, need)
         want = ref.dense_backward(g, rz, ra, x, w, clip, activation, need)
         assert (got[0] is None) == (not need)
         for gk, wk in zip(got, want):
@@ -41,14 +43,14 @@ def test_dense_forward_backward_match_twin(rng, dtype, n, n_in, n_out, clip, act
                 np.testing.assert_allclose(gk, wk, **TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,k", [(1, 1), (1, 2), (5, 3), (64, 10)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_softmax_cross_entropy_matches_twin(rng, dtype, n, k, weighted):
+def test_softmax_cross_entropy_matches_twin(kernels_dtype, rng, n, k, weighted):
+    kern, dtype = kernels_dtype
     logits = (rng.standard_normal((n, k)) * 5).astype(dtype)
     y = rng.integers(0, k, n).astype(np.int64)
     sw = rng.uniform(0.1, 3, n) if weighted else None
-    loss, grad, proba = cpu.softmax_cross_entropy(logits, y, sw)
+    loss, grad, proba = kern.softmax_cross_entropy(logits, y, sw)
     rloss, rgrad, rproba = ref.softmax_cross_entropy(logits, y, sw)
     np.testing.assert_allclose(loss, rloss, **TOL[dtype])
     np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
@@ -56,16 +58,16 @@ def test_softmax_cross_entropy_matches_twin(rng, dtype, n, k, weighted):
     assert grad.dtype == proba.dtype == dtype
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (33, 17)])
-def test_optimiser_updates_match_twin(rng, dtype, shape):
+def test_optimiser_updates_match_twin(kernels_dtype, shape):
+    kern, dtype = kernels_dtype
     def arrays():
         r = np.random.default_rng(7)
         return [r.standard_normal(shape).astype(dtype) for _ in range(4)]
 
     p, g, v, _ = arrays()
     rp, rg, rv, _ = arrays()
-    cpu.sgd_momentum_update(p, g, v, 0.1, 0.9, 0.01)
+    kern.sgd_momentum_update(p, g, v, 0.1, 0.9, 0.01)
     ref.sgd_momentum_update(rp, rg, rv, 0.1, 0.9, 0.01)
     np.testing.assert_allclose(p, rp, **TOL[dtype])
     np.testing.assert_allclose(v, rv, **TOL[dtype])
@@ -74,7 +76,7 @@ def test_optimiser_updates_match_twin(rng, dtype, shape):
     rp, rg, rm, rs = arrays()
     rs = np.abs(rs)
     for t in (1, 2, 3):
-        cpu.adam_update(p, g, m, s, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
+        kern.adam_update(p, g, m, s, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
         ref.adam_update(rp, rg, rm, rs, 0.01, 0.9, 0.999, 1e-8, t, 0.001)
     for a, b in ((p, rp), (m, rm), (s, rs)):
         np.testing.assert_allclose(a, b, **TOL[dtype])
