@@ -5,6 +5,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -91,7 +92,9 @@ def _run(code, env_value):
     env = {k: v for k, v in __import__("os").environ.items() if k != backend.ENV_VAR}
     if env_value is not None:
         env[backend.ENV_VAR] = env_value
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # From a neutral folder: a checkout's source tree first on sys.path has no _core.
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tempfile.gettempdir())
 
 
 FIT = ("import json, numpy as np, pymdbn; "
