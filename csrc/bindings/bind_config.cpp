@@ -1,7 +1,6 @@
 #include <omp.h>
 
 #include "convert.h"
-#include "pymdbn/blas.h"
 
 namespace pymdbn::bind {
 
@@ -18,18 +17,18 @@ void bind_config(py::module_& m) {
 #endif
     d["openmp"] = int(_OPENMP);
     d["blas"] = std::string("scipy-openblas32 ") + PYMDBN_OPENBLAS_VERSION;
-    d["blas_config"] = std::string(blas_config());
+    d["blas_config"] = std::string(cpu::blas_config());
     d["cuda"] = false;
     return d;
   });
   m.def("get_num_threads", [] {
-    return py::make_tuple(omp_get_max_threads(), blas_num_threads());
+    return py::make_tuple(omp_get_max_threads(), cpu::blas_num_threads());
   });
   m.def("set_num_threads", [](int n) {
     expect(n >= 1, "n_threads must be >= 1");
     omp_set_num_threads(n);
   });
-  blas_single_threaded();
+  cpu::blas_single_threaded();
 }
 
 }  // namespace pymdbn::bind

@@ -69,10 +69,7 @@ py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevan
       tot = empty<double>(xv.rows, 2);
       tp = tot.mutable_data();
     }
-    {
-      py::gil_scoped_release nogil;
-      lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp);
-    }
+    without_gil([&] { cpu::lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp); });
     if (totals) return py::make_tuple(out, tot);
     return std::move(out);
   });

@@ -27,24 +27,19 @@ void check_same_shape(CMat<T> a, CMat<T> b, const char* an, const char* bn) {
          std::string(an) + " and " + bn + " must have the same shape");
 }
 
-py::tuple dense_forward_py(py::array x, py::array w, py::array b, py::object clip,
-                           const std::string& activation) {
+py::object dense_forward_py(py::array x, py::array w, py::array b, py::object clip,
+                            const std::string& activation) {
   const double c = parse_clip(clip);
   const Activation act = parse_activation(activation);
-  return dispatch(x, "x", [&](auto tag) -> py::tuple {
+  return dispatch(x, "x", [&](auto tag) -> py::object {
     using T = decltype(tag);
     auto xv = cmat<T>(x, "x");
     auto wv = cmat<T>(w, "w");
     auto bv = cvec<T>(b, "b");
     check_layer(xv, wv, bv.size);
-    auto z = empty<T>(xv.rows, wv.cols), a = empty<T>(xv.rows, wv.cols);
-    auto zv = mat<T>(z, "z");
-    auto av = mat<T>(a, "a");
-    {
-      py::gil_scoped_release nogil;
-      dense_forward<T>(xv, wv, bv, T(c), act, zv, av);
-    }
-    return py::make_tuple(z, a);
+    return run<T, 2>(xv.rows, wv.cols, [&](Mat<T> z, Mat<T> a) {
+      cpu::dense_forward<T>(xv, wv, bv, T(c), act, z, a);
+    });
   });
 }
 
@@ -77,10 +72,7 @@ py::tuple dense_backward_py(py::array grad_a, py::array z, py::array a, py::arra
     auto gwv = mat<T>(gw, "grad_w");
     auto dzv = mat<T>(dz, "dz");
     Vec<T> gbv(gb.mutable_data(), wv.cols);
-    {
-      py::gil_scoped_release nogil;
-      dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv);
-    }
+    without_gil([&] { cpu::dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv); });
     return py::make_tuple(gx, gw, gb);
   });
 }
@@ -112,11 +104,8 @@ py::tuple softmax_xent_py(py::array logits, py::array y, py::object sample_weigh
     auto grad = empty<T>(lv.rows, lv.cols), proba = empty<T>(lv.rows, lv.cols);
     auto gv = mat<T>(grad, "grad");
     auto pv = mat<T>(proba, "proba");
-    double loss;
-    {
-      py::gil_scoped_release nogil;
-      loss = softmax_cross_entropy<T>(lv, yv, wptr, gv, pv);
-    }
+    const double loss =
+        without_gil([&] { return cpu::softmax_cross_entropy<T>(lv, yv, wptr, gv, pv); });
     return py::make_tuple(loss, grad, proba);
   });
 }
@@ -130,8 +119,7 @@ void sgd_py(py::array param, py::array grad, py::array velocity, double lr, doub
     check_array<T>(grad, "grad", int(grad.ndim()), false);
     expect(grad.size() == p.size && v.size == p.size, "param, grad and velocity sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
-    py::gil_scoped_release nogil;
-    sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay));
+    without_gil([&] { cpu::sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay)); });
   });
 }
 
@@ -147,8 +135,9 @@ void adam_py(py::array param, py::array grad, py::array m, py::array v, double l
     expect(grad.size() == p.size && mv.size == p.size && vv.size == p.size,
            "param, grad, m and v sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
-    py::gil_scoped_release nogil;
-    adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
+    without_gil([&] {
+      cpu::adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
+    });
   });
 }
 

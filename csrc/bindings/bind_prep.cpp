@@ -24,22 +24,22 @@ py::tuple standardize_typed(const py::array& x, const py::array& mean, const py:
   auto out = empty<T>(rows, cols);
   auto ov = mat<T>(out, "out");
   const bool per_feature = mv.size != 1 || cols == 1;
-  bool finite = true;
-  auto run = [&](auto stag) {
+  auto read = [&](auto stag) {
     using S = decltype(stag);
     const S* xp = static_cast<const S*>(x.data());
-    py::gil_scoped_release nogil;
-    finite = standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
+    const bool finite = without_gil([&] {
+      return cpu::standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
+    });
+    return py::make_tuple(out, finite);
   };
-  if (has_dtype<float>(x)) run(float{});
-  else if (has_dtype<double>(x)) run(double{});
-  else if (has_dtype<std::uint8_t>(x)) run(std::uint8_t{});
-  else if (has_dtype<std::uint16_t>(x)) run(std::uint16_t{});
-  else if (has_dtype<std::int16_t>(x)) run(std::int16_t{});
-  else
-    throw py::type_error("x: expected float32, float64, uint8, uint16 or int16, got " +
-                         std::string(py::str(x.dtype())));
-  return py::make_tuple(out, finite);
+#define PYMDBN_READ(S, T) \
+  if (has_dtype<S>(x)) return read(S{});
+  PYMDBN_FOR_EACH_SOURCE(PYMDBN_READ, T)
+#undef PYMDBN_READ
+#define PYMDBN_NAME(S, T) dtype_name<S>(),
+  throw py::type_error("x: expected " + or_list({PYMDBN_FOR_EACH_SOURCE(PYMDBN_NAME, T)}) +
+                       ", got " + std::string(py::str(x.dtype())));
+#undef PYMDBN_NAME
 }
 
 py::tuple standardize_py(py::array x, py::array mean, py::array scale, bool per_row) {

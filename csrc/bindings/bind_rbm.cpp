@@ -1,4 +1,5 @@
-// Bindings of the RBM ops: convert, check, release the GIL, call.
+// Bindings of the RBM ops: each converts and checks its arguments, then runs the CPU
+// kernel through the adapter in convert.h (dtype dispatch, outputs, GIL release).
 #include "convert.h"
 
 namespace pymdbn::bind {
@@ -18,112 +19,158 @@ index_t check_affine(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b) {
   return nout;
 }
 
+// The ops of the form x op(w) + b -> N outputs of (rows, n_out): converts x (named xn),
+// w and b (named bn) in x's dtype, checks the shapes and runs
+// kernel(T{}, x, w, b, outputs...) without the GIL.
+template <std::size_t N, class K>
+py::object affine_op(const py::array& x, const char* xn, const py::array& w,
+                     const py::array& b, const char* bn, bool trans_w, K&& kernel) {
+  return dispatch(x, xn, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    auto xv = cmat<T>(x, xn);
+    auto wv = cmat<T>(w, "w");
+    auto bv = cvec<T>(b, bn);
+    const index_t nout = check_affine(xv, wv, trans_w, bv);
+    return run<T, N>(xv.rows, nout, [&](auto... out) { kernel(tag, xv, wv, bv, out...); });
+  });
+}
+
+// A sampler: a new array of a's shape and dtype from kernel(a, rng, out).
+template <class K>
+py::object sampler(const py::array& a, const char* name, CounterRNG rng, K&& kernel) {
+  return dispatch(a, name, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    auto av = cmat<T>(a, name);
+    return run<T>(av.rows, av.cols, [&](Mat<T> out) { kernel(av, rng, out); });
+  });
+}
+
 py::object affine_sigmoid_py(py::array x, py::array w, py::array b, py::object clip,
                              bool trans_w) {
   const double c = parse_clip(clip);
-  return dispatch(x, "x", [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    auto xv = cmat<T>(x, "x");
-    auto wv = cmat<T>(w, "w");
-    auto bv = cvec<T>(b, "b");
-    const index_t nout = check_affine(xv, wv, trans_w, bv);
-    auto out = empty<T>(xv.rows, nout);
-    auto ov = mat<T>(out, "out");
-    py::gil_scoped_release nogil;
-    affine_sigmoid<T>(xv, wv, trans_w, bv, T(c), ov);
-    return std::move(out);
+  return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto tag, auto xv, auto wv, auto bv, auto o) {
+    cpu::affine_sigmoid(xv, wv, trans_w, bv, decltype(tag)(c), o);
   });
 }
 
 py::object affine_py(py::array x, py::array w, py::array b, bool trans_w) {
-  return dispatch(x, "x", [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    auto xv = cmat<T>(x, "x");
-    auto wv = cmat<T>(w, "w");
-    auto bv = cvec<T>(b, "b");
-    const index_t nout = check_affine(xv, wv, trans_w, bv);
-    auto out = empty<T>(xv.rows, nout);
-    auto ov = mat<T>(out, "out");
-    py::gil_scoped_release nogil;
-    affine<T>(xv, wv, trans_w, bv, ov);
-    return std::move(out);
+  return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto, auto xv, auto wv, auto bv, auto o) {
+    cpu::affine(xv, wv, trans_w, bv, o);
   });
 }
 
-py::object sample_bernoulli_py(py::array p, std::uint64_t seed, std::uint64_t stream) {
-  return dispatch(p, "p", [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    auto pv = cmat<T>(p, "p");
-    auto out = empty<T>(pv.rows, pv.cols);
-    auto ov = mat<T>(out, "out");
-    py::gil_scoped_release nogil;
-    sample_bernoulli<T>(pv, CounterRNG{seed, stream}, ov);
-    return std::move(out);
-  });
+py::object sample_bernoulli_py(py::array p, std::uint64_t seed, std::uint64_t stream,
+                               std::uint64_t row_offset) {
+  return sampler(p, "p", CounterRNG{seed, stream, row_offset},
+                 [](auto pv, CounterRNG rng, auto o) { cpu::sample_bernoulli(pv, rng, o); });
 }
 
-py::object sample_gaussian_py(py::array mean, std::uint64_t seed, std::uint64_t stream) {
-  return dispatch(mean, "mean", [&](auto tag) -> py::object {
-    using T = decltype(tag);
-    auto mv = cmat<T>(mean, "mean");
-    auto out = empty<T>(mv.rows, mv.cols);
-    auto ov = mat<T>(out, "out");
-    py::gil_scoped_release nogil;
-    sample_gaussian<T>(mv, CounterRNG{seed, stream}, ov);
-    return std::move(out);
-  });
+py::object sample_gaussian_py(py::array mean, std::uint64_t seed, std::uint64_t stream,
+                              std::uint64_t row_offset) {
+  return sampler(mean, "mean", CounterRNG{seed, stream, row_offset},
+                 [](auto mv, CounterRNG rng, auto o) { cpu::sample_gaussian(mv, rng, o); });
 }
 
-py::array random_bits_py(py::ssize_t rows, py::ssize_t cols, std::uint64_t seed,
-                         std::uint64_t stream) {
+py::object random_bits_py(py::ssize_t rows, py::ssize_t cols, std::uint64_t seed,
+                          std::uint64_t stream, std::uint64_t row_offset) {
   expect(rows >= 0 && cols >= 0, "rows and cols must be non-negative");
-  auto out = empty<std::uint32_t>(rows, cols);
-  Mat<std::uint32_t> ov(out.mutable_data(), rows, cols);
-  py::gil_scoped_release nogil;
-  random_bits(CounterRNG{seed, stream}, ov);
-  return std::move(out);
-}
-
-py::tuple gibbs_hidden_py(py::array v, py::array w, py::array b_hidden, py::object clip,
-                          std::uint64_t seed, std::uint64_t stream) {
-  const double c = parse_clip(clip);
-  return dispatch(v, "v", [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
-    auto vv = cmat<T>(v, "v");
-    auto wv = cmat<T>(w, "w");
-    auto bv = cvec<T>(b_hidden, "b_hidden");
-    const index_t nh = check_affine(vv, wv, true, bv);
-    auto prob = empty<T>(vv.rows, nh), sample = empty<T>(vv.rows, nh);
-    auto pv = mat<T>(prob, "prob");
-    auto sv = mat<T>(sample, "sample");
-    {
-      py::gil_scoped_release nogil;
-      gibbs_hidden<T>(vv, wv, bv, T(c), CounterRNG{seed, stream}, pv, sv);
-    }
-    return py::make_tuple(prob, sample);
+  return run<std::uint32_t>(rows, cols, [&](Mat<std::uint32_t> o) {
+    cpu::random_bits(CounterRNG{seed, stream, row_offset}, o);
   });
 }
 
-py::tuple gibbs_visible_py(py::array h, py::array w, py::array b_visible,
-                           const std::string& visible, py::object clip, std::uint64_t seed,
-                           std::uint64_t stream) {
+py::object gibbs_hidden_py(py::array v, py::array w, py::array b_hidden, py::object clip,
+                           std::uint64_t seed, std::uint64_t stream, std::uint64_t row_offset) {
+  const double c = parse_clip(clip);
+  const CounterRNG rng{seed, stream, row_offset};
+  return affine_op<2>(v, "v", w, b_hidden, "b_hidden", true,
+                      [&](auto tag, auto vv, auto wv, auto bv, auto prob, auto sample) {
+                        cpu::gibbs_hidden(vv, wv, bv, decltype(tag)(c), rng, prob, sample);
+                      });
+}
+
+py::object gibbs_visible_py(py::array h, py::array w, py::array b_visible,
+                            const std::string& visible, py::object clip, std::uint64_t seed,
+                            std::uint64_t stream, std::uint64_t row_offset) {
   const double c = parse_clip(clip);
   const Visible vis = parse_visible(visible);
-  return dispatch(h, "h", [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
-    auto hv = cmat<T>(h, "h");
-    auto wv = cmat<T>(w, "w");
-    auto bv = cvec<T>(b_visible, "b_visible");
-    const index_t nv = check_affine(hv, wv, false, bv);
-    auto mean = empty<T>(hv.rows, nv), sample = empty<T>(hv.rows, nv);
-    auto mv = mat<T>(mean, "mean");
-    auto sv = mat<T>(sample, "sample");
-    {
-      py::gil_scoped_release nogil;
-      gibbs_visible<T>(hv, wv, bv, vis, T(c), CounterRNG{seed, stream}, mv, sv);
-    }
-    return py::make_tuple(mean, sample);
-  });
+  const CounterRNG rng{seed, stream, row_offset};
+  return affine_op<2>(h, "h", w, b_visible, "b_visible", false,
+                      [&](auto tag, auto hv, auto wv, auto bv, auto mean, auto sample) {
+                        cpu::gibbs_visible(hv, wv, bv, vis, decltype(tag)(c), rng, mean, sample);
+                      });
+}
+
+// The CD options shared by cd_epoch, cd_gradient and cd_apply, checked and in T.
+struct CDOptions {
+  int k = 1;
+  bool persistent = false;
+  Visible visible = Visible::Bernoulli;
+  double clip = 0, learning_rate = 0, momentum = 0, weight_decay = 0;
+  double sparsity_target = 0, sparsity_cost = 0;
+  std::uint64_t seed = 0;
+
+  template <class T>
+  CDConfig<T> as() const {
+    CDConfig<T> c;
+    c.k = k;
+    c.persistent = persistent;
+    c.visible = visible;
+    c.clip = T(clip);
+    c.learning_rate = T(learning_rate);
+    c.momentum = T(momentum);
+    c.weight_decay = T(weight_decay);
+    c.sparsity_target = T(sparsity_target);
+    c.sparsity_cost = T(sparsity_cost);
+    c.seed = seed;
+    return c;
+  }
+};
+
+CDOptions sampling_options(int k, bool persistent, const std::string& visible,
+                           const py::object& clip, std::uint64_t seed) {
+  expect(k >= 1 && k <= 127, "k must be in [1, 127]");
+  CDOptions o;
+  o.k = k;
+  o.persistent = persistent;
+  o.visible = parse_visible(visible);
+  o.clip = parse_clip(clip);
+  o.seed = seed;
+  return o;
+}
+
+void set_update_options(CDOptions& o, double learning_rate, double momentum,
+                        double weight_decay, double sparsity_target, double sparsity_cost) {
+  o.learning_rate = learning_rate;
+  o.momentum = momentum;
+  o.weight_decay = weight_decay;
+  o.sparsity_target = sparsity_target;
+  o.sparsity_cost = sparsity_cost;
+}
+
+// The parameters and velocities of an RBM, converted and checked against each other
+// (the chain is left empty).
+template <class T>
+RBMState<T> rbm_state(py::array& w, py::array& b_visible, py::array& b_hidden, py::array& v_w,
+                      py::array& v_b_visible, py::array& v_b_hidden) {
+  RBMState<T> s{mat<T>(w, "w"),     vec<T>(b_visible, "b_visible"),
+                vec<T>(b_hidden, "b_hidden"), mat<T>(v_w, "v_w"),
+                vec<T>(v_b_visible, "v_b_visible"), vec<T>(v_b_hidden, "v_b_hidden"),
+                Mat<T>()};
+  const index_t nh = s.w.rows, nv = s.w.cols;
+  expect(s.b_visible.size == nv && s.v_b_visible.size == nv && s.v_w.rows == nh &&
+             s.v_w.cols == nv && s.b_hidden.size == nh && s.v_b_hidden.size == nh,
+         "parameter and velocity shapes disagree");
+  return s;
+}
+
+// The persistent chain for a batch of `rows` rows (an empty view when not persistent).
+template <class T>
+Mat<T> chain_view(py::array& chain, bool persistent, index_t n_hidden, index_t rows) {
+  if (!persistent) return Mat<T>();
+  Mat<T> c = mat<T>(chain, "chain");
+  expect(c.cols == n_hidden && c.rows >= rows, "chain must be (batch_size, n_hidden)");
+  return c;
 }
 
 py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::array w,
@@ -133,50 +180,79 @@ py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::
                       double learning_rate, double momentum, double weight_decay,
                       double sparsity_target, double sparsity_cost, std::uint64_t seed,
                       std::uint64_t first_step) {
-  const double c = parse_clip(clip);
-  const Visible vis = parse_visible(visible);
-  expect(k >= 1 && k <= 127, "k must be in [1, 127]");
+  CDOptions opt = sampling_options(k, persistent, visible, clip, seed);
+  set_update_options(opt, learning_rate, momentum, weight_decay, sparsity_target,
+                     sparsity_cost);
   expect(batch_size >= 1, "batch_size must be >= 1");
   check_array<std::int64_t>(order, "order", 1, false);
   return dispatch(x, "x", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto xv = cmat<T>(x, "x");
-    RBMState<T> s{mat<T>(w, "w"),     vec<T>(b_visible, "b_visible"),
-                  vec<T>(b_hidden, "b_hidden"), mat<T>(v_w, "v_w"),
-                  vec<T>(v_b_visible, "v_b_visible"), vec<T>(v_b_hidden, "v_b_hidden"),
-                  Mat<T>()};
-    const index_t nh = s.w.rows, nv = s.w.cols;
+    RBMState<T> s = rbm_state<T>(w, b_visible, b_hidden, v_w, v_b_visible, v_b_hidden);
+    const index_t nv = s.w.cols;
     expect(xv.cols == nv, "x has " + std::to_string(xv.cols) + " features, the RBM has " +
                               std::to_string(nv));
-    expect(s.b_visible.size == nv && s.v_b_visible.size == nv && s.v_w.rows == nh &&
-               s.v_w.cols == nv && s.b_hidden.size == nh && s.v_b_hidden.size == nh,
-           "parameter and velocity shapes disagree");
-    if (persistent) {
-      s.chain = mat<T>(chain, "chain");
-      expect(s.chain.cols == nh && s.chain.rows >= std::min<index_t>(batch_size, xv.rows),
-             "chain must be (batch_size, n_hidden)");
-    }
+    s.chain = chain_view<T>(chain, persistent, s.w.rows,
+                            std::min<index_t>(batch_size, xv.rows));
     const auto* ord = static_cast<const std::int64_t*>(order.data());
     const index_t n = order.shape(0);
     for (index_t i = 0; i < n; ++i)
       expect(ord[i] >= 0 && ord[i] < xv.rows, "order holds an index out of range");
-    CDConfig<T> cfg;
-    cfg.k = k;
-    cfg.persistent = persistent;
-    cfg.visible = vis;
-    cfg.clip = T(c);
-    cfg.learning_rate = T(learning_rate);
-    cfg.momentum = T(momentum);
-    cfg.weight_decay = T(weight_decay);
-    cfg.sparsity_target = T(sparsity_target);
-    cfg.sparsity_cost = T(sparsity_cost);
-    cfg.seed = seed;
-    EpochStats st;
-    {
-      py::gil_scoped_release nogil;
-      st = cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step);
-    }
+    const CDConfig<T> cfg = opt.as<T>();
+    const EpochStats st =
+        without_gil([&] { return cpu::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
     return py::make_tuple(st.sum_squared_error, st.n_batches);
+  });
+}
+
+py::tuple cd_gradient_py(py::array v0, py::array w, py::array b_visible, py::array b_hidden,
+                         py::object chain, int k, bool persistent, const std::string& visible,
+                         py::object clip, std::uint64_t seed, std::uint64_t step,
+                         std::uint64_t row_offset) {
+  const CDOptions opt = sampling_options(k, persistent, visible, clip, seed);
+  if (persistent && !py::isinstance<py::array>(chain))
+    throw py::type_error("chain: persistent CD needs the chain as a NumPy array");
+  return dispatch(v0, "v0", [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto vv = cmat<T>(v0, "v0");
+    auto wv = cmat<T>(w, "w");
+    auto bvv = cvec<T>(b_visible, "b_visible");
+    auto bhv = cvec<T>(b_hidden, "b_hidden");
+    check_affine(vv, wv, true, bhv);
+    expect(bvv.size == wv.cols, "b_visible has " + std::to_string(bvv.size) +
+                                    " entries, expected " + std::to_string(wv.cols));
+    expect(vv.rows >= 1, "v0 must have at least one row");
+    py::array ca = persistent ? chain.cast<py::array>() : py::array();
+    const Mat<T> cv = chain_view<T>(ca, persistent, wv.rows, vv.rows);
+    auto h = empty<T>(2 * vv.rows, wv.rows), v = empty<T>(2 * vv.rows, wv.cols);
+    auto hv = mat<T>(h, "h");
+    auto vo = mat<T>(v, "v");
+    const CDConfig<T> cfg = opt.as<T>();
+    const double sq = without_gil([&] {
+      return cpu::cd_gradient<T>(vv, wv, bvv, bhv, cv, cfg, step, row_offset, hv, vo);
+    });
+    return py::make_tuple(h, v, sq);
+  });
+}
+
+void cd_apply_py(py::array h, py::array v, py::array w, py::array b_visible, py::array b_hidden,
+                 py::array v_w, py::array v_b_visible, py::array v_b_hidden,
+                 double learning_rate, double momentum, double weight_decay,
+                 double sparsity_target, double sparsity_cost) {
+  CDOptions opt;
+  set_update_options(opt, learning_rate, momentum, weight_decay, sparsity_target,
+                     sparsity_cost);
+  dispatch(w, "w", [&](auto tag) {
+    using T = decltype(tag);
+    RBMState<T> s = rbm_state<T>(w, b_visible, b_hidden, v_w, v_b_visible, v_b_hidden);
+    auto hv = cmat<T>(h, "h");
+    auto vv = cmat<T>(v, "v");
+    expect(hv.rows >= 2 && hv.rows % 2 == 0 && hv.cols == s.w.rows,
+           "h must be (2 * batch, n_hidden), got " + shape_str(h));
+    expect(vv.rows == hv.rows && vv.cols == s.w.cols,
+           "v must be (2 * batch, n_visible) with h's rows, got " + shape_str(v));
+    const CDConfig<T> cfg = opt.as<T>();
+    without_gil([&] { cpu::cd_apply<T>(hv, vv, s, cfg); });
   });
 }
 
@@ -193,8 +269,7 @@ py::object free_energy_py(py::array v, py::array w, py::array b_visible, py::arr
     expect(bvv.size == vv.cols, "b_visible does not match the number of features");
     py::array_t<T> out(vv.rows);
     Vec<T> ov(out.mutable_data(), vv.rows);
-    py::gil_scoped_release nogil;
-    free_energy<T>(vv, wv, bvv, bhv, vis, ov);
+    without_gil([&] { cpu::free_energy<T>(vv, wv, bvv, bhv, vis, ov); });
     return std::move(out);
   });
 }
@@ -216,11 +291,28 @@ py::array ais_py(py::array w, py::array b_visible, py::array b_hidden, py::array
            "bias shapes do not match the weights");
     py::array_t<double> out(n_runs);
     Vec<double> ov(out.mutable_data(), n_runs);
-    py::gil_scoped_release nogil;
-    ais_log_weights<T>(wv, bvv, bhv, base, bt, seed, ov);
+    without_gil([&] { cpu::ais_log_weights<T>(wv, bvv, bhv, base, bt, seed, ov); });
     return std::move(out);
   });
 }
+
+const char* const kCdGradientDoc =
+    "One mini-batch's CD-k (PCD-k) gradient in factored form: returns (h, v, sq_err) with "
+    "h = [ph0; -phn] (2b, n_hidden), v = [v0; vs] (2b, n_visible) and the summed squared "
+    "reconstruction error; the chain is updated in place when persistent. h^T v is b times "
+    "the weight gradient. Factored so that cd_apply performs exactly the fused cd_epoch's "
+    "update (one GEMM with beta = momentum; a dense gradient added afterwards would round "
+    "differently), and so that data-parallel processes all-gather their rows of h and v, "
+    "b (n_visible + n_hidden) numbers instead of n_visible n_hidden, and every process "
+    "applies the same update bit for bit. Draws come from streams step * 256 + j with row "
+    "counters row_offset + i, so rows [r0, r1) of a batch drawn with row_offset=r0 equal "
+    "the whole batch's rows.";
+
+const char* const kCdApplyDoc =
+    "The apply step for cd_gradient's factored gradient (h, v), in place: exactly the "
+    "update of the fused cd_epoch (v_w = momentum v_w + lr / b h^T v as one GEMM, then the "
+    "bias, sparsity and weight-decay terms; parameters += velocities), so every process "
+    "that applies the same all-gathered (h, v) gets the same parameters bit for bit.";
 
 }  // namespace
 
@@ -228,18 +320,28 @@ void bind_rbm(py::module_& m) {
   m.def("affine_sigmoid", &affine_sigmoid_py, arg("x"), arg("w"), arg("b"), arg("clip"),
         arg("trans_w"));
   m.def("affine", &affine_py, arg("x"), arg("w"), arg("b"), arg("trans_w"));
-  m.def("sample_bernoulli", &sample_bernoulli_py, arg("p"), arg("seed"), arg("stream"));
-  m.def("sample_gaussian", &sample_gaussian_py, arg("mean"), arg("seed"), arg("stream"));
-  m.def("random_bits", &random_bits_py, arg("rows"), arg("cols"), arg("seed"), arg("stream"));
+  m.def("sample_bernoulli", &sample_bernoulli_py, arg("p"), arg("seed"), arg("stream"),
+        arg("row_offset") = 0);
+  m.def("sample_gaussian", &sample_gaussian_py, arg("mean"), arg("seed"), arg("stream"),
+        arg("row_offset") = 0);
+  m.def("random_bits", &random_bits_py, arg("rows"), arg("cols"), arg("seed"), arg("stream"),
+        arg("row_offset") = 0);
   m.def("gibbs_hidden", &gibbs_hidden_py, arg("v"), arg("w"), arg("b_hidden"), arg("clip"),
-        arg("seed"), arg("stream"));
+        arg("seed"), arg("stream"), arg("row_offset") = 0);
   m.def("gibbs_visible", &gibbs_visible_py, arg("h"), arg("w"), arg("b_visible"),
-        arg("visible"), arg("clip"), arg("seed"), arg("stream"));
+        arg("visible"), arg("clip"), arg("seed"), arg("stream"), arg("row_offset") = 0);
   m.def("cd_epoch", &cd_epoch_py, arg("x"), arg("order"), arg("batch_size"), arg("w"),
         arg("b_visible"), arg("b_hidden"), arg("v_w"), arg("v_b_visible"), arg("v_b_hidden"),
         arg("chain"), arg("k"), arg("persistent"), arg("visible"), arg("clip"),
         arg("learning_rate"), arg("momentum"), arg("weight_decay"), arg("sparsity_target"),
         arg("sparsity_cost"), arg("seed"), arg("first_step"));
+  m.def("cd_gradient", &cd_gradient_py, arg("v0"), arg("w"), arg("b_visible"), arg("b_hidden"),
+        arg("chain"), arg("k"), arg("persistent"), arg("visible"), arg("clip"), arg("seed"),
+        arg("step"), arg("row_offset") = 0, kCdGradientDoc);
+  m.def("cd_apply", &cd_apply_py, arg("h"), arg("v"), arg("w"), arg("b_visible"),
+        arg("b_hidden"), arg("v_w"), arg("v_b_visible"), arg("v_b_hidden"),
+        arg("learning_rate"), arg("momentum"), arg("weight_decay"), arg("sparsity_target"),
+        arg("sparsity_cost"), kCdApplyDoc);
   m.def("free_energy", &free_energy_py, arg("v"), arg("w"), arg("b_visible"), arg("b_hidden"),
         arg("visible"));
   m.def("ais_log_weights", &ais_py, arg("w"), arg("b_visible"), arg("b_hidden"),

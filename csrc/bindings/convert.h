@@ -1,11 +1,17 @@
-// Array conversion and argument checks for the bindings. Arrays are never copied or
-// cast here: the Python layer hands over C-contiguous arrays of the right dtype, and
-// anything else is an error (a silent cast of an output would lose the writes).
+// The one adapter between Python and the kernels: array conversion and checks (dtype,
+// shape, contiguity, writeability), dtype dispatch over PYMDBN_FOR_EACH_FLOAT, new
+// outputs, and the call without the GIL. Arrays are never copied or cast here: the
+// Python layer hands over C-contiguous arrays of the right dtype, and anything else is
+// an error naming the argument (a silent cast of an output would lose the writes).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
+#include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pymdbn/ops.h"
 
@@ -78,13 +84,61 @@ inline Visible parse_visible(const std::string& s) {
   fail("visible must be 'bernoulli' or 'gaussian', got '" + s + "'");
 }
 
-// Calls f(T{}) with T the array's floating dtype.
+template <class T>
+std::string dtype_name() {
+  return std::string(py::str(py::dtype::of<T>()));
+}
+
+// "a, b or c", for the error messages of the dtype dispatches.
+inline std::string or_list(const std::vector<std::string>& names) {
+  std::string s = names.at(0);
+  for (std::size_t i = 1; i < names.size(); ++i)
+    s += (i + 1 == names.size() ? " or " : ", ") + names[i];
+  return s;
+}
+
+// Calls f(T{}) with T the array's floating dtype (one of PYMDBN_FOR_EACH_FLOAT).
 template <class F>
 auto dispatch(const py::array& a, const char* name, F&& f) {
-  if (has_dtype<float>(a)) return f(float{});
-  if (has_dtype<double>(a)) return f(double{});
-  throw py::type_error(std::string(name) + ": expected float32 or float64, got " +
+#define PYMDBN_CASE(T) \
+  if (has_dtype<T>(a)) return f(T{});
+  PYMDBN_FOR_EACH_FLOAT(PYMDBN_CASE)
+#undef PYMDBN_CASE
+#define PYMDBN_NAME(T) dtype_name<T>(),
+  throw py::type_error(std::string(name) + ": expected " +
+                       or_list({PYMDBN_FOR_EACH_FLOAT(PYMDBN_NAME)}) + ", got " +
                        std::string(py::str(a.dtype())));
+#undef PYMDBN_NAME
+}
+
+// Runs kernel(views...) without the GIL on N new (rows, cols) arrays of T and returns
+// them: the array itself for N = 1, else a tuple.
+template <class T, std::size_t N = 1, class K>
+py::object run(index_t rows, index_t cols, K&& kernel) {
+  std::array<py::array_t<T>, N> out;
+  std::array<Mat<T>, N> views;
+  for (std::size_t i = 0; i < N; ++i) {
+    out[i] = empty<T>(rows, cols);
+    views[i] = Mat<T>(out[i].mutable_data(), rows, cols);
+  }
+  {
+    py::gil_scoped_release nogil;
+    std::apply(kernel, views);
+  }
+  if constexpr (N == 1) {
+    return std::move(out[0]);
+  } else {
+    py::tuple t(N);
+    for (std::size_t i = 0; i < N; ++i) t[i] = std::move(out[i]);
+    return std::move(t);
+  }
+}
+
+// Runs f() without the GIL and returns its result.
+template <class F>
+auto without_gil(F&& f) {
+  py::gil_scoped_release nogil;
+  return f();
 }
 
 // None -> 0 (no clipping); otherwise a positive finite number.

@@ -3,7 +3,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 // Unnormalised log-probability of v at inverse temperature beta, given the visible
 // term dots and the hidden pre-activations of each chain:
@@ -17,7 +17,7 @@ void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> bas
       ph(buf_ph.data(), m, nh), pre(buf_pre.data(), m, nh);
   std::vector<double> dot_base(m), dot_model(m);
 
-  cpu::for_rows(m, nv + nh, [&](index_t i) {
+  for_rows(m, nv + nh, [&](index_t i) {
     for (index_t j = 0; j < nv; ++j) p(i, j) = sigmoid(base_b_visible[j]);
   });
   sample_bernoulli<T>(p, CounterRNG{seed, 0}, v);
@@ -31,7 +31,7 @@ void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> bas
   for (index_t k = 1; k < K; ++k) {
     const double beta = betas[k], prev = betas[k - 1];
     affine<T>(v, w, true, b_hidden, pre);
-    cpu::for_rows(m, nv + nh, [&](index_t i) {
+    for_rows(m, nv + nh, [&](index_t i) {
       double db = 0, dm = 0;
       for (index_t j = 0; j < nv; ++j) {
         db += double(v(i, j)) * double(base_b_visible[j]);
@@ -44,21 +44,22 @@ void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> bas
     if (k + 1 == K) break;
     // Transition that leaves the distribution at beta invariant.
     const T bt = T(beta), bt1 = T(1 - beta);
-    cpu::for_rows(m, nv + nh, [&](index_t i) {
+    for_rows(m, nv + nh, [&](index_t i) {
       for (index_t j = 0; j < nh; ++j) ph(i, j) = sigmoid(bt * pre(i, j));
     });
     sample_bernoulli<T>(ph, CounterRNG{seed, std::uint64_t(2 * k - 1)}, h);
     affine<T>(h, w, false, b_visible, p);
-    cpu::for_rows(m, nv + nh, [&](index_t i) {
+    for_rows(m, nv + nh, [&](index_t i) {
       for (index_t j = 0; j < nv; ++j) p(i, j) = sigmoid(bt1 * base_b_visible[j] + bt * p(i, j));
     });
     sample_bernoulli<T>(p, CounterRNG{seed, std::uint64_t(2 * k)}, v);
   }
 }
 
-template void ais_log_weights<float>(CMat<float>, CVec<float>, CVec<float>, CVec<float>,
-                                     CVec<double>, std::uint64_t, Vec<double>);
-template void ais_log_weights<double>(CMat<double>, CVec<double>, CVec<double>, CVec<double>,
-                                      CVec<double>, std::uint64_t, Vec<double>);
+#define PYMDBN_INSTANTIATE(T)                                                                 \
+  template void ais_log_weights<T>(CMat<T>, CVec<T>, CVec<T>, CVec<T>, CVec<double>, std::uint64_t, \
+                                   Vec<double>);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

@@ -1,114 +1,137 @@
+// CD-k / PCD-k: the gradient step, the apply step and the fused epoch that loops over
+// them without leaving C++. The epoch computes exactly what cd_gradient followed by
+// cd_apply computes for each mini-batch, so the two paths are the same bit for bit.
+#include <memory>
 #include <vector>
 
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
+
+template <class T>
+double cd_gradient(CMat<T> v0, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Mat<T> chain,
+                   const CDConfig<T>& cfg, std::uint64_t step, std::uint64_t row_offset,
+                   Mat<T> h, Mat<T> v) {
+  const index_t nv = w.cols, nh = w.rows, b = v0.rows;
+  // v = [v0; vs] and h = [ph0; phn] (phn negated at the end), so that cd_apply's
+  // gradient products become one GEMM over 2b rows: [ph0; -phn]^T [v0; vs].
+  Mat<T> v0_out = v.top(b), vs = v.bottom(b), ph0 = h.top(b), phn = h.bottom(b);
+  if (v0_out.data != v0.data)
+    for_rows(b, nv, [&](index_t i) { std::copy_n(v0.row(i), nv, v0_out.row(i)); });
+  // Fully written before they are read.
+  std::unique_ptr<T[]> buf_vm(new T[std::size_t(b * nv)]), buf_h0(new T[std::size_t(b * nh)]);
+  Mat<T> vm(buf_vm.get(), b, nv), h0(buf_h0.get(), b, nh);
+  const std::uint64_t base = step * 256u;
+  auto rng = [&](std::uint64_t j) { return CounterRNG{cfg.seed, base + j, row_offset}; };
+
+  // Positive phase; h0 starts the chain for CD and gives the reconstruction error.
+  gibbs_hidden<T>(v0, w, b_hidden, cfg.clip, rng(0), ph0, h0);
+  Mat<T> hc = cfg.persistent ? chain.top(b) : h0;
+  double sq = 0;
+  auto add_error = [&](CMat<T> mean) {
+    std::vector<double> row_sq(b);
+    for_rows(b, nv, [&](index_t i) {
+      double acc = 0;
+      for (index_t j = 0; j < nv; ++j) {
+        const double d = double(v0(i, j)) - double(mean(i, j));
+        acc += d * d;
+      }
+      row_sq[i] = acc;
+    });
+    for (double r : row_sq) sq += r;  // row order: independent of threads
+  };
+  if (cfg.persistent) {
+    std::unique_ptr<T[]> buf_vr(new T[std::size_t(b * nv)]);
+    Mat<T> vr(buf_vr.get(), b, nv);
+    if (cfg.visible == Visible::Gaussian)
+      affine<T>(h0, w, false, b_visible, vr);
+    else
+      affine_sigmoid<T>(h0, w, false, b_visible, cfg.clip, vr);
+    add_error(vr);
+  }
+
+  // Negative phase: k alternating half-steps; hidden statistics use probabilities.
+  for (int t = 0; t < cfg.k; ++t) {
+    gibbs_visible<T>(hc, w, b_visible, cfg.visible, cfg.clip, rng(1 + 2 * t), vm, vs);
+    if (t == 0 && !cfg.persistent) add_error(vm);
+    affine_sigmoid<T>(vs, w, true, b_hidden, cfg.clip, phn);
+    if (t + 1 < cfg.k || cfg.persistent) sample_bernoulli<T>(phn, rng(2 + 2 * t), hc);
+  }
+  for_rows(b, nh, [&](index_t i) {
+    T* p = phn.row(i);
+#pragma omp simd
+    for (index_t j = 0; j < nh; ++j) p[j] = -p[j];
+  });
+  return sq;
+}
+
+template <class T>
+void cd_apply(CMat<T> h, CMat<T> v, RBMState<T> s, const CDConfig<T>& cfg) {
+  const index_t nv = s.w.cols, nh = s.w.rows, b = h.rows / 2;
+  std::vector<T> vbar(nv), vneg(nv), qhat(nh), hneg(nh);
+  // Update: velocity = momentum * velocity + lr * gradient; parameters += velocity.
+  const T lr = cfg.learning_rate, mom = cfg.momentum, inv_b = T(1) / T(b);
+  column_sums<T>(v.top(b), inv_b, vbar.data());
+  column_sums<T>(v.bottom(b), inv_b, vneg.data());
+  column_sums<T>(h.top(b), inv_b, qhat.data());
+  // The mean of phn from -phn: negation is exact and the probabilities are >= 0, so
+  // this equals the sum before negation (up to the sign of a zero, which qhat - hneg
+  // below does not see, qhat being >= +0).
+  column_sums<T>(h.bottom(b), -inv_b, hneg.data());
+  gemm<T>(true, false, lr * inv_b, h, v, mom, s.v_w);
+  const bool sparse = cfg.sparsity_cost > T(0);
+  for (index_t i = 0; i < nv; ++i) {
+    s.v_b_visible[i] = flush_denormal(mom * s.v_b_visible[i] + lr * (vbar[i] - vneg[i]));
+    s.b_visible[i] += s.v_b_visible[i];
+  }
+  std::vector<T>& sp = hneg;  // reused: sparsity pull per hidden unit
+  for (index_t j = 0; j < nh; ++j) {
+    const T pull = sparse ? cfg.sparsity_cost * (cfg.sparsity_target - qhat[j]) : T(0);
+    s.v_b_hidden[j] = flush_denormal(mom * s.v_b_hidden[j] + lr * (qhat[j] - hneg[j] + pull));
+    s.b_hidden[j] += s.v_b_hidden[j];
+    sp[j] = lr * pull;
+  }
+  const T decay = lr * cfg.weight_decay;
+  for_rows(nh, nv, [&](index_t j) {
+    T* vw = s.v_w.row(j);
+    T* wj = s.w.row(j);
+    const T pj = sp[j];
+#pragma omp simd
+    for (index_t i = 0; i < nv; ++i) {
+      const T vij = flush_denormal(vw[i] + pj * vbar[i] - decay * wj[i]);
+      vw[i] = vij;
+      wj[i] += vij;
+    }
+  });
+}
 
 template <class T>
 EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::int64_t batch_size,
                     RBMState<T> s, const CDConfig<T>& cfg, std::uint64_t first_step) {
   const index_t nv = s.w.cols, nh = s.w.rows, B = batch_size;
-  // v0 and vs share one buffer, as do ph0 and phn, so that the two gradient products
-  // become one GEMM over 2b rows: [ph0; -phn]^T [v0; vs].
-  std::vector<T> buf_v(2 * B * nv), buf_vm(B * nv), buf_vr;
-  std::vector<T> buf_ph(2 * B * nh), buf_h0(B * nh);
-  std::vector<T> vbar(nv), vneg(nv), qhat(nh), hneg(nh);
-  if (cfg.persistent) buf_vr.resize(B * nv);
-  const CMat<T> w(s.w);
+  std::vector<T> buf_v(2 * B * nv), buf_h(2 * B * nh);
   EpochStats stats;
-
   for (index_t start = 0, step = 0; start < n; start += B, ++step) {
     const index_t b = std::min(B, n - start);
-    Mat<T> v0(buf_v.data(), b, nv), vs(buf_v.data() + b * nv, b, nv), vm(buf_vm.data(), b, nv);
-    Mat<T> ph0(buf_ph.data(), b, nh), phn(buf_ph.data() + b * nh, b, nh), h0(buf_h0.data(), b, nh);
-    const std::uint64_t base = (first_step + std::uint64_t(step)) * 256u;
-    auto rng = [&](std::uint64_t j) { return CounterRNG{cfg.seed, base + j}; };
-
-    cpu::for_rows(b, nv, [&](index_t i) {
-      std::copy_n(x.row(order[start + i]), nv, v0.row(i));
-    });
-
-    // Positive phase; h0 starts the chain for CD and gives the reconstruction error.
-    gibbs_hidden<T>(v0, w, s.b_hidden, cfg.clip, rng(0), ph0, h0);
-    Mat<T> hc = cfg.persistent ? s.chain.top(b) : h0;
-    double sq = 0;
-    auto add_error = [&](CMat<T> mean) {
-      std::vector<double> row_sq(b);
-      cpu::for_rows(b, nv, [&](index_t i) {
-        double acc = 0;
-        for (index_t j = 0; j < nv; ++j) {
-          const double d = double(v0(i, j)) - double(mean(i, j));
-          acc += d * d;
-        }
-        row_sq[i] = acc;
-      });
-      for (double r : row_sq) sq += r;  // row order: independent of threads
-    };
-    if (cfg.persistent) {
-      Mat<T> vr(buf_vr.data(), b, nv);
-      if (cfg.visible == Visible::Gaussian)
-        affine<T>(h0, w, false, s.b_visible, vr);
-      else
-        affine_sigmoid<T>(h0, w, false, s.b_visible, cfg.clip, vr);
-      add_error(vr);
-    }
-
-    // Negative phase: k alternating half-steps; hidden statistics use probabilities.
-    for (int t = 0; t < cfg.k; ++t) {
-      gibbs_visible<T>(hc, w, s.b_visible, cfg.visible, cfg.clip, rng(1 + 2 * t), vm, vs);
-      if (t == 0 && !cfg.persistent) add_error(vm);
-      affine_sigmoid<T>(vs, w, true, s.b_hidden, cfg.clip, phn);
-      if (t + 1 < cfg.k || cfg.persistent) sample_bernoulli<T>(phn, rng(2 + 2 * t), hc);
-    }
-    stats.sum_squared_error += sq;
-
-    // Update: velocity = momentum * velocity + lr * gradient; parameters += velocity.
-    const T lr = cfg.learning_rate, mom = cfg.momentum, inv_b = T(1) / T(b);
-    cpu::column_sums<T>(v0, inv_b, vbar.data());
-    cpu::column_sums<T>(vs, inv_b, vneg.data());
-    cpu::column_sums<T>(ph0, inv_b, qhat.data());
-    cpu::column_sums<T>(phn, inv_b, hneg.data());
-    cpu::for_rows(b, nh, [&](index_t i) {
-      T* p = phn.row(i);
-#pragma omp simd
-      for (index_t j = 0; j < nh; ++j) p[j] = -p[j];
-    });
-    gemm<T>(true, false, lr * inv_b, Mat<T>(buf_ph.data(), 2 * b, nh),
-            Mat<T>(buf_v.data(), 2 * b, nv), mom, s.v_w);
-    const bool sparse = cfg.sparsity_cost > T(0);
-    for (index_t i = 0; i < nv; ++i) {
-      s.v_b_visible[i] = flush_denormal(mom * s.v_b_visible[i] + lr * (vbar[i] - vneg[i]));
-      s.b_visible[i] += s.v_b_visible[i];
-    }
-    std::vector<T>& sp = hneg;  // reused: sparsity pull per hidden unit
-    for (index_t j = 0; j < nh; ++j) {
-      const T pull = sparse ? cfg.sparsity_cost * (cfg.sparsity_target - qhat[j]) : T(0);
-      s.v_b_hidden[j] = flush_denormal(mom * s.v_b_hidden[j] + lr * (qhat[j] - hneg[j] + pull));
-      s.b_hidden[j] += s.v_b_hidden[j];
-      sp[j] = lr * pull;
-    }
-    const T decay = lr * cfg.weight_decay;
-    cpu::for_rows(nh, nv, [&](index_t j) {
-      T* vw = s.v_w.row(j);
-      T* wj = s.w.row(j);
-      const T pj = sp[j];
-#pragma omp simd
-      for (index_t i = 0; i < nv; ++i) {
-        const T v = flush_denormal(vw[i] + pj * vbar[i] - decay * wj[i]);
-        vw[i] = v;
-        wj[i] += v;
-      }
-    });
+    Mat<T> v(buf_v.data(), 2 * b, nv), h(buf_h.data(), 2 * b, nh), v0 = v.top(b);
+    // The batch is gathered straight into v's top half, where cd_gradient keeps it.
+    for_rows(b, nv, [&](index_t i) { std::copy_n(x.row(order[start + i]), nv, v0.row(i)); });
+    stats.sum_squared_error += cd_gradient<T>(v0, s.w, s.b_visible, s.b_hidden, s.chain, cfg,
+                                              first_step + std::uint64_t(step), 0, h, v);
+    cd_apply<T>(h, v, s, cfg);
     ++stats.n_batches;
   }
   return stats;
 }
 
-template EpochStats cd_epoch<float>(CMat<float>, const std::int64_t*, std::int64_t, std::int64_t,
-                                    RBMState<float>, const CDConfig<float>&, std::uint64_t);
-template EpochStats cd_epoch<double>(CMat<double>, const std::int64_t*, std::int64_t,
-                                     std::int64_t, RBMState<double>, const CDConfig<double>&,
-                                     std::uint64_t);
+#define PYMDBN_INSTANTIATE(T)                                                                   \
+  template double cd_gradient<T>(CMat<T>, CMat<T>, CVec<T>, CVec<T>, Mat<T>, const CDConfig<T>&, \
+                                 std::uint64_t, std::uint64_t, Mat<T>, Mat<T>);                 \
+  template void cd_apply<T>(CMat<T>, CMat<T>, RBMState<T>, const CDConfig<T>&);                 \
+  template EpochStats cd_epoch<T>(CMat<T>, const std::int64_t*, std::int64_t, std::int64_t,     \
+                                  RBMState<T>, const CDConfig<T>&, std::uint64_t);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

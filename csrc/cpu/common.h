@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "pymdbn/blas.h"
+#include "blas.h"
+#include "ftz.h"
 #include "pymdbn/numerics.h"
+#include "pymdbn/ops.h"
 #include "pymdbn/view.h"
 
 namespace pymdbn::cpu {

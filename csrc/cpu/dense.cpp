@@ -3,13 +3,13 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 template <class T>
 void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<T> z, Mat<T> a) {
   affine<T>(x, w, false, b, z);
   const T c = clip_bound(clip);
-  cpu::for_rows(z.rows, z.cols, [&](index_t i) {
+  for_rows(z.rows, z.cols, [&](index_t i) {
     const T* zi = z.row(i);
     T* ai = a.row(i);
     if (act == Activation::Linear) {
@@ -24,7 +24,7 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
 template <class T>
 void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, T clip,
                     Activation act, Mat<T> grad_x, Mat<T> grad_w, Vec<T> grad_b, Mat<T> dz) {
-  cpu::for_rows(dz.rows, dz.cols, [&](index_t i) {
+  for_rows(dz.rows, dz.cols, [&](index_t i) {
     const T* g = grad_a.row(i);
     const T* zi = z.row(i);
     const T* ai = a.row(i);
@@ -41,7 +41,7 @@ void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, 
     }
   });
   gemm<T>(true, false, T(1), x, dz, T(0), grad_w);
-  cpu::column_sums<T>(dz, T(1), grad_b.data);
+  column_sums<T>(dz, T(1), grad_b.data);
   if (!grad_x.empty()) gemm<T>(false, true, T(1), dz, w, T(0), grad_x);
 }
 
@@ -52,7 +52,7 @@ double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double
   double total = 0;
   for (index_t i = 0; i < n; ++i) total += weight ? weight[i] : 1.0;
   std::vector<double> row_loss(n);
-  cpu::for_rows(n, k, [&](index_t i) {
+  for_rows(n, k, [&](index_t i) {
     const T* l = logits.row(i);
     T* p = proba.row(i);
     T* g = grad.row(i);
@@ -75,7 +75,7 @@ double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double
 
 template <class T>
 void sgd_momentum_update(Vec<T> p, CVec<T> g, Vec<T> v, T lr, T momentum, T wd) {
-#pragma omp parallel for simd if (p.size >= cpu::kParallelWork)
+#pragma omp parallel for simd if (p.size >= kParallelWork)
   for (index_t i = 0; i < p.size; ++i) {
     v[i] = flush_denormal(momentum * v[i] - lr * (g[i] + wd * p[i]));
     p[i] += v[i];
@@ -87,7 +87,7 @@ void adam_update(Vec<T> p, CVec<T> g, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2
                  std::int64_t t, T wd) {
   const T c1 = T(1) - T(std::pow(double(beta1), double(t)));
   const T c2 = T(1) - T(std::pow(double(beta2), double(t)));
-#pragma omp parallel for simd if (p.size >= cpu::kParallelWork)
+#pragma omp parallel for simd if (p.size >= kParallelWork)
   for (index_t i = 0; i < p.size; ++i) {
     const T gi = g[i] + wd * p[i];
     m[i] = flush_denormal(beta1 * m[i] + (T(1) - beta1) * gi);
@@ -104,8 +104,7 @@ void adam_update(Vec<T> p, CVec<T> g, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2
                                            Mat<T>, Mat<T>);                                   \
   template void sgd_momentum_update<T>(Vec<T>, CVec<T>, Vec<T>, T, T, T);                     \
   template void adam_update<T>(Vec<T>, CVec<T>, Vec<T>, Vec<T>, T, T, T, T, std::int64_t, T);
-PYMDBN_INSTANTIATE(float)
-PYMDBN_INSTANTIATE(double)
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
 #undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

@@ -3,7 +3,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 template <class T>
 void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visible visible,
@@ -11,7 +11,7 @@ void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visi
   std::vector<T> buf(v.rows * w.rows);
   Mat<T> pre(buf.data(), v.rows, w.rows);
   affine<T>(v, w, true, b_hidden, pre);
-  cpu::for_rows(v.rows, w.rows, [&](index_t i) {
+  for_rows(v.rows, w.rows, [&](index_t i) {
     const T* p = pre.row(i);
     const T* vi = v.row(i);
     double hidden = 0, vis = 0;
@@ -28,9 +28,9 @@ void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visi
   });
 }
 
-template void free_energy<float>(CMat<float>, CMat<float>, CVec<float>, CVec<float>, Visible,
-                                 Vec<float>);
-template void free_energy<double>(CMat<double>, CMat<double>, CVec<double>, CVec<double>,
-                                  Visible, Vec<double>);
+#define PYMDBN_INSTANTIATE(T) \
+  template void free_energy<T>(CMat<T>, CMat<T>, CVec<T>, CVec<T>, Visible, Vec<T>);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

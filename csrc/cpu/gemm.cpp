@@ -3,7 +3,8 @@
 
 #include <algorithm>
 
-#include "pymdbn/blas.h"
+#include "blas.h"
+#include "pymdbn/ops.h"
 
 // OpenBLAS runs single-threaded (set when the module loads) and the GEMMs are split
 // across pymdbn's OpenMP threads instead: one thread pool, so OpenBLAS's spinning
@@ -16,7 +17,7 @@
 // the tiles are a function of (m, n, k) only, and the same tiles are computed, by one
 // call each, whether one thread or four run them.
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 namespace {
 
@@ -134,33 +135,27 @@ void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c
 
 }  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, float alpha, CMat<float> a, CMat<float> b, float beta,
-                 Mat<float> c) {
-  gemm_impl<float>(ta, tb, alpha, a, b, beta, c);
+template <class T>
+void gemm(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) {
+  gemm_impl<T>(ta, tb, alpha, a, b, beta, c);
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, double alpha, CMat<double> a, CMat<double> b, double beta,
-                  Mat<double> c) {
-  gemm_impl<double>(ta, tb, alpha, a, b, beta, c);
+template <class T>
+void gemm_tile(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b,
+               T beta, Mat<T> dst) {
+  tile_impl<T>(g, t, ta, tb, alpha, a, b, beta, dst);
 }
 
-template <>
-void gemm_tile<float>(const GemmTiles& g, index_t t, bool ta, bool tb, float alpha,
-                      CMat<float> a, CMat<float> b, float beta, Mat<float> dst) {
-  tile_impl<float>(g, t, ta, tb, alpha, a, b, beta, dst);
-}
-
-template <>
-void gemm_tile<double>(const GemmTiles& g, index_t t, bool ta, bool tb, double alpha,
-                       CMat<double> a, CMat<double> b, double beta, Mat<double> dst) {
-  tile_impl<double>(g, t, ta, tb, alpha, a, b, beta, dst);
-}
+// Each type needs its BLAS `call` overload above.
+#define PYMDBN_INSTANTIATE(T)                                                                   \
+  template void gemm<T>(bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>);                            \
+  template void gemm_tile<T>(const GemmTiles&, index_t, bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
 void blas_single_threaded() { scipy_openblas_set_num_threads(1); }
 
 int blas_num_threads() { return scipy_openblas_get_num_threads(); }
 const char* blas_config() { return scipy_openblas_get_config(); }
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

@@ -1,7 +1,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 template <class T>
 void gibbs_hidden(CMat<T> v, CMat<T> w, CVec<T> b_hidden, T clip, CounterRNG rng, Mat<T> prob,
@@ -22,13 +22,10 @@ void gibbs_visible(CMat<T> h, CMat<T> w, CVec<T> b_visible, Visible visible, T c
   }
 }
 
-template void gibbs_hidden<float>(CMat<float>, CMat<float>, CVec<float>, float, CounterRNG,
-                                  Mat<float>, Mat<float>);
-template void gibbs_hidden<double>(CMat<double>, CMat<double>, CVec<double>, double, CounterRNG,
-                                   Mat<double>, Mat<double>);
-template void gibbs_visible<float>(CMat<float>, CMat<float>, CVec<float>, Visible, float,
-                                   CounterRNG, Mat<float>, Mat<float>);
-template void gibbs_visible<double>(CMat<double>, CMat<double>, CVec<double>, Visible, double,
-                                    CounterRNG, Mat<double>, Mat<double>);
+#define PYMDBN_INSTANTIATE(T)                                                                \
+  template void gibbs_hidden<T>(CMat<T>, CMat<T>, CVec<T>, T, CounterRNG, Mat<T>, Mat<T>);         \
+  template void gibbs_visible<T>(CMat<T>, CMat<T>, CVec<T>, Visible, T, CounterRNG, Mat<T>, Mat<T>);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

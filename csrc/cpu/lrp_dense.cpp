@@ -7,7 +7,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 namespace {
 
@@ -19,7 +19,7 @@ inline T stabilize(T z, T eps) {
 // s = relevance / stabilize(z + shift), row by row (shift may be null).
 template <class T>
 void divide(CMat<T> relevance, Mat<T> z, const T* shift, T eps) {
-  cpu::for_rows(z.rows, z.cols, [&](index_t i) {
+  for_rows(z.rows, z.cols, [&](index_t i) {
     const T* r = relevance.row(i);
     T* zi = z.row(i);
     for (index_t j = 0; j < z.cols; ++j) zi[j] = r[j] / stabilize(zi[j] + (shift ? shift[j] : T(0)), eps);
@@ -29,7 +29,7 @@ void divide(CMat<T> relevance, Mat<T> z, const T* shift, T eps) {
 // out (op)= x * back, element-wise; sign = 0 overwrites.
 template <class T>
 void multiply_into(CMat<T> x, CMat<T> back, T scale, bool accumulate, Mat<T> out) {
-  cpu::for_rows(out.rows, out.cols, [&](index_t i) {
+  for_rows(out.rows, out.cols, [&](index_t i) {
     const T* xi = x.row(i);
     const T* bi = back.row(i);
     T* o = out.row(i);
@@ -78,7 +78,7 @@ void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) 
   const index_t n = out.rows, n_in = out.cols, n_out = s.cols;
   const GemmTiles g = gemm_tiles(n, n_in, n_out);
   const index_t count = g.count();
-  const int nt = count > 1 && n * n_in >= cpu::kParallelWork
+  const int nt = count > 1 && n * n_in >= kParallelWork
                      ? int(std::min<index_t>(omp_get_max_threads(), count))
                      : 1;
   // Row totals per column of tiles, added in column order afterwards.
@@ -125,7 +125,7 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
                const LrpParams<T>& prm, Mat<T> out, double* totals) {
   lrp_rule<T>(x, w, b, relevance, z_in, prm, out, totals);
   if (totals && prm.rule != LrpRule::Epsilon)  // the epsilon rule fills them in its last pass
-    cpu::for_rows(out.rows, out.cols,
+    for_rows(out.rows, out.cols,
                   [&](index_t i) { row_totals(out.row(i), out.cols, totals + 2 * i); });
 }
 
@@ -145,7 +145,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   switch (prm.rule) {
     case LrpRule::Epsilon: {
       if (!z_in.empty()) {  // reuse the forward pre-activation (it includes the bias)
-        cpu::for_rows(n, n_out, [&](index_t i) {
+        for_rows(n, n_out, [&](index_t i) {
           const T* zi = z_in.row(i);
           const T* r = relevance.row(i);
           T* si = s.row(i);
@@ -161,7 +161,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
         return;
       }
       backward(s, w, out);  // then out *= x in place: no second n x n_in buffer
-      cpu::for_rows(n, n_in, [&](index_t i) {
+      for_rows(n, n_in, [&](index_t i) {
         const T* xi = x.row(i);
         T* o = out.row(i);
 #pragma omp simd
@@ -246,7 +246,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
       Mat<T> back2(buf_b2.data(), n, n_in);
       backward(s, wp, back);
       backward(s, wn, back2);
-      cpu::for_rows(n, n_in, [&](index_t i) {
+      for_rows(n, n_in, [&](index_t i) {
         T* o = out.row(i);
         const T* bp = back.row(i);
         const T* bn = back2.row(i);
@@ -255,7 +255,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
       return;
     }
     case LrpRule::Flat: {
-      cpu::for_rows(n, n_in, [&](index_t i) {
+      for_rows(n, n_in, [&](index_t i) {
         double total = 0;
         const T* r = relevance.row(i);
         for (index_t j = 0; j < n_out; ++j) total += double(r[j]);
@@ -279,9 +279,10 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   }
 }
 
-template void lrp_dense<float>(CMat<float>, CMat<float>, CVec<float>, CMat<float>, CMat<float>,
-                               const LrpParams<float>&, Mat<float>, double*);
-template void lrp_dense<double>(CMat<double>, CMat<double>, CVec<double>, CMat<double>,
-                                CMat<double>, const LrpParams<double>&, Mat<double>, double*);
+#define PYMDBN_INSTANTIATE(T)                                                             \
+  template void lrp_dense<T>(CMat<T>, CMat<T>, CVec<T>, CMat<T>, CMat<T>, const LrpParams<T>&, \
+                             Mat<T>, double*);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

@@ -1,7 +1,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 namespace {
 
@@ -19,7 +19,7 @@ inline void row_words(const CounterRNG& rng, index_t row, index_t cols, F&& f) {
 
 template <class T>
 void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
-  cpu::for_rows(p.rows, p.cols, [&](index_t i) {
+  for_rows(p.rows, p.cols, [&](index_t i) {
     const T* pi = p.row(i);
     T* o = out.row(i);
     row_words(rng, i, p.cols, [&](index_t j, std::uint32_t x) {
@@ -30,7 +30,7 @@ void sample_bernoulli(CMat<T> p, CounterRNG rng, Mat<T> out) {
 
 template <class T>
 void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
-  cpu::for_rows(mean.rows, 8 * mean.cols, [&](index_t i) {
+  for_rows(mean.rows, 8 * mean.cols, [&](index_t i) {
     const T* m = mean.row(i);
     T* o = out.row(i);
     for (index_t j0 = 0; j0 < mean.cols; j0 += 4) {
@@ -45,15 +45,16 @@ void sample_gaussian(CMat<T> mean, CounterRNG rng, Mat<T> out) {
 }
 
 void random_bits(CounterRNG rng, Mat<std::uint32_t> out) {
-  cpu::for_rows(out.rows, out.cols, [&](index_t i) {
+  for_rows(out.rows, out.cols, [&](index_t i) {
     std::uint32_t* o = out.row(i);
     row_words(rng, i, out.cols, [&](index_t j, std::uint32_t x) { o[j] = x; });
   });
 }
 
-template void sample_bernoulli<float>(CMat<float>, CounterRNG, Mat<float>);
-template void sample_bernoulli<double>(CMat<double>, CounterRNG, Mat<double>);
-template void sample_gaussian<float>(CMat<float>, CounterRNG, Mat<float>);
-template void sample_gaussian<double>(CMat<double>, CounterRNG, Mat<double>);
+#define PYMDBN_INSTANTIATE(T)                                          \
+  template void sample_bernoulli<T>(CMat<T>, CounterRNG, Mat<T>);        \
+  template void sample_gaussian<T>(CMat<T>, CounterRNG, Mat<T>);
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
+#undef PYMDBN_INSTANTIATE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

@@ -4,7 +4,7 @@
 #include "common.h"
 #include "pymdbn/ops.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 namespace {
 
@@ -40,7 +40,7 @@ bool standardize(const S* x, index_t rows, index_t cols, const T* mean, const T*
                  bool per_feature, bool per_row, Mat<T> out) {
   bool finite = true;
 #pragma omp parallel for schedule(static) reduction(&& : finite) \
-    if (rows > 1 && rows * cols >= cpu::kParallelWork)
+    if (rows > 1 && rows * cols >= kParallelWork)
   for (index_t i = 0; i < rows; ++i) {
     const S* xi = x + i * cols;
     T* o = out.row(i);
@@ -85,11 +85,9 @@ bool standardize(const S* x, index_t rows, index_t cols, const T* mean, const T*
 #define PYMDBN_STANDARDIZE(S, T)                                                                \
   template bool standardize<S, T>(const S*, index_t, index_t, const T*, const T*, bool, bool, \
                                   Mat<T>);
-#define PYMDBN_STANDARDIZE_ALL(S) PYMDBN_STANDARDIZE(S, float) PYMDBN_STANDARDIZE(S, double)
-PYMDBN_STANDARDIZE_ALL(std::uint8_t)
-PYMDBN_STANDARDIZE_ALL(std::uint16_t)
-PYMDBN_STANDARDIZE_ALL(std::int16_t)
-PYMDBN_STANDARDIZE_ALL(float)
-PYMDBN_STANDARDIZE_ALL(double)
+#define PYMDBN_STANDARDIZE_INTO(T) PYMDBN_FOR_EACH_SOURCE(PYMDBN_STANDARDIZE, T)
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_STANDARDIZE_INTO)
+#undef PYMDBN_STANDARDIZE_INTO
+#undef PYMDBN_STANDARDIZE
 
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu

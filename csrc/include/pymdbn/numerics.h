@@ -1,30 +1,34 @@
-// Element-wise math shared by the CPU kernels.
+// Element-wise maths shared by the kernels of every backend (host and device code: no
+// std:: call here that the device lacks; std::exp, log1p and fabs are device functions
+// under nvcc's math headers).
 #pragma once
-#include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
-#include <limits>
-#include <xmmintrin.h>
+#include <type_traits>
+
+#include "pymdbn/hd.h"
 
 namespace pymdbn {
 
-// Flush-to-zero and denormals-are-zero for the calling thread while in scope:
-// denormal hidden probabilities made NumPy's sigmoid 7x slower on 4096-pixel data.
-class ScopedFTZ {
- public:
-  ScopedFTZ() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
-  ~ScopedFTZ() { _mm_setcsr(saved_); }
-  ScopedFTZ(const ScopedFTZ&) = delete;
-  ScopedFTZ& operator=(const ScopedFTZ&) = delete;
-
- private:
-  unsigned saved_;
-};
+// The float whose bits are `bits` (std::bit_cast is C++20).
+PYMDBN_HD inline float float_from_bits(std::int32_t bits) {
+#ifdef __CUDA_ARCH__
+  return __int_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+#endif
+}
 
 // exp for float without branches, so loops vectorise (Cephes expf, ~1 ulp on the
 // range used here). Inputs are clamped to [-87, 88], where the result is normal.
-inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
+// The clamps are std::max then std::min written out, so the result is unchanged.
+PYMDBN_HD inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = 88.0f < x ? 88.0f : x;
   const float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
   x = x - r * 0.693359375f;
   x = x + r * 2.12194440e-4f;
@@ -36,16 +40,13 @@ inline float exp_approx(float x) {
   y = y * x + 5.0000001201e-1f;
   y = y * (x * x) + x + 1.0f;
   const int n = static_cast<int>(r);
-  float scale;
-  const int bits = (n + 127) << 23;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
+  return y * float_from_bits((n + 127) << 23);
 }
-inline double exp_approx(double x) { return std::exp(x); }
+PYMDBN_HD inline double exp_approx(double x) { return std::exp(x); }
 
 // Logistic sigmoid that returns exact 0 where the true value would be denormal.
 template <class T>
-inline T sigmoid(T x) {
+PYMDBN_HD inline T sigmoid(T x) {
   constexpr T lo = std::is_same<T, float>::value ? T(-87.33) : T(-708.39);
   const T s = T(1) / (T(1) + exp_approx(-x));
   return x < lo ? T(0) : s;
@@ -54,25 +55,30 @@ inline T sigmoid(T x) {
 // The clip bound the element-wise loops use: c <= 0 (no clipping) becomes +inf, so the
 // loops stay branch-free and vectorise.
 template <class T>
-inline T clip_bound(T c) {
-  return c > T(0) ? c : std::numeric_limits<T>::infinity();
+PYMDBN_HD inline T clip_bound(T c) {
+  return c > T(0) ? c : T(INFINITY);
 }
 
 // sigma(clip(x, -c, c)) with c from clip_bound.
 template <class T>
-inline T clipped_sigmoid(T x, T c) {
-  return sigmoid(std::min(std::max(x, -c), c));
+PYMDBN_HD inline T clipped_sigmoid(T x, T c) {
+  x = x < -c ? -c : x;
+  return sigmoid(c < x ? c : x);
 }
 
 // log(1 + exp(x)) without overflow.
 template <class T>
-inline T softplus(T x) {
+PYMDBN_HD inline T softplus(T x) {
   return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
 }
 
+// The smallest normal number of each floating type.
+PYMDBN_HD inline float smallest_normal(float) { return FLT_MIN; }
+PYMDBN_HD inline double smallest_normal(double) { return DBL_MIN; }
+
 template <class T>
-inline T flush_denormal(T x) {
-  return std::fabs(x) < std::numeric_limits<T>::min() ? T(0) : x;
+PYMDBN_HD inline T flush_denormal(T x) {
+  return std::fabs(x) < smallest_normal(x) ? T(0) : x;
 }
 
 }  // namespace pymdbn

@@ -5,13 +5,15 @@
 #include <cmath>
 #include <cstdint>
 
+#include "pymdbn/hd.h"
+
 namespace pymdbn {
 
 struct Philox4x32 {
   std::uint32_t v[4];
 };
 
-inline Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+PYMDBN_HD inline Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
                                 std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
   constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
   constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
@@ -31,28 +33,30 @@ inline Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_
 }
 
 // The generator for one sampling call: `stream` tells calls apart under one seed.
-// Element (row, col) of a draw uses block (col / 4, row, stream.lo, stream.hi): word
-// col % 4 for a Bernoulli draw; for a Gaussian draw words (0, 1) give columns 4b and
-// 4b + 1 (cosine and sine of one Box-Muller pair), words (2, 3) the next two.
-// pymdbn/_reference.py mirrors this.
+// Element (row, col) of a draw uses block (col / 4, row_offset + row, stream.lo,
+// stream.hi), the row counter taken mod 2^32: word col % 4 for a Bernoulli draw; for a
+// Gaussian draw words (0, 1) give columns 4b and 4b + 1 (cosine and sine of one
+// Box-Muller pair), words (2, 3) the next two. pymdbn/_reference.py mirrors this.
+// row_offset lets rows [r0, r1) of a batch be drawn elsewhere (on another process, with
+// row_offset = r0) exactly as the whole batch draws them.
 struct CounterRNG {
-  std::uint64_t seed, stream;
+  std::uint64_t seed, stream, row_offset = 0;
 
-  Philox4x32 block(std::uint64_t b, std::uint64_t row) const {
-    return philox4x32_10(std::uint32_t(b), std::uint32_t(row), std::uint32_t(stream),
+  PYMDBN_HD Philox4x32 block(std::uint64_t b, std::uint64_t row) const {
+    return philox4x32_10(std::uint32_t(b), std::uint32_t(row_offset + row), std::uint32_t(stream),
                          std::uint32_t(stream >> 32), std::uint32_t(seed),
                          std::uint32_t(seed >> 32));
   }
 };
 
 // Uniform in [0, 1) with 32 random bits; exact in double.
-inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
+PYMDBN_HD inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
 
 // Box-Muller on one pair of words, both outputs; |z| <= 6.66 since u1 is in [2^-32, 1].
 // Computed in the output precision: float's logf/sinf/cosf are much cheaper and their
 // error is below float's own resolution of the result.
 template <class T>
-inline void box_muller(std::uint32_t a, std::uint32_t b, T& z0, T& z1) {
+PYMDBN_HD inline void box_muller(std::uint32_t a, std::uint32_t b, T& z0, T& z1) {
   const T u1 = T((double(a) + 1.0) * 0x1p-32);
   const T u2 = T(double(b) * 0x1p-32);
   const T r = std::sqrt(T(-2) * std::log(u1)), t = T(6.283185307179586) * u2;

@@ -1,6 +1,9 @@
-// Non-owning views over row-major arrays. Kernels see only these, never Python.
+// Non-owning views over row-major arrays (host or device memory). Kernels see only
+// these, never Python.
 #pragma once
 #include <cstdint>
+
+#include "pymdbn/hd.h"
 
 namespace pymdbn {
 
@@ -13,16 +16,17 @@ struct Mat {
   index_t rows = 0, cols = 0, ld = 0;
 
   Mat() = default;
-  Mat(T* d, index_t r, index_t c) : data(d), rows(r), cols(c), ld(c) {}
-  Mat(T* d, index_t r, index_t c, index_t l) : data(d), rows(r), cols(c), ld(l) {}
+  PYMDBN_HD Mat(T* d, index_t r, index_t c) : data(d), rows(r), cols(c), ld(c) {}
+  PYMDBN_HD Mat(T* d, index_t r, index_t c, index_t l) : data(d), rows(r), cols(c), ld(l) {}
   // A view of non-const T converts to a view of const T.
   template <class U>
-  Mat(const Mat<U>& o) : data(o.data), rows(o.rows), cols(o.cols), ld(o.ld) {}
+  PYMDBN_HD Mat(const Mat<U>& o) : data(o.data), rows(o.rows), cols(o.cols), ld(o.ld) {}
 
-  T* row(index_t i) const { return data + i * ld; }
-  T& operator()(index_t i, index_t j) const { return data[i * ld + j]; }
-  Mat top(index_t n) const { return Mat(data, n, cols, ld); }
-  bool empty() const { return rows == 0 || cols == 0; }
+  PYMDBN_HD T* row(index_t i) const { return data + i * ld; }
+  PYMDBN_HD T& operator()(index_t i, index_t j) const { return data[i * ld + j]; }
+  PYMDBN_HD Mat top(index_t n) const { return Mat(data, n, cols, ld); }
+  PYMDBN_HD Mat bottom(index_t n) const { return Mat(data + (rows - n) * ld, n, cols, ld); }
+  PYMDBN_HD bool empty() const { return rows == 0 || cols == 0; }
 };
 
 template <class T>
@@ -34,10 +38,10 @@ struct Vec {
   T* data = nullptr;
   index_t size = 0;
   Vec() = default;
-  Vec(T* d, index_t n) : data(d), size(n) {}
+  PYMDBN_HD Vec(T* d, index_t n) : data(d), size(n) {}
   template <class U>
-  Vec(const Vec<U>& o) : data(o.data), size(o.size) {}
-  T& operator[](index_t i) const { return data[i]; }
+  PYMDBN_HD Vec(const Vec<U>& o) : data(o.data), size(o.size) {}
+  PYMDBN_HD T& operator[](index_t i) const { return data[i]; }
 };
 
 template <class T>

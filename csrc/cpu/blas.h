@@ -1,10 +1,11 @@
-// GEMM on views through the scipy-openblas32 CBLAS (symbols scipy_cblas_*).
+// GEMM on views through the scipy-openblas32 CBLAS (symbols scipy_cblas_*); internal
+// to the CPU backend.
 #pragma once
 #include <stdexcept>
 
 #include "pymdbn/view.h"
 
-namespace pymdbn {
+namespace pymdbn::cpu {
 
 // C = alpha * op(A) op(B) + beta * C, with op(X) = X or X^T; all row-major.
 // C is computed as the tiles of gemm_tiles(m, n, k), one single-threaded BLAS call per
@@ -36,11 +37,4 @@ template <class T>
 void gemm_tile(const GemmTiles& tiles, index_t t, bool trans_a, bool trans_b, T alpha,
                CMat<T> a, CMat<T> b, T beta, Mat<T> dst);
 
-// OpenBLAS's own threads off: gemm splits the work across OpenMP threads instead.
-void blas_single_threaded();
-
-// Threads OpenBLAS uses (for show_config).
-int blas_num_threads();
-const char* blas_config();
-
-}  // namespace pymdbn
+}  // namespace pymdbn::cpu
