@@ -23,6 +23,8 @@ __all__ = [
     "sample_gaussian",
     "gibbs_hidden",
     "gibbs_visible",
+    "cd_gradient",
+    "cd_apply",
     "cd_epoch",
     "free_energy",
     "ais_log_weights",
@@ -73,13 +75,14 @@ def philox4x32_10(counter, key):
     return np.stack(c, axis=-1).astype(np.uint32)
 
 
-def _blocks(n_blocks, rows, seed, stream):
-    """Philox output for blocks (b, row, stream) -> shape (rows, n_blocks, 4)."""
-    b, r = np.meshgrid(np.arange(n_blocks), np.arange(rows))
+def _blocks(n_blocks, rows, seed, stream, row_offset=0):
+    """Philox output for blocks (b, row_offset + row, stream) -> shape (rows, n_blocks, 4);
+    the row counter is taken mod 2**32."""
+    b, r = np.meshgrid(np.arange(n_blocks), np.arange(rows, dtype=np.uint64))
     counter = np.stack(
         [
             b.astype(np.uint32),
-            r.astype(np.uint32),
+            ((r + np.uint64(row_offset)) & _MASK32).astype(np.uint32),
             np.full(b.shape, stream & 0xFFFFFFFF, dtype=np.uint32),
             np.full(b.shape, stream >> 32, dtype=np.uint32),
         ],
@@ -89,21 +92,24 @@ def _blocks(n_blocks, rows, seed, stream):
     return philox4x32_10(counter, np.broadcast_to(key, counter.shape[:-1] + (2,)))
 
 
-def random_bits(rows, cols, seed, stream):
-    """The 32-bit words of a Bernoulli draw: word ``col % 4`` of block ``col // 4``."""
-    words = _blocks((cols + 3) // 4, rows, seed, stream).reshape(rows, -1)
+def random_bits(rows, cols, seed, stream, row_offset=0):
+    """The 32-bit words of a Bernoulli draw: word ``col % 4`` of block ``col // 4``.
+
+    Row ``i`` uses the row counter ``row_offset + i``: rows [r0, r1) of a batch drawn
+    with ``row_offset=r0`` (on another process, say) equal the whole batch's rows."""
+    words = _blocks((cols + 3) // 4, rows, seed, stream, row_offset).reshape(rows, -1)
     return words[:, :cols]
 
 
-def uniform(rows, cols, seed, stream):
+def uniform(rows, cols, seed, stream, row_offset=0):
     """Uniforms in [0, 1) (float64, 32 random bits) used by ``sample_bernoulli``."""
-    return random_bits(rows, cols, seed, stream).astype(np.float64) * 2.0**-32
+    return random_bits(rows, cols, seed, stream, row_offset).astype(np.float64) * 2.0**-32
 
 
-def standard_normal(rows, cols, seed, stream):
+def standard_normal(rows, cols, seed, stream, row_offset=0):
     """Normals used by ``sample_gaussian``: Box-Muller on words (0, 1) and (2, 3) of
     each block, cosine then sine, so one block gives four consecutive columns."""
-    words = _blocks((cols + 3) // 4, rows, seed, stream).astype(np.float64)
+    words = _blocks((cols + 3) // 4, rows, seed, stream, row_offset).astype(np.float64)
     u1 = (words[..., 0::2] + 1.0) * 2.0**-32  # words 0 and 2
     u2 = words[..., 1::2] * 2.0**-32  # words 1 and 3
     r, t = np.sqrt(-2.0 * np.log(u1)), 2.0 * np.pi * u2
@@ -134,87 +140,127 @@ def affine_sigmoid(x, w, b, clip=None, trans_w=False):
     return clipped_sigmoid(affine(x, w, b, trans_w), clip).astype(x.dtype, copy=False)
 
 
-def sample_bernoulli(p, seed, stream):
+def sample_bernoulli(p, seed, stream, row_offset=0):
     """1 where the uniform draw is below p, else 0."""
-    u = uniform(p.shape[0], p.shape[1], seed, stream)
+    u = uniform(p.shape[0], p.shape[1], seed, stream, row_offset)
     return (u < p.astype(np.float64)).astype(p.dtype)
 
 
-def sample_gaussian(mean, seed, stream):
+def sample_gaussian(mean, seed, stream, row_offset=0):
     """mean + N(0, 1)."""
-    z = standard_normal(mean.shape[0], mean.shape[1], seed, stream)
+    z = standard_normal(mean.shape[0], mean.shape[1], seed, stream, row_offset)
     return mean + z.astype(mean.dtype)
 
 
-def gibbs_hidden(v, w, b_hidden, clip, seed, stream):
+def gibbs_hidden(v, w, b_hidden, clip, seed, stream, row_offset=0):
     """v -> h for an RBM with weights w of shape (n_hidden, n_visible)."""
     prob = affine_sigmoid(v, w, b_hidden, clip, trans_w=True)
-    return prob, sample_bernoulli(prob, seed, stream)
+    return prob, sample_bernoulli(prob, seed, stream, row_offset)
 
 
-def gibbs_visible(h, w, b_visible, visible, clip, seed, stream):
+def gibbs_visible(h, w, b_visible, visible, clip, seed, stream, row_offset=0):
     """h -> v: Bernoulli units use the clipped sigmoid, Gaussian units are linear."""
     if visible == "gaussian":
         mean = affine(h, w, b_visible)
-        return mean, sample_gaussian(mean, seed, stream)
+        return mean, sample_gaussian(mean, seed, stream, row_offset)
     mean = affine_sigmoid(h, w, b_visible, clip)
-    return mean, sample_bernoulli(mean, seed, stream)
+    return mean, sample_bernoulli(mean, seed, stream, row_offset)
+
+
+def cd_gradient(v0, w, b_visible, b_hidden, chain, k, persistent, visible, clip, seed, step,
+                row_offset=0):
+    """The gradient step of CD-k / PCD-k on one mini-batch ``v0`` of b rows.
+
+    Runs the positive phase and k Gibbs steps, drawing from streams ``step * 256 + j``
+    with row counters ``row_offset + i``, and returns ``(h, v, sq_err)``: the gradient
+    in factored form, ``h = [ph0; -phn]`` (2b, n_hidden) and ``v = [v0; vs]``
+    (2b, n_visible), so that ``h.T @ v`` is b times the weight gradient, and the summed
+    squared reconstruction error. For PCD, ``chain[:b]`` (hidden states) is read and
+    updated in place.
+
+    Factored, not dense, for two reasons: :func:`cd_apply` then performs exactly the
+    fused epoch's update (the kernel's one GEMM with beta = momentum; a dense gradient
+    added afterwards rounds differently), and data-parallel processes all-gather their
+    rows of h and v, b (n_visible + n_hidden) numbers instead of n_visible n_hidden,
+    after which every process applies the same update bit for bit. Rows [r0, r1) of a
+    batch computed with ``row_offset=r0`` draw the numbers the whole batch draws there.
+
+    The gradient is the usual CD estimate (Hinton 2002): positive statistics from
+    P(h|v0), negative statistics from the sampled visible states and the hidden
+    probabilities at the end of the chain.
+    """
+    b = len(v0)
+    base = step * 256
+    sq_err = 0.0
+    ph0, h0 = gibbs_hidden(v0, w, b_hidden, clip, seed, base, row_offset)
+    if persistent:
+        if visible == "gaussian":
+            recon = affine(h0, w, b_visible)
+        else:
+            recon = affine_sigmoid(h0, w, b_visible, clip)
+        sq_err += float(np.sum((v0.astype(np.float64) - recon) ** 2))
+        hc = chain[:b]
+    else:
+        hc = h0
+    for t in range(k):
+        vm, vs = gibbs_visible(hc, w, b_visible, visible, clip, seed, base + 1 + 2 * t,
+                               row_offset)
+        if t == 0 and not persistent:
+            sq_err += float(np.sum((v0.astype(np.float64) - vm) ** 2))
+        phn = affine_sigmoid(vs, w, b_hidden, clip, trans_w=True)
+        if t + 1 < k or persistent:
+            hc = sample_bernoulli(phn, seed, base + 2 + 2 * t, row_offset)
+    if persistent:
+        chain[:b] = hc
+    return np.concatenate([ph0, -phn]), np.concatenate([v0, vs]), sq_err
+
+
+def cd_apply(h, v, state, *, learning_rate, momentum, weight_decay, sparsity_target,
+             sparsity_cost):
+    """The apply step for :func:`cd_gradient`'s factored gradient; updates ``state``.
+
+    ``state`` holds ``w`` (n_hidden, n_visible), ``b_visible``, ``b_hidden`` and their
+    velocities ``v_w``, ``v_b_visible``, ``v_b_hidden``. Momentum SGD with weight decay;
+    the sparsity term (Lee et al. 2008; Hinton 2010, sec. 11) pulls the mean hidden
+    probability of the batch towards the target.
+    """
+    s = state
+    dt = h.dtype.type
+    b = len(h) // 2
+    ph0, phn, v0, vs = h[:b], -h[b:], v[:b], v[b:]
+    lr, mom = dt(learning_rate), dt(momentum)
+    qhat = ph0.mean(axis=0)
+    vbar = v0.mean(axis=0)
+    pull = dt(sparsity_cost) * (dt(sparsity_target) - qhat) if sparsity_cost > 0 else 0 * qhat
+    grad_w = (matmul(ph0.T, v0) - matmul(phn.T, vs)) / dt(b)
+    s["v_w"][...] = (mom * s["v_w"] + lr * grad_w + lr * pull[:, None] * vbar[None, :]
+                     - lr * dt(weight_decay) * s["w"])
+    s["v_b_visible"][...] = mom * s["v_b_visible"] + lr * (vbar - vs.mean(axis=0))
+    s["v_b_hidden"][...] = mom * s["v_b_hidden"] + lr * (qhat - phn.mean(axis=0) + pull)
+    s["w"] += s["v_w"]
+    s["b_visible"] += s["v_b_visible"]
+    s["b_hidden"] += s["v_b_hidden"]
 
 
 def cd_epoch(x, order, batch_size, state, *, k, persistent, visible, clip, learning_rate,
              momentum, weight_decay, sparsity_target, sparsity_cost, seed, first_step):
     """One epoch of CD-k / PCD-k; updates ``state`` in place.
 
-    ``state`` holds ``w`` (n_hidden, n_visible), ``b_visible``, ``b_hidden``, their
-    velocities ``v_w``, ``v_b_visible``, ``v_b_hidden`` and, for PCD, ``chain``
-    (batch_size, n_hidden) of hidden states. Returns (sum of squared reconstruction
-    errors, number of mini-batches).
-
-    The gradient is the usual CD estimate (Hinton 2002): positive statistics from
-    P(h|v0), negative statistics from the sampled visible states and the hidden
-    probabilities at the end of the chain. The sparsity term (Lee et al. 2008; Hinton
-    2010, sec. 11) pulls the mean hidden probability of the batch towards the target.
+    ``state`` holds what :func:`cd_apply` updates and, for PCD, ``chain``
+    (batch_size, n_hidden) of hidden states. Each mini-batch ``s`` (0-based) is
+    :func:`cd_gradient` at step ``first_step + s`` followed by :func:`cd_apply`.
+    Returns (sum of squared reconstruction errors, number of mini-batches).
     """
     s = state
-    dt = x.dtype.type
     sq_err, n_batches = 0.0, 0
     for step, start in enumerate(range(0, len(order), batch_size)):
         v0 = x[order[start:start + batch_size]]
-        b = len(v0)
-        base = (first_step + step) * 256
-        ph0, h0 = gibbs_hidden(v0, s["w"], s["b_hidden"], clip, seed, base)
-        if persistent:
-            if visible == "gaussian":
-                recon = affine(h0, s["w"], s["b_visible"])
-            else:
-                recon = affine_sigmoid(h0, s["w"], s["b_visible"], clip)
-            sq_err += float(np.sum((v0.astype(np.float64) - recon) ** 2))
-            hc = s["chain"][:b]
-        else:
-            hc = h0
-        for t in range(k):
-            vm, vs = gibbs_visible(hc, s["w"], s["b_visible"], visible, clip, seed,
-                                   base + 1 + 2 * t)
-            if t == 0 and not persistent:
-                sq_err += float(np.sum((v0.astype(np.float64) - vm) ** 2))
-            phn = affine_sigmoid(vs, s["w"], s["b_hidden"], clip, trans_w=True)
-            if t + 1 < k or persistent:
-                hc = sample_bernoulli(phn, seed, base + 2 + 2 * t)
-        if persistent:
-            s["chain"][:b] = hc
-
-        lr, mom = dt(learning_rate), dt(momentum)
-        qhat = ph0.mean(axis=0)
-        vbar = v0.mean(axis=0)
-        pull = dt(sparsity_cost) * (dt(sparsity_target) - qhat) if sparsity_cost > 0 else 0 * qhat
-        grad_w = (matmul(ph0.T, v0) - matmul(phn.T, vs)) / dt(b)
-        s["v_w"][...] = (mom * s["v_w"] + lr * grad_w + lr * pull[:, None] * vbar[None, :]
-                         - lr * dt(weight_decay) * s["w"])
-        s["v_b_visible"][...] = mom * s["v_b_visible"] + lr * (vbar - vs.mean(axis=0))
-        s["v_b_hidden"][...] = mom * s["v_b_hidden"] + lr * (qhat - phn.mean(axis=0) + pull)
-        s["w"] += s["v_w"]
-        s["b_visible"] += s["v_b_visible"]
-        s["b_hidden"] += s["v_b_hidden"]
+        h, v, sq = cd_gradient(v0, s["w"], s["b_visible"], s["b_hidden"], s.get("chain"), k,
+                               persistent, visible, clip, seed, first_step + step)
+        sq_err += sq
+        cd_apply(h, v, s, learning_rate=learning_rate, momentum=momentum,
+                 weight_decay=weight_decay, sparsity_target=sparsity_target,
+                 sparsity_cost=sparsity_cost)
         n_batches += 1
     return sq_err, n_batches
 
