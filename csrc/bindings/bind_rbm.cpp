@@ -101,36 +101,11 @@ py::object gibbs_visible_py(py::array h, py::array w, py::array b_visible,
                       });
 }
 
-// The CD options shared by cd_epoch, cd_gradient and cd_apply, checked and in T.
-struct CDOptions {
-  int k = 1;
-  bool persistent = false;
-  Visible visible = Visible::Bernoulli;
-  double clip = 0, learning_rate = 0, momentum = 0, weight_decay = 0;
-  double sparsity_target = 0, sparsity_cost = 0;
-  std::uint64_t seed = 0;
-
-  template <class T>
-  CDConfig<T> as() const {
-    CDConfig<T> c;
-    c.k = k;
-    c.persistent = persistent;
-    c.visible = visible;
-    c.clip = T(clip);
-    c.learning_rate = T(learning_rate);
-    c.momentum = T(momentum);
-    c.weight_decay = T(weight_decay);
-    c.sparsity_target = T(sparsity_target);
-    c.sparsity_cost = T(sparsity_cost);
-    c.seed = seed;
-    return c;
-  }
-};
-
-CDOptions sampling_options(int k, bool persistent, const std::string& visible,
-                           const py::object& clip, std::uint64_t seed) {
+// The CD options, checked, in double until the dtype is known.
+CDConfig<double> sampling_options(int k, bool persistent, const std::string& visible,
+                                  const py::object& clip, std::uint64_t seed) {
   expect(k >= 1 && k <= 127, "k must be in [1, 127]");
-  CDOptions o;
+  CDConfig<double> o;
   o.k = k;
   o.persistent = persistent;
   o.visible = parse_visible(visible);
@@ -139,13 +114,48 @@ CDOptions sampling_options(int k, bool persistent, const std::string& visible,
   return o;
 }
 
-void set_update_options(CDOptions& o, double learning_rate, double momentum,
+void set_update_options(CDConfig<double>& o, double learning_rate, double momentum,
                         double weight_decay, double sparsity_target, double sparsity_cost) {
   o.learning_rate = learning_rate;
   o.momentum = momentum;
   o.weight_decay = weight_decay;
   o.sparsity_target = sparsity_target;
   o.sparsity_cost = sparsity_cost;
+}
+
+template <class T>
+CDConfig<T> in_type(const CDConfig<double>& o) {
+  CDConfig<T> c;
+  c.k = o.k;
+  c.persistent = o.persistent;
+  c.visible = o.visible;
+  c.clip = T(o.clip);
+  c.learning_rate = T(o.learning_rate);
+  c.momentum = T(o.momentum);
+  c.weight_decay = T(o.weight_decay);
+  c.sparsity_target = T(o.sparsity_target);
+  c.sparsity_cost = T(o.sparsity_cost);
+  c.seed = o.seed;
+  return c;
+}
+
+// An RBM's weights w (n_hidden, n_visible) and biases, converted in T and checked.
+template <class T>
+struct RBMParams {
+  CMat<T> w;
+  CVec<T> b_visible, b_hidden;
+};
+
+template <class T>
+RBMParams<T> rbm_params(const py::array& w, const py::array& b_visible,
+                        const py::array& b_hidden) {
+  RBMParams<T> p{cmat<T>(w, "w"), cvec<T>(b_visible, "b_visible"), cvec<T>(b_hidden, "b_hidden")};
+  expect(p.b_visible.size == p.w.cols, "b_visible has " + std::to_string(p.b_visible.size) +
+                                           " entries, w has " + std::to_string(p.w.cols) +
+                                           " columns");
+  expect(p.b_hidden.size == p.w.rows, "b_hidden has " + std::to_string(p.b_hidden.size) +
+                                          " entries, w has " + std::to_string(p.w.rows) + " rows");
+  return p;
 }
 
 // The parameters and velocities of an RBM, converted and checked against each other
@@ -180,7 +190,7 @@ py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::
                       double learning_rate, double momentum, double weight_decay,
                       double sparsity_target, double sparsity_cost, std::uint64_t seed,
                       std::uint64_t first_step) {
-  CDOptions opt = sampling_options(k, persistent, visible, clip, seed);
+  CDConfig<double> opt = sampling_options(k, persistent, visible, clip, seed);
   set_update_options(opt, learning_rate, momentum, weight_decay, sparsity_target,
                      sparsity_cost);
   expect(batch_size >= 1, "batch_size must be >= 1");
@@ -198,7 +208,7 @@ py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::
     const index_t n = order.shape(0);
     for (index_t i = 0; i < n; ++i)
       expect(ord[i] >= 0 && ord[i] < xv.rows, "order holds an index out of range");
-    const CDConfig<T> cfg = opt.as<T>();
+    const CDConfig<T> cfg = in_type<T>(opt);
     const EpochStats st =
         without_gil([&] { return cpu::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
     return py::make_tuple(st.sum_squared_error, st.n_batches);
@@ -209,27 +219,23 @@ py::tuple cd_gradient_py(py::array v0, py::array w, py::array b_visible, py::arr
                          py::object chain, int k, bool persistent, const std::string& visible,
                          py::object clip, std::uint64_t seed, std::uint64_t step,
                          std::uint64_t row_offset) {
-  const CDOptions opt = sampling_options(k, persistent, visible, clip, seed);
+  const CDConfig<double> opt = sampling_options(k, persistent, visible, clip, seed);
   if (persistent && !py::isinstance<py::array>(chain))
     throw py::type_error("chain: persistent CD needs the chain as a NumPy array");
   return dispatch(v0, "v0", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto vv = cmat<T>(v0, "v0");
-    auto wv = cmat<T>(w, "w");
-    auto bvv = cvec<T>(b_visible, "b_visible");
-    auto bhv = cvec<T>(b_hidden, "b_hidden");
-    check_affine(vv, wv, true, bhv);
-    expect(bvv.size == wv.cols, "b_visible has " + std::to_string(bvv.size) +
-                                    " entries, expected " + std::to_string(wv.cols));
+    const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
+    check_affine(vv, p.w, true, p.b_hidden);
     expect(vv.rows >= 1, "v0 must have at least one row");
     py::array ca = persistent ? chain.cast<py::array>() : py::array();
-    const Mat<T> cv = chain_view<T>(ca, persistent, wv.rows, vv.rows);
-    auto h = empty<T>(2 * vv.rows, wv.rows), v = empty<T>(2 * vv.rows, wv.cols);
+    const Mat<T> cv = chain_view<T>(ca, persistent, p.w.rows, vv.rows);
+    auto h = empty<T>(2 * vv.rows, p.w.rows), v = empty<T>(2 * vv.rows, p.w.cols);
     auto hv = mat<T>(h, "h");
     auto vo = mat<T>(v, "v");
-    const CDConfig<T> cfg = opt.as<T>();
+    const CDConfig<T> cfg = in_type<T>(opt);
     const double sq = without_gil([&] {
-      return cpu::cd_gradient<T>(vv, wv, bvv, bhv, cv, cfg, step, row_offset, hv, vo);
+      return cpu::cd_gradient<T>(vv, p.w, p.b_visible, p.b_hidden, cv, cfg, step, row_offset, hv, vo);
     });
     return py::make_tuple(h, v, sq);
   });
@@ -239,7 +245,7 @@ void cd_apply_py(py::array h, py::array v, py::array w, py::array b_visible, py:
                  py::array v_w, py::array v_b_visible, py::array v_b_hidden,
                  double learning_rate, double momentum, double weight_decay,
                  double sparsity_target, double sparsity_cost) {
-  CDOptions opt;
+  CDConfig<double> opt;
   set_update_options(opt, learning_rate, momentum, weight_decay, sparsity_target,
                      sparsity_cost);
   dispatch(w, "w", [&](auto tag) {
@@ -251,7 +257,7 @@ void cd_apply_py(py::array h, py::array v, py::array w, py::array b_visible, py:
            "h must be (2 * batch, n_hidden), got " + shape_str(h));
     expect(vv.rows == hv.rows && vv.cols == s.w.cols,
            "v must be (2 * batch, n_visible) with h's rows, got " + shape_str(v));
-    const CDConfig<T> cfg = opt.as<T>();
+    const CDConfig<T> cfg = in_type<T>(opt);
     without_gil([&] { cpu::cd_apply<T>(hv, vv, s, cfg); });
   });
 }
@@ -262,14 +268,11 @@ py::object free_energy_py(py::array v, py::array w, py::array b_visible, py::arr
   return dispatch(v, "v", [&](auto tag) -> py::object {
     using T = decltype(tag);
     auto vv = cmat<T>(v, "v");
-    auto wv = cmat<T>(w, "w");
-    auto bvv = cvec<T>(b_visible, "b_visible");
-    auto bhv = cvec<T>(b_hidden, "b_hidden");
-    check_affine(vv, wv, true, bhv);
-    expect(bvv.size == vv.cols, "b_visible does not match the number of features");
+    const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
+    check_affine(vv, p.w, true, p.b_hidden);
     py::array_t<T> out(vv.rows);
     Vec<T> ov(out.mutable_data(), vv.rows);
-    without_gil([&] { cpu::free_energy<T>(vv, wv, bvv, bhv, vis, ov); });
+    without_gil([&] { cpu::free_energy<T>(vv, p.w, p.b_visible, p.b_hidden, vis, ov); });
     return std::move(out);
   });
 }
@@ -283,15 +286,14 @@ py::array ais_py(py::array w, py::array b_visible, py::array b_hidden, py::array
   for (index_t i = 1; i < bt.size; ++i) expect(bt[i] >= bt[i - 1], "betas must be non-decreasing");
   return dispatch(w, "w", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    auto wv = cmat<T>(w, "w");
-    auto bvv = cvec<T>(b_visible, "b_visible");
-    auto bhv = cvec<T>(b_hidden, "b_hidden");
+    const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
     auto base = cvec<T>(base_b_visible, "base_b_visible");
-    expect(bvv.size == wv.cols && base.size == wv.cols && bhv.size == wv.rows,
-           "bias shapes do not match the weights");
+    expect(base.size == p.w.cols, "base_b_visible must have one entry per column of w");
     py::array_t<double> out(n_runs);
     Vec<double> ov(out.mutable_data(), n_runs);
-    without_gil([&] { cpu::ais_log_weights<T>(wv, bvv, bhv, base, bt, seed, ov); });
+    without_gil([&] {
+      cpu::ais_log_weights<T>(p.w, p.b_visible, p.b_hidden, base, bt, seed, ov);
+    });
     return std::move(out);
   });
 }
