@@ -16,7 +16,8 @@ class ScopedFTZ {
   ScopedFTZ() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
   ~ScopedFTZ() { _mm_setcsr(saved_); }
 #else
-  ScopedFTZ() = default;
+  ScopedFTZ() {}
+  ~ScopedFTZ() {}  // user-provided: a scoped guard is not an "unused variable"
 #endif
   ScopedFTZ(const ScopedFTZ&) = delete;
   ScopedFTZ& operator=(const ScopedFTZ&) = delete;
