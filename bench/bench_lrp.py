@@ -3,13 +3,13 @@
 The network has the layout of ``MDBN.to_dict()``: three 64x64 modalities, pathways
 (512, 256), a joint layer of 256 and 2 classes, random weights. Timed on one batch:
 
-* forward: z-scoring (``pymdbn.preprocessing.standardize``) and the layers through the
-  compiled kernels (``affine_sigmoid``, ``affine``), as a model's ``decision_function``
-  computes it;
+* forward: z-scoring (``pymdbn.preprocessing.standardize``) and the models' forward
+  pass (``pymdbn.models.network.Network.logits``: ``affine_sigmoid`` per layer, then
+  ``affine``), as a model's ``decision_function`` computes it;
 * explain: ``pymdbn.lrp.explain`` with the 'epsilon' composite (forward with the
   pre-activations kept, then one ``lrp_dense`` per layer), from the same raw inputs;
-* numpy: the same propagation with the NumPy twins (``_reference.dense_forward`` and
-  ``_reference.lrp_dense``, pre-activations reused as well).
+* numpy: the same propagation with the NumPy twins (``pymdbn.backend.reference.dense_forward`` and
+  ``reference.lrp_dense``, pre-activations reused as well).
 
 The target is explain / forward <= 2.
 
@@ -27,11 +27,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import best_of, machine_info  # noqa: E402
 
-from pymdbn import _reference as ref  # noqa: E402
+from pymdbn.backend import reference as ref  # noqa: E402
 from pymdbn._config import get_num_threads  # noqa: E402
-from pymdbn import backend  # noqa: E402
-cpu = backend.get("cpu")
 from pymdbn.lrp import explain  # noqa: E402
+from pymdbn.models.network import Network  # noqa: E402
 from pymdbn.preprocessing import standardize  # noqa: E402
 
 MODALITIES = ("brain", "breast", "bone")
@@ -74,20 +73,13 @@ def _scaled(model, X, dtype):
 
 
 def forward(model, X, dtype):
-    """Logits through the compiled kernels, nothing kept; z-scoring (NaN check included)
-    with the compiled pass that ``decision_function`` and ``explain`` use."""
+    """Logits through the models' own forward pass (``pymdbn.models.network.Network``,
+    nothing kept), after the compiled z-scoring (NaN check included) that
+    ``decision_function`` and ``explain`` use."""
     x = {m: standardize(m, X[m], model["scalers"][m]["mean"], model["scalers"][m]["scale"],
                         dtype) for m in model["modalities"]}
-    tops = []
-    for m in model["modalities"]:
-        a = x[m]
-        for layer in model["pathways"][m]:
-            a = cpu.affine_sigmoid(a, layer["W"], layer["b"], model["clip"], False)
-        tops.append(a)
-    h = np.concatenate(tops, axis=1)
-    for layer in model["joint"]:
-        h = cpu.affine_sigmoid(h, layer["W"], layer["b"], model["clip"], False)
-    return cpu.affine(h, model["output"]["W"], model["output"]["b"], False)
+    return Network(model["pathways"], model["modalities"], model["joint"], model["output"],
+                   model["clip"]).logits(x)
 
 
 def numpy_explain(model, X, dtype, epsilon=1e-6):

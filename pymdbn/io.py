@@ -35,8 +35,9 @@ each member's size and ``.npy`` header (shape, dtype, memory order) must agree w
 the manifest, the total size must stay under :data:`MAX_TOTAL_BYTES`, and every
 array's shape must be the one the estimator's hyperparameters and fitted state imply.
 Only then are the arrays read, one at a time, and compared with their SHA-256.
-The estimator class is looked up in a fixed list (RBM, DBN, MDBN, EarlyFusionDBN,
-ModalityScaler), constructed from the decoded parameters (unknown ones rejected) and
+The estimator class is looked up by name among the registered ones (RBM, DBN, MDBN,
+EarlyFusionDBN, ModalityScaler: each registers itself with :func:`register` where it is
+defined, so this module imports no model), constructed from the decoded parameters (unknown ones rejected) and
 its hyperparameters are validated as ``fit`` validates them. Every failure is a
 ``ValueError`` that names the file and the field or array at fault.
 
@@ -46,6 +47,7 @@ never leaves a half-written model under the final name.
 
 import collections
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -60,7 +62,7 @@ from sklearn.utils.validation import check_is_fitted
 from pymdbn._atomic import atomic_write
 from pymdbn._version import __version__
 
-__all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION", "MAX_HEADER_BYTES",
+__all__ = ["save", "load", "register", "FORMAT_NAME", "FORMAT_VERSION", "MAX_HEADER_BYTES",
            "MAX_TOTAL_BYTES"]
 
 FORMAT_NAME = "pymdbn-model"
@@ -97,14 +99,33 @@ class _Invalid(ValueError):
     """A model file that fails a check (the message is prefixed with the path)."""
 
 
-def _registry():
-    from pymdbn.models.dbn import DBN
-    from pymdbn.models.mdbn import MDBN
-    from pymdbn.preprocessing import ModalityScaler
-    from pymdbn.models.early_fusion import EarlyFusionDBN
-    from pymdbn.models.rbm import RBM
+#: Estimator name -> class, filled by :func:`register` as the classes are defined.
+_REGISTRY = {}
+#: Modules whose import registers the stock estimators; :func:`load` imports them on
+#: first use, so loading works without the caller importing a model first.
+_PROVIDERS = ("pymdbn.models", "pymdbn.preprocessing")
 
-    return {cls.__name__: cls for cls in (RBM, DBN, MDBN, EarlyFusionDBN, ModalityScaler)}
+
+def register(cls):
+    """Class decorator: let :func:`save` and :func:`load` handle ``cls`` by name.
+
+    The class implements ``_get_state()`` -> ``(arrays, meta)`` and
+    ``_set_state(arrays, meta)``, and its file layout has a checker in this module
+    (files are checked against what the hyperparameters imply before any array is
+    read). A subclass is not registered by inheriting: it would be saved under its
+    own name with no checker for it.
+    """
+    if cls.__name__ not in _CHECKS:
+        raise ValueError(f"pymdbn.io has no file checker for {cls.__name__!r}")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _registry():
+    if len(_REGISTRY) < len(_CHECKS):
+        for module in _PROVIDERS:
+            importlib.import_module(module)
+    return _REGISTRY
 
 
 # -- JSON ---------------------------------------------------------------------------
@@ -199,38 +220,13 @@ def decode_params(params, cls=None):
 
 
 # -- state of each estimator ----------------------------------------------------------
-_RBM_ARRAYS = ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_",
-               "velocity_components_", "velocity_hidden_", "velocity_visible_")
-
-
 def get_state(est):
     """(arrays, meta) of a fitted estimator: flat dict of ndarrays and a JSON dict."""
-    from pymdbn.models.rbm import RBM
-
-    if isinstance(est, RBM):
-        arrays = {name: getattr(est, name) for name in _RBM_ARRAYS}
-        meta = {"seed": est.seed_, "n_steps": est.n_steps_, "history": est.history_,
-                "n_features_in": est.n_features_in_}
-        if hasattr(est, "feature_names_in_"):
-            arrays["feature_names_in_"] = est.feature_names_in_.astype(str)
-        return arrays, meta
     return est._get_state()
 
 
 def set_state(est, arrays, meta):
     """Restore what :func:`get_state` returned onto an estimator built from its params."""
-    from pymdbn.models.rbm import RBM
-
-    if isinstance(est, RBM):
-        for name in _RBM_ARRAYS:
-            setattr(est, name, np.ascontiguousarray(arrays[name]))
-        if "feature_names_in_" in arrays:
-            est.feature_names_in_ = arrays["feature_names_in_"].astype(object)
-        est.seed_, est.n_steps_ = int(meta["seed"]), int(meta["n_steps"])
-        est.n_features_in_ = int(meta["n_features_in"])
-        est.history_ = [{k: (float("nan") if v is None else v) for k, v in h.items()}
-                        for h in meta["history"]]
-        return est
     return est._set_state(arrays, meta)
 
 
@@ -361,8 +357,6 @@ def _check_classes(n_classes):
 
 
 def _check_dbn(params, state, arrays, n_features=None):
-    from pymdbn.models.rbm import RBM
-
     sizes = _dbn_sizes(params, "DBN")
     dtype = params.get("dtype")
     if dtype not in ("float32", "float64"):
@@ -377,7 +371,7 @@ def _check_dbn(params, state, arrays, n_features=None):
     n_in = f
     for i, (rbm, size) in enumerate(zip(rbms, sizes)):
         rbm = _obj(rbm, f"DBN rbms[{i}]", ("params", "state"))
-        rbm_params = decode_params(rbm["params"], RBM)
+        rbm_params = decode_params(rbm["params"], _registry()["RBM"])
         if rbm_params.get("n_components") != size:
             raise _Invalid(f"RBM {i} has {rbm_params.get('n_components')!r} units, "
                            f"the DBN's hidden_layers {size}")
@@ -439,8 +433,7 @@ def _check_scaler(params, state, arrays):
 
 
 def _check_early_fusion(params, state, arrays):
-    from pymdbn.models.dbn import DBN
-
+    DBN = _registry()["DBN"]
     state = _obj(state, "EarlyFusionDBN state", ("scaler", "dbn", "dbn_params"))
     scaler = {"per_feature": params.get("per_feature"), "per_image": params.get("per_image")}
     mods, shapes = _check_scaler(scaler, state["scaler"], arrays.sub("scaler"))
@@ -458,9 +451,8 @@ def _check_early_fusion(params, state, arrays):
 
 def _mdbn_sizes(params):
     """Per modality, then the joint stack, the layer sizes the parameters imply."""
-    from pymdbn.models.mdbn import DEFAULT_MODALITIES
-
-    mods = DEFAULT_MODALITIES if params.get("modalities") is None else params["modalities"]
+    default = _registry()["MDBN"].DEFAULT_MODALITIES
+    mods = default if params.get("modalities") is None else params["modalities"]
     if not isinstance(mods, dict) or not mods or not all(isinstance(m, str) for m in mods):
         raise _Invalid(f"MDBN modalities must be a dict name -> sizes, got {mods!r}")
     extra = params.get("pathway_params") or {}
@@ -608,15 +600,9 @@ def _check_consistency(name, params, encoded, state, shapes):
         if len(classes_shape) != 1:
             raise _Invalid(f"array {_CLASSES!r} must be 1-D, got shape {classes_shape}")
     arrays = _Arrays(model)
-    if name == "RBM":
-        _check_rbm(full, state, arrays)
-    elif name == "DBN":
-        _check_dbn(full, state, arrays)
-    elif name == "ModalityScaler":
-        _check_scaler(full, state, arrays)
-    elif name == "EarlyFusionDBN":
-        _check_early_fusion(full, state, arrays)
-    else:  # MDBN, the only estimator that writes checkpoints
+    if name != "MDBN":
+        _CHECKS[name](full, state, arrays)
+    else:  # the only estimator that writes checkpoints
         pathways, joint = _check_mdbn(full, state, arrays, encoded)
         if train_meta is not None:
             images = state["meta"]["image_shapes"]
@@ -635,6 +621,11 @@ def _check_consistency(name, params, encoded, state, shapes):
             return
     if train_meta is not None or train:
         raise _Invalid(f"a {name} file cannot hold a training state")
+
+
+#: Estimator name -> the checker of its file layout (see :func:`register`).
+_CHECKS = {"RBM": _check_rbm, "DBN": _check_dbn, "ModalityScaler": _check_scaler,
+           "EarlyFusionDBN": _check_early_fusion, "MDBN": _check_mdbn}
 
 
 # -- files --------------------------------------------------------------------------
@@ -977,7 +968,8 @@ def _restore_classes(est, classes):
 
 
 class SaveMixin:
-    """Adds :meth:`save` to an estimator that implements ``_get_state``/``_set_state``."""
+    """Adds :meth:`save` to an estimator that implements ``_get_state``/``_set_state``
+    (register the class with :func:`register` too)."""
 
     def save(self, path):
         """Write the fitted model to ``path`` (see :func:`pymdbn.io.save`).

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from pymdbn.io import SaveMixin
+from pymdbn.io import SaveMixin, register
 
 __all__ = ["ModalityScaler", "check_modalities", "standardize", "per_image_normalize"]
 
@@ -44,7 +44,7 @@ def standardize(name, x, mean, scale, dtype, per_image=False):
     to ``(x.astype(dtype) - mean.astype(dtype)) / scale.astype(dtype)`` in NumPy, which
     also tests every value for NaN and infinity, so callers need no separate check.
     With ``per_image`` each sample is first standardised by its own mean and standard
-    deviation (twin: :func:`pymdbn._reference.standardize`).
+    deviation (twin: :func:`pymdbn.backend.reference.standardize`).
 
     Parameters
     ----------
@@ -152,6 +152,7 @@ def check_modalities(X, names=None, shapes=None, allow_missing=False, check_fini
     return out
 
 
+@register
 class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
     """Z-score each modality with statistics fitted on training data.
 

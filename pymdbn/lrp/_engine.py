@@ -12,10 +12,10 @@ The network is the layout of ``MDBN.to_dict()``::
      'meta': {'image_shapes': {name: [H, W] or [D]}, 'classes': [...],
               'data_range': {name: [min, max]} (optional), ...}}
 
-Forward: every pathway and joint layer computes ``sigma(clip(a W + b))``, the
-fused code is the concatenation of the pathway tops in ``modalities`` order
-and the logits are ``code W_out + b_out`` (through the joint layers, if
-any). The backward pass applies one rule per layer (a
+Forward: the models' own pass (:class:`pymdbn.models.network.Network`): every
+pathway and joint layer computes ``sigma(clip(a W + b))``, the fused code is the
+concatenation of the pathway tops in ``modalities`` order and the logits are
+``code W_out + b_out`` (through the joint layers, if any). The backward pass applies one rule per layer (a
 :class:`~pymdbn.lrp.composites.Composite`) with the compiled
 ``_core.lrp_dense``; relevance passes the sigmoids unchanged. The forward
 pre-activations are kept and handed to the epsilon rule, so explaining costs
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from pymdbn.backend import ops
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
+from pymdbn.models.network import Network
 from pymdbn.preprocessing import standardize
 
 __all__ = ["explain", "explain_model", "zbox_bounds"]
@@ -108,6 +108,11 @@ class _Network:
                              f"has {top} units")
         clip = model.get("clip")
         self.clip = None if clip is None else float(clip)
+
+        def dicts(layers):
+            return [{"W": w, "b": b} for w, b in layers]
+        self.network = Network({m: dicts(self.pathways[m]) for m in modalities}, modalities,
+                               dicts(self.joint), {"W": self.w_out, "b": self.b_out}, self.clip)
         self.meta = dict(model.get("meta") or {})
         self.scalers = dict(model.get("scalers") or {})
 
@@ -274,27 +279,28 @@ def _resolve(rule: Rule, net: _Network, m: str) -> Rule:
 
 
 # ----------------------------------------------------------------------- engine
-def _forward(layers, a, clip):
-    """Inputs and pre-activations of each layer, and the top activation."""
-    inputs, zs = [], []
-    for w, b in layers:
-        inputs.append(a)
-        z, a = ops.dense_forward(a, w, b, clip, "sigmoid")
-        zs.append(z)
-    return inputs, zs, a
+def _forward(net, x):
+    """The network's forward pass keeping what the rules need: per layer, its input and
+    pre-activation (pathways by name, then the joint stack), the output layer's input
+    and the logits."""
+    steps, joint = {}, []
+    top, logits = net.network.head(net.network.fuse(net.network.codes(x, steps)), joint)
+    return dict(pathways={m: [(s[0], s[1]) for s in layers] for m, layers in steps.items()},
+                joint=[(s[0], s[1]) for s in joint], output=(top, logits))
 
 
-def _backward(layers, rules, inputs, zs, r, record, totals=False, overwrite_input=False,
+def _backward(layers, rules, steps, r, record, totals=False, overwrite_input=False,
               refs=None):
     """Relevance down a stack of layers; ``record`` collects it top-down. With
     ``totals``, also the row sums and absolute row sums of the bottom relevance; with
     ``overwrite_input``, the bottom relevance may be written over the stack's input.
-    ``refs``: per layer, the reference's (input, pre-activation), used by Epsilon rules."""
+    ``steps``: per layer, its (input, pre-activation); ``refs``: the same for the
+    reference, used by Epsilon rules."""
     last = len(layers) - 1
     sums = None
     refs = [None] * len(layers) if refs is None else refs
-    for k, ((w, b), rule, x, z, ref) in enumerate(zip(layers[::-1], rules[::-1], inputs[::-1],
-                                                      zs[::-1], refs[::-1])):
+    for k, ((w, b), rule, (x, z), ref) in enumerate(zip(layers[::-1], rules[::-1], steps[::-1],
+                                                        refs[::-1])):
         owned = overwrite_input
         if ref is not None and isinstance(rule, Epsilon):
             # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
@@ -308,23 +314,11 @@ def _backward(layers, rules, inputs, zs, r, record, totals=False, overwrite_inpu
     return (r, sums) if totals else r
 
 
-def _reference_forward(net, reference):
-    """The reference's inputs and pre-activations per layer (one sample each)."""
-    pathway_fw = {m: _forward(net.pathways[m], reference[m], net.clip) for m in net.modalities}
-    code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
-    joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
-    logits = ops.affine(top, net.w_out, net.b_out, False)
-    return dict(pathways={m: list(zip(fw[0], fw[1])) for m, fw in pathway_fw.items()},
-                joint=list(zip(joint_inputs, joint_zs)), output=(top, logits))
-
-
 def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
     """Explain one chunk; returns the arrays that make up an Explanation. ``ref``: the
-    reference's forward pass (:func:`_reference_forward`) or None."""
-    pathway_fw = {m: _forward(net.pathways[m], x[m], net.clip) for m in net.modalities}
-    code = np.concatenate([pathway_fw[m][2] for m in net.modalities], axis=1)
-    joint_inputs, joint_zs, top = _forward(net.joint, code, net.clip)
-    logits = ops.affine(top, net.w_out, net.b_out, False)
+    reference's forward pass (:func:`_forward` of its one sample) or None."""
+    fw = _forward(net, x)
+    top, logits = fw["output"]
 
     rows = np.arange(len(logits))
     t = np.argmax(logits, axis=1) if target is None else target
@@ -341,18 +335,18 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
         r = rules["output"](top, net.w_out, net.b_out, r_out, z=logits)
     if joint_rec is not None:
         joint_rec.append(r)
-    code_r = _backward(net.joint, rules["joint"], joint_inputs, joint_zs, r, joint_rec,
+    code_r = _backward(net.joint, rules["joint"], fw["joint"], r, joint_rec,
                        refs=None if ref is None else ref["joint"])
 
     relevance, totals, path_rec = {}, {}, {}
     for m in net.modalities:
-        inputs, zs, _ = pathway_fw.pop(m)  # frees this pathway's activations early
+        steps = fw["pathways"].pop(m)  # frees this pathway's activations early
         r_top = np.ascontiguousarray(code_r[:, net.code_slices[m]])
         rec = [r_top] if record_layers else None
-        relevance[m], totals[m] = _backward(net.pathways[m], rules["pathways"][m], inputs, zs,
+        relevance[m], totals[m] = _backward(net.pathways[m], rules["pathways"][m], steps,
                                             r_top, rec, totals=True, overwrite_input=owned,
                                             refs=None if ref is None else ref["pathways"][m])
-        del inputs, zs
+        del steps
         if rec is not None:
             path_rec[m] = rec[::-1]
     layers = {"pathways": path_rec, "joint": joint_rec[::-1]} if record_layers else None
@@ -404,7 +398,7 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
             for m in net.modalities
         },
     }
-    ref = None if reference is None else _reference_forward(net, reference)
+    ref = None if reference is None else _forward(net, reference)
     chunks = []
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
@@ -465,7 +459,7 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
 
 def explain_model(model: Any, X: Any, target: Any = None, composite: str | Composite = "epsilon",
                   return_layers: bool = False, batch_size: int | None = None,
-                  reference: Any = None) -> Explanation:
+                  reference: Any = None, scaled: bool = False) -> Explanation:
     """Explain a (multimodal) DBN's decisions by layer-wise relevance propagation.
 
     Relevance starts at the target logit (the others set to 0) and is
@@ -507,6 +501,11 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
         against the class even when the input lowered it from 0.9, which
         can give a lesion the model relies on negative relevance. Other
         rules ignore the reference. Default: None, LRP as published.
+    scaled : bool, default False
+        ``X`` (and ``reference``) are already z-scored: the model's scalers are
+        not applied (the dict layout may then omit ``scalers``). For models that
+        scale their inputs in their own way, as
+        :meth:`pymdbn.EarlyFusionDBN.explain` does.
 
     Returns
     -------
@@ -543,6 +542,8 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
     else:
         raise ValueError(f"model must have to_dict() or be its dict layout, got "
                          f"{type(model).__name__}")
+    if scaled:
+        return explain(model_dict, X, target, composite, return_layers, batch_size, reference)
     net = _Network(model_dict)
     x, shapes, n = _inputs(net, X, scale=True)
     ref = _reference_inputs(net, reference, scale=True)

@@ -12,8 +12,8 @@ from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_I
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes, per_layer)
 from pymdbn._progress import Progress
-from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, set_state,
-                       to_json, unnest)
+from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, register,
+                       set_state, to_json, unnest)
 from pymdbn.models import finetune
 from pymdbn.models.network import Network, layer_from_rbm, propagate
 from pymdbn.models.rbm import RBM
@@ -45,6 +45,7 @@ def fit_rbm(rbm, X, desc, verbose):
     return rbm
 
 
+@register
 class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     """Deep belief network: RBMs pretrained greedily, layer by layer.
 

@@ -15,6 +15,7 @@ from pymdbn.preprocessing import ModalityScaler, check_modalities
 __all__ = ["EarlyFusionDBN"]
 
 
+@io.register
 class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     """A supervised DBN on the concatenation of all (z-scored, flattened) modalities.
 
@@ -114,7 +115,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         -------
         pymdbn.lrp.Explanation
         """
-        from pymdbn.lrp._engine import explain
+        from pymdbn.lrp import explain  # on first use: LRP is not needed to fit or predict
         from pymdbn.lrp.explanation import Explanation, shares_from_totals
 
         check_is_fitted(self)
@@ -136,7 +137,8 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                                             reference.items()})}
         target = target_indices(target, self.classes_)
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
-                    return_layers=return_layers, batch_size=batch_size, reference=reference)
+                    return_layers=return_layers, batch_size=batch_size, reference=reference,
+                    scaled=True)
         R = e.relevance["x"]
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}

@@ -30,6 +30,7 @@ _RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "
                  "class_weight", "batch_size")
 
 
+@io.register
 class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     """Multimodal deep belief network classifier.
 
@@ -230,6 +231,9 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     >>> model.predict_proba(X).shape
     (60, 2)
     """
+
+    #: The modalities and pathway sizes that ``modalities=None`` stands for.
+    DEFAULT_MODALITIES = DEFAULT_MODALITIES
 
     _parameter_constraints: dict = {
         "modalities": [None, dict],

@@ -11,7 +11,7 @@ layer is a dict ``{'W': (n_in, n_out), 'b': (n_out,)}`` and computes
 :func:`propagate` is the sigmoid stack every model, the fine-tuning and the LRP engine
 run; :class:`Network` composes it into the whole model. The arithmetic runs in the C++
 kernels ``dense_forward`` and ``dense_backward``; their NumPy twins in
-:mod:`pymdbn._reference` define them.
+:mod:`pymdbn.backend.reference` define them.
 """
 
 import numpy as np
@@ -44,10 +44,17 @@ def propagate(x, layers, clip, steps=None, masks=None):
     -------
     ndarray
         The top activation (its masked form when ``masks`` drops units).
+
+    Notes
+    -----
+    Without ``steps`` each layer writes only its activation (``affine_sigmoid``), with
+    them also its pre-activation (``dense_forward``); the activations are the same bits.
     """
     for layer in layers:
-        z, a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")
-        if steps is not None:
+        if steps is None:
+            a = ops.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
+        else:
+            z, a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")
             steps.append((x, z, a))
         x = a if masks is None else masks.apply(a)
     return x
@@ -112,8 +119,7 @@ class Network:
     def head(self, fused, steps=None, masks=None):
         """Joint layers then output logits from a fused code; returns (code, logits)."""
         code = propagate(fused, self.joint, self.clip, steps, masks)
-        logits, _ = ops.dense_forward(code, self.output["W"], self.output["b"], None, "linear")
-        return code, logits
+        return code, ops.affine(code, self.output["W"], self.output["b"], False)
 
     def forward(self, X, masks=None):
         """Full forward pass keeping every layer's input, pre-activation and activation.

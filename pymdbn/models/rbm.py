@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Options
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from pymdbn import io
 from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, Interval, StrOptions,
                                  check_value)
@@ -43,7 +44,8 @@ def log_partition_exact(w, b_visible, b_hidden):
     return float(top + np.log(np.exp(terms - top).sum()))
 
 
-class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+@io.register
+class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Restricted Boltzmann machine with Bernoulli hidden units.
 
     A drop-in replacement for :class:`sklearn.neural_network.BernoulliRBM` whose
@@ -469,6 +471,30 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if log_z is None:
             log_z = self.log_partition(**kwargs)
         return float(-np.mean(self.free_energy(X).astype(np.float64)) - log_z)
+
+    _STATE_ARRAYS = ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_",
+                     "velocity_components_", "velocity_hidden_", "velocity_visible_")
+
+    def _get_state(self):
+        """(arrays, meta) for :func:`pymdbn.io.save`."""
+        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS}
+        meta = {"seed": self.seed_, "n_steps": self.n_steps_, "history": self.history_,
+                "n_features_in": self.n_features_in_}
+        if hasattr(self, "feature_names_in_"):
+            arrays["feature_names_in_"] = self.feature_names_in_.astype(str)
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        """Restore what :meth:`_get_state` returned (checked by :mod:`pymdbn.io`)."""
+        for name in self._STATE_ARRAYS:
+            setattr(self, name, np.ascontiguousarray(arrays[name]))
+        if "feature_names_in_" in arrays:
+            self.feature_names_in_ = arrays["feature_names_in_"].astype(object)
+        self.seed_, self.n_steps_ = int(meta["seed"]), int(meta["n_steps"])
+        self.n_features_in_ = int(meta["n_features_in"])
+        self.history_ = [{k: (float("nan") if v is None else v) for k, v in h.items()}
+                         for h in meta["history"]]
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
