@@ -188,10 +188,10 @@ class NumpyCD1:
 
 
 def _check_numpy_against_reference():
-    """Sanity check: NumpyCD1's update equals pymdbn._reference.cd_epoch's given the
+    """Sanity check: NumpyCD1's update equals pymdbn.backend.reference.cd_epoch's given the
     same hidden/visible samples (we only compare the deterministic part: with
     probabilities forced to 0/1 the samples are the same)."""
-    from pymdbn import _reference as ref
+    from pymdbn.backend import reference as ref
 
     rng = np.random.default_rng(1)
     V, H, B, N = 20, 7, 4, 10
@@ -315,7 +315,7 @@ def main():
                    help="extra environment for the workers, e.g. OMP_WAIT_POLICY=passive")
     p.add_argument("--json", metavar="PATH", help="also write the JSON record here")
     p.add_argument("--check", action="store_true",
-                   help="only check the NumPy baseline against pymdbn._reference.cd_epoch")
+                   help="only check the NumPy baseline against pymdbn.backend.reference.cd_epoch")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--shape", help=argparse.SUPPRESS)
     p.add_argument("--threads-now", type=int, help=argparse.SUPPRESS)
@@ -326,7 +326,7 @@ def main():
         return worker(args)
     _check_numpy_against_reference()
     if args.check:
-        print("NumPy baseline matches pymdbn._reference.cd_epoch")
+        print("NumPy baseline matches pymdbn.backend.reference.cd_epoch")
         return
 
     env_before = {k: os.environ.get(k) for k in OPENBLAS_ENV}

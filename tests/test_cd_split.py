@@ -8,7 +8,7 @@ the numbers the whole batch draws.
 import numpy as np
 import pytest
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn import backend
 from conftest import DTYPES, TOL, random_rbm
 

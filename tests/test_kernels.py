@@ -1,11 +1,11 @@
-"""C++ kernels against their NumPy twins (pymdbn._reference), same random draws."""
+"""C++ kernels against their NumPy twins (pymdbn.backend.reference), same random draws."""
 
 import warnings
 
 import numpy as np
 import pytest
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn import backend
 from pymdbn.rbm import log_partition_exact
 from conftest import COMPILED, DTYPES, SHAPES, TOL, random_rbm, tol

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn.lrp import (Composite, Epsilon, Explanation, Flat, Gamma, ZBox, ZPlus, explain,
                         get_composite, zbox_bounds)
 from pymdbn.lrp import _engine

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn import backend
 cpu = backend.get("cpu")
 from pymdbn.lrp import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pymdbn.models import finetune as _nn
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn import backend
 from conftest import TOL
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn.preprocessing import ModalityScaler, check_modalities, standardize
 
 

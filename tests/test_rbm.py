@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from threadpoolctl import threadpool_limits
 
 from pymdbn import RBM
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 
 
 @pytest.fixture(scope="module")

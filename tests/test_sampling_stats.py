@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 from pymdbn import backend
 from pymdbn.rbm import log_partition_exact
 cpu = backend.get("cpu")

@@ -1,6 +1,6 @@
 """The ``'numpy'`` backend: the readable twins behind the compiled core's signatures.
 
-:mod:`pymdbn._reference` writes each kernel the clearest way; this module only maps
+:mod:`pymdbn.backend.reference` writes each kernel the clearest way; this module only maps
 the core's calling convention onto it (positional arguments, in-place state, optional
 outputs), so any op runs on either backend by name. It is slow by design: its purpose
 is to be the specification, and to run the package where the core does not load.
@@ -8,7 +8,7 @@ is to be the specification, and to run the package where the core does not load.
 
 import numpy as np
 
-from pymdbn import _reference as ref
+from pymdbn.backend import reference as ref
 
 __all__ = ["build_info", "get_num_threads", "set_num_threads", "affine", "affine_sigmoid",
            "sample_bernoulli", "sample_gaussian", "random_bits", "gibbs_hidden",

@@ -15,7 +15,7 @@ removes it with ``zero_params=['bias']``; here ``use_bias=False`` does the
 same. Each rule's docstring says how its bias enters and how that compares
 with zennit (0.5). With the defaults, every rule but ``Gamma`` (for negative
 pre-activations) and ``WSquare`` computes what zennit computes. Each rule calls the compiled kernel
-``pymdbn._core.lrp_dense``; ``pymdbn._reference.lrp_dense`` is its readable
+``pymdbn._core.lrp_dense``; ``pymdbn.backend.reference.lrp_dense`` is its readable
 NumPy twin and the specification.
 
 References

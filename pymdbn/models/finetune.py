@@ -3,7 +3,7 @@ the mini-batch loop with early stopping and resumable state, and label handling.
 
 The arithmetic runs in the C++ kernels ``softmax_cross_entropy``, ``sgd_momentum_update``
 and ``adam_update`` (and the network's ``dense_forward``/``dense_backward``); their NumPy
-twins in :mod:`pymdbn._reference` define them.
+twins in :mod:`pymdbn.backend.reference` define them.
 """
 
 import time

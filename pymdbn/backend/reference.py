@@ -8,7 +8,7 @@ looks wrong. They favour clarity over speed.
 
 import numpy as np
 
-from ._matmul import matmul
+from pymdbn._matmul import matmul
 
 __all__ = [
     "philox4x32_10",
