@@ -16,6 +16,7 @@ factory                        fusion       training of the top    sigmoid
 ============================  ===========  =====================  ===============
 """
 
+from pymdbn.models import finetune
 from pymdbn.models.dbn import DBN
 from pymdbn.models.early_fusion import EarlyFusionDBN
 from pymdbn.models.mdbn import DEFAULT_MODALITIES, MDBN
@@ -98,15 +99,8 @@ def early_fusion_dbn(hidden_layers=PATHWAY, per_feature=PER_FEATURE, per_image=P
     -------
     EarlyFusionDBN
     """
-    defaults = dict(optimizer=FINE_TUNE["optimizer"],
-                    fine_tune_learning_rate=FINE_TUNE["learning_rate"],
-                    fine_tune_batch_size=FINE_TUNE["batch_size"],
-                    fine_tune_epochs=FINE_TUNE["max_epochs"],
-                    early_stopping=FINE_TUNE["early_stopping"],
-                    n_iter_no_change=FINE_TUNE["n_iter_no_change"],
-                    fine_tune_dropout=FINE_TUNE["dropout"],
-                    fine_tune_input_dropout=FINE_TUNE["input_dropout"],
-                    n_iter=PRETRAIN_EPOCHS)
+    defaults = {**{finetune.DBN_NAMES.get(k, k): v for k, v in FINE_TUNE.items()},
+                "n_iter": PRETRAIN_EPOCHS}
     return EarlyFusionDBN(DBN(hidden_layers=hidden_layers, **{**defaults, **dbn_params}),
                           per_feature=per_feature, per_image=per_image)
 

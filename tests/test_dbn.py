@@ -41,6 +41,12 @@ def test_default_learning_rates_and_validation():
         DBN(hidden_layers=(3, 2), layer_params=[{}])._rbm_params([1, 2])
 
 
+def test_an_override_that_breaks_an_rbm_constraint_is_rejected(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="momentum"):
+        DBN(hidden_layers=(3, 2), n_iter=1, layer_params=[{}, {"momentum": -1.0}]).fit(X)
+
+
 def test_supervised_learns_and_is_reproducible(data):
     X, y = data
     kw = dict(hidden_layers=(16,), n_iter=2, optimizer="adam", fine_tune_learning_rate=0.02,

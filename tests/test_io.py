@@ -67,9 +67,9 @@ def test_to_dict_layout(model, data):
     np.testing.assert_allclose(logits, model.decision_function(X), rtol=1e-4, atol=1e-4)
     again = MDBN.from_dict(d)
     np.testing.assert_array_equal(again.decision_function(X), model.decision_function(X))
-    cache = model._forward_layers(X)
-    np.testing.assert_array_equal(cache["logits"], model.decision_function(X))
-    assert cache["widths"] == [24, 12, 16] and len(cache["pathways"]["breast"]) == 2
+    # LRP explains the very logits the model outputs: one forward pass, kept or not.
+    from pymdbn.lrp import explain
+    np.testing.assert_array_equal(explain(model, X).logits, model.decision_function(X))
 
 
 def test_other_estimators_round_trip(data, tmp_path, rng):

@@ -185,3 +185,14 @@ def test_digits_features_are_as_good_as_bernoulli_rbm(digits):
             scores[name] = pipe.fit(Xtr, ytr).score(Xte, yte)
     # A margin of one standard error of a 597-sample accuracy (about 0.012).
     assert scores["ours"] >= scores["sklearn"] - 0.012, scores
+
+
+def test_fit_callback_sees_every_epoch(rng):
+    X = (rng.random((60, 9)) > 0.5).astype(np.float32)
+    seen = []
+    rbm = RBM(n_components=4, n_iter=3, random_state=0)
+    rbm.fit(X, callback=lambda r: seen.append(dict(r.history_[-1])))
+    assert [h["epoch"] for h in seen] == [1, 2, 3]
+    assert seen == rbm.history_
+    plain = RBM(n_components=4, n_iter=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(plain.components_, rbm.components_)

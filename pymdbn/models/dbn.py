@@ -1,6 +1,5 @@
 """Deep belief networks: greedily stacked RBMs, optionally fine-tuned as classifiers."""
 
-import time
 
 import numpy as np
 from scipy.special import softmax
@@ -24,25 +23,14 @@ _DEFAULT_LR = {"gaussian": 0.005, "bernoulli": 0.05}
 
 
 def fit_rbm(rbm, X, desc, verbose):
-    """Fit ``rbm`` to X exactly as :meth:`RBM.fit` does, showing a progress bar per epoch.
-
-    RBM.fit runs all epochs in one call; reproducing its loop here (same validation,
-    initialisation and per-epoch shuffles) lets the bar report each epoch's
-    reconstruction error. ``tests/test_dbn.py`` checks the results stay identical.
-    """
-    rbm._validate_params()
-    X = validate_data(rbm, X, dtype=rbm._dtypes(), order="C", ensure_min_samples=1)
-    rbm._initialize(X.shape[1], X.dtype, rbm.random_state)
+    """:meth:`RBM.fit`, with a progress bar that reports each epoch's reconstruction
+    error."""
     progress = Progress(rbm.n_iter, desc, enabled=verbose)
     try:
-        for epoch in range(rbm.n_iter):
-            t0 = time.perf_counter()
-            order = np.random.default_rng([rbm.seed_, epoch]).permutation(len(X))
-            rbm._record(X, rbm._run_epoch(X, order), t0)
-            progress.update(1, recon=rbm.history_[-1]["reconstruction_error"])
+        return rbm.fit(X, callback=lambda r: progress.update(
+            1, recon=r.history_[-1]["reconstruction_error"]))
     finally:
         progress.close()
-    return rbm
 
 
 @register
@@ -281,17 +269,6 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
             params.append(p)
         return params
 
-    def _train_options(self):
-        return dict(optimizer=self.optimizer, learning_rate=self.fine_tune_learning_rate,
-                    momentum=self.fine_tune_momentum,
-                    weight_decay=self.fine_tune_weight_decay,
-                    batch_size=self.fine_tune_batch_size, max_epochs=self.fine_tune_epochs,
-                    early_stopping=self.early_stopping,
-                    validation_fraction=self.validation_fraction,
-                    n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-                    dropout=self.fine_tune_dropout,
-                    input_dropout=self.fine_tune_input_dropout)
-
     # -- fitting ------------------------------------------------------------------------
     def pretrain(self, X, seeds, desc="pretrain"):
         """Greedy layer-wise pretraining on validated X; sets ``rbms_``, ``layers_``."""
@@ -339,7 +316,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         net = self._network()
         self.fine_tune_history_, summary = finetune.fit_supervised(
             net, {"x": X}, y_idx, sw, fine_tune=self.fine_tune, seed=int(seeds[-1]),
-            verbose=self.verbose, **self._train_options())
+            verbose=self.verbose,
+            **finetune.options_of(self, finetune.DBN_NAMES))
         self._set_summary(summary)
         return self
 
@@ -369,15 +347,6 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         code : ndarray of shape (n_samples, hidden_layers[-1])
         """
         return propagate(self._validate(X), self.layers_, self.clip)
-
-    def _forward_layers(self, X):
-        """Per-layer (input, pre-activation, activation) and logits of validated X.
-
-        Returns the :meth:`pymdbn.Network.forward` cache; the pathway is named
-        ``'x'``. Supervised fit only.
-        """
-        check_is_fitted(self, "output_")
-        return self._network().forward({"x": self._validate(X)})
 
     def decision_function(self, X):
         """Logits of each class, shape (n_samples, n_classes)."""

@@ -155,11 +155,6 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                            composite=e.composite, layers=e.layers,
                            reference_logits=e.reference_logits, classes=e.classes)
 
-    def _forward_layers(self, X):
-        """The DBN's forward cache on the concatenated input (pathway ``'x'``)."""
-        check_is_fitted(self)
-        return self.dbn_._forward_layers(self._concat(X))
-
     def _get_state(self):
         scaler_arrays, scaler_meta = self.scaler_._get_state()
         dbn_arrays, dbn_meta = self.dbn_._get_state()

@@ -16,9 +16,26 @@ from pymdbn.models.network import Network
 
 __all__ = ["new_layer", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state", "best_epoch",
            "stop_note", "validation_split", "encode_labels", "class_sample_weight",
-           "target_indices"]
+           "target_indices", "OPTIONS", "DBN_NAMES", "options_of"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
+
+#: The optimisation options of :func:`train`, as MDBN's parameters name them.
+OPTIONS = ("optimizer", "learning_rate", "momentum", "weight_decay", "batch_size",
+           "max_epochs", "early_stopping", "validation_fraction", "n_iter_no_change", "tol",
+           "dropout", "input_dropout")
+#: DBN's names for those it spells otherwise (its ``learning_rate`` etc. pretrain).
+DBN_NAMES = {"learning_rate": "fine_tune_learning_rate", "momentum": "fine_tune_momentum",
+             "weight_decay": "fine_tune_weight_decay", "batch_size": "fine_tune_batch_size",
+             "max_epochs": "fine_tune_epochs", "dropout": "fine_tune_dropout",
+             "input_dropout": "fine_tune_input_dropout"}
+
+
+def options_of(estimator, names=None):
+    """The :data:`OPTIONS` as ``estimator``'s parameters hold them; ``names`` maps an
+    option to the parameter that holds it where the two differ (:data:`DBN_NAMES`)."""
+    names = names or {}
+    return {k: getattr(estimator, names.get(k, k)) for k in OPTIONS}
 
 
 def new_layer(n_in, n_out, rng, dtype, scale=0.01):

@@ -454,13 +454,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                     self._checkpoint(s)
         self.history_, summary = finetune.fit_supervised(
             self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
-            verbose=self.verbose, state=state, on_epoch=on_epoch, optimizer=self.optimizer,
-            learning_rate=self.learning_rate, momentum=self.momentum,
-            weight_decay=self.weight_decay, batch_size=self.batch_size,
-            max_epochs=self.max_epochs, early_stopping=self.early_stopping,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change, tol=self.tol, dropout=self.dropout,
-            input_dropout=self.input_dropout)
+            verbose=self.verbose, state=state, on_epoch=on_epoch,
+            **finetune.options_of(self))
         self._set_summary(summary)
 
     def _set_summary(self, summary):
@@ -560,28 +555,6 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Most probable class of each sample."""
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
-
-    def _forward_layers(self, X):
-        """Every layer's input, pre-activation and activation, for explanation.
-
-        Parameters
-        ----------
-        X : dict of str to array-like
-            All modalities (raw; scaled here).
-
-        Returns
-        -------
-        cache : dict
-            ``inputs`` (z-scored flattened modalities), ``pathways`` (name -> list of
-            (x, z, a) per layer), ``widths`` (code width per modality, in
-            ``modalities_`` order), ``fused`` (concatenated pathway tops), ``joint``
-            (list of (x, z, a)), ``code`` (input of the output layer) and ``logits``.
-        """
-        check_is_fitted(self, "output_")
-        Z = self._scaled(X)
-        cache = self._network().forward(Z)
-        cache["inputs"] = Z
-        return cache
 
     def explain(self, X, target=None, composite="epsilon", return_layers=False,
                 batch_size=None, reference=None):

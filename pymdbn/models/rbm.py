@@ -5,8 +5,7 @@ from numbers import Integral
 
 import numpy as np
 from scipy.special import log_expit
-from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
-                          _fit_context)
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Options
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -234,8 +233,7 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             print(f"[{type(self).__name__}] Iteration {epoch}, reconstruction error = "
                   f"{err:.4f}, pseudo-likelihood = {pll:.4f}, time = {entry['time']:.2f}s")
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callback=None):
         """Fit the model to the data X.
 
         Parameters
@@ -243,17 +241,25 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         X : array-like of shape (n_samples, n_features)
             Training data.
         y : Ignored
+        callback : callable or None, default=None
+            Called as ``callback(self)`` after every epoch, when ``history_[-1]``
+            holds that epoch's figures (a progress bar, a log).
 
         Returns
         -------
         self : RBM
         """
+        # Not scikit-learn's _fit_context, which skips this inside another estimator's
+        # fit: a DBN builds its RBMs from overrides that only this check sees.
+        self._validate_params()
         X = validate_data(self, X, dtype=self._dtypes(), order="C", ensure_min_samples=1)
         self._initialize(X.shape[1], X.dtype, self.random_state)
         for epoch in range(self.n_iter):
             t0 = time.perf_counter()
             order = np.random.default_rng([self.seed_, epoch]).permutation(len(X))
             self._record(X, self._run_epoch(X, order), t0)
+            if callback is not None:
+                callback(self)
         return self
 
     def partial_fit(self, X, y=None):
