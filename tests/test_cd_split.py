@@ -10,10 +10,9 @@ import pytest
 
 from pymdbn.backend import reference as ref
 from pymdbn import backend
-from conftest import DTYPES, TOL, random_rbm
+from conftest import BACKENDS, DTYPES, TOL, random_rbm
 
-backend.get("cpu")  # loads the BLAS the compiled core links against
-from pymdbn import _core  # noqa: E402
+cpu = backend.get("cpu")
 
 # (visible, k, persistent): CD-1, CD-2 and PCD-2 for both kinds of visible units.
 MODES = [(vis, k, pcd) for vis in ("bernoulli", "gaussian") for k, pcd in
@@ -41,18 +40,18 @@ def copy(state):
 
 
 def core_epoch(x, order, s, visible, k, persistent, first_step):
-    return _core.cd_epoch(x, order, BATCH, s["w"], s["b_visible"], s["b_hidden"], s["v_w"],
+    return cpu.cd_epoch(x, order, BATCH, s["w"], s["b_visible"], s["b_hidden"], s["v_w"],
                           s["v_b_visible"], s["v_b_hidden"], s["chain"], k, persistent,
                           visible, CLIP, *UPDATE.values(), SEED, first_step)
 
 
-def core_gradient(v0, s, visible, k, persistent, step, **kw):
-    return _core.cd_gradient(v0, s["w"], s["b_visible"], s["b_hidden"], s["chain"], k,
+def core_gradient(v0, s, visible, k, persistent, step, lib=cpu, **kw):
+    return lib.cd_gradient(v0, s["w"], s["b_visible"], s["b_hidden"], s["chain"], k,
                              persistent, visible, CLIP, SEED, step, **kw)
 
 
-def core_apply(h, v, s):
-    _core.cd_apply(h, v, s["w"], s["b_visible"], s["b_hidden"], s["v_w"], s["v_b_visible"],
+def core_apply(h, v, s, lib=cpu):
+    lib.cd_apply(h, v, s["w"], s["b_visible"], s["b_hidden"], s["v_w"], s["v_b_visible"],
                    s["v_b_hidden"], *UPDATE.values())
 
 
@@ -83,13 +82,16 @@ def test_split_loop_equals_fused_epoch_bit_for_bit(rng, dtype, visible, k, persi
         assert_states_identical(fused, split)
 
 
+@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("visible,k,persistent", MODES)
-def test_twins_of_the_split_match_the_kernels(rng, dtype, visible, k, persistent):
+def test_twins_of_the_split_match_the_kernels(rng, name, dtype, visible, k, persistent):
+    """Every backend's cd_gradient and cd_apply, called by the core's signatures."""
+    lib = backend.get(name)
     x, state, order = problem(rng, dtype, visible)
     v0 = x[order[:BATCH]]
     a, b = copy(state), copy(state)
-    h, v, sq = core_gradient(v0, a, visible, k, persistent, 4)
+    h, v, sq = core_gradient(v0, a, visible, k, persistent, 4, lib=lib)
     h_ref, v_ref, sq_ref = ref.cd_gradient(v0, b["w"], b["b_visible"], b["b_hidden"],
                                            b["chain"], k, persistent, visible, CLIP, SEED, 4)
     assert h_ref.dtype == dtype and v_ref.dtype == dtype
@@ -98,7 +100,7 @@ def test_twins_of_the_split_match_the_kernels(rng, dtype, visible, k, persistent
     np.testing.assert_allclose(a["chain"], b["chain"], **TOL[dtype])
     np.testing.assert_allclose(sq, sq_ref, rtol=TOL[dtype]["rtol"] * NV)
     # The apply step on the same factored gradient.
-    core_apply(h, v, a)
+    core_apply(h, v, a, lib=lib)
     ref.cd_apply(h, v, b, **UPDATE)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], **TOL[dtype], err_msg=key)
@@ -135,7 +137,7 @@ def halves(draw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", ["kernel", "twin"])
 def test_split_batch_draws_the_whole_batch_numbers(rng, dtype, impl):
-    lib = _core if impl == "kernel" else ref
+    lib = cpu if impl == "kernel" else ref
     p = rng.random((ROWS, COLS)).astype(dtype)
     for draw in (lambda r, off: lib.sample_bernoulli(p[r], 7, 3, row_offset=off),
                  lambda r, off: lib.sample_gaussian(p[r], 7, 3, row_offset=off),
@@ -159,10 +161,10 @@ def test_split_batch_draws_the_whole_batch_numbers(rng, dtype, impl):
 
 def test_row_counter_wraps_at_32_bits_like_the_twin():
     for off in (2**32 - 2, 2**32 + 5):
-        np.testing.assert_array_equal(_core.random_bits(4, 6, 1, 2, row_offset=off),
+        np.testing.assert_array_equal(cpu.random_bits(4, 6, 1, 2, row_offset=off),
                                       ref.random_bits(4, 6, 1, 2, row_offset=off))
-    np.testing.assert_array_equal(_core.random_bits(2, 6, 1, 2, row_offset=2**32),
-                                  _core.random_bits(2, 6, 1, 2))
+    np.testing.assert_array_equal(cpu.random_bits(2, 6, 1, 2, row_offset=2**32),
+                                  cpu.random_bits(2, 6, 1, 2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -199,7 +201,7 @@ def test_cd_gradient_of_a_split_batch_equals_the_whole(rng, dtype, visible, k, p
 def test_new_bindings_reject_bad_arguments(rng):
     x, s, order = problem(rng, np.float32, "bernoulli")
     v0 = x[:4]
-    grad = lambda **kw: _core.cd_gradient(**{**dict(  # noqa: E731
+    grad = lambda **kw: cpu.cd_gradient(**{**dict(  # noqa: E731
         v0=v0, w=s["w"], b_visible=s["b_visible"], b_hidden=s["b_hidden"], chain=s["chain"],
         k=1, persistent=False, visible="bernoulli", clip=None, seed=0, step=0), **kw})
     with pytest.raises(TypeError, match="v0: expected float32 or float64"):
@@ -227,7 +229,7 @@ def test_new_bindings_reject_bad_arguments(rng):
                     v_w=s["v_w"], v_b_visible=s["v_b_visible"], v_b_hidden=s["v_b_hidden"],
                     learning_rate=0.1, momentum=0.5, weight_decay=0.0, sparsity_target=0.1,
                     sparsity_cost=0.0)
-        _core.cd_apply(**{**args, **kw})
+        cpu.cd_apply(**{**args, **kw})
 
     with pytest.raises(ValueError, match="h must be"):
         apply(h=h[1:].copy())

@@ -38,7 +38,8 @@ DTYPES = ("float32", "float64")
 #: The ops every backend defines, with the compiled core's signatures.
 OPS = (
     "affine", "affine_sigmoid", "sample_bernoulli", "sample_gaussian", "random_bits",
-    "gibbs_hidden", "gibbs_visible", "cd_epoch", "free_energy", "ais_log_weights",
+    "gibbs_hidden", "gibbs_visible", "cd_epoch", "cd_gradient", "cd_apply", "free_energy",
+    "ais_log_weights",
     "dense_forward", "dense_backward", "softmax_cross_entropy", "sgd_momentum_update",
     "adam_update", "lrp_dense", "standardize",
 )

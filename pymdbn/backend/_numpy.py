@@ -12,7 +12,7 @@ from pymdbn.backend import reference as ref
 
 __all__ = ["build_info", "get_num_threads", "set_num_threads", "affine", "affine_sigmoid",
            "sample_bernoulli", "sample_gaussian", "random_bits", "gibbs_hidden",
-           "gibbs_visible", "cd_epoch", "free_energy", "ais_log_weights", "dense_forward",
+           "gibbs_visible", "cd_epoch", "cd_gradient", "cd_apply", "free_energy", "ais_log_weights", "dense_forward",
            "dense_backward", "softmax_cross_entropy", "sgd_momentum_update", "adam_update",
            "lrp_dense", "standardize"]
 
@@ -42,6 +42,18 @@ def cd_epoch(x, order, batch_size, w, b_visible, b_hidden, v_w, v_b_visible, v_b
                         momentum=momentum, weight_decay=weight_decay,
                         sparsity_target=sparsity_target, sparsity_cost=sparsity_cost, seed=seed,
                         first_step=first_step)
+
+
+cd_gradient = ref.cd_gradient
+
+
+def cd_apply(h, v, w, b_visible, b_hidden, v_w, v_b_visible, v_b_hidden, learning_rate,
+             momentum, weight_decay, sparsity_target, sparsity_cost):
+    state = dict(w=w, b_visible=b_visible, b_hidden=b_hidden, v_w=v_w,
+                 v_b_visible=v_b_visible, v_b_hidden=v_b_hidden)
+    ref.cd_apply(h, v, state, learning_rate=learning_rate, momentum=momentum,
+                 weight_decay=weight_decay, sparsity_target=sparsity_target,
+                 sparsity_cost=sparsity_cost)
 
 
 def lrp_dense(x, w, b, relevance, rule="epsilon", epsilon=1e-6, gamma=0.25, alpha=1.0,
