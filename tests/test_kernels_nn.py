@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from pymdbn.models import finetune as _nn
+from pymdbn.models import finetune
+from pymdbn.models.finetune import new_layer
+from pymdbn.models.network import Network
 from pymdbn.backend import reference as ref
 from pymdbn import backend
 from conftest import TOL
@@ -113,13 +115,13 @@ def test_dense_backward_finite_differences(rng, clip):
 def test_network_backward_finite_differences(rng, joint):
     # Two pathways of different depths, optional joint layer, weighted softmax loss.
     dt = np.float64
-    pathways = {"a": [_nn.new_layer(4, 3, rng, dt, 1.0), _nn.new_layer(3, 2, rng, dt, 1.0)],
-                "b": [_nn.new_layer(5, 3, rng, dt, 1.0)]}
-    joint_layers = [_nn.new_layer(5, 4, rng, dt, 1.0)] if joint else []
-    output = _nn.new_layer(4 if joint else 5, 3, rng, dt, 1.0)
+    pathways = {"a": [new_layer(4, 3, rng, dt, 1.0), new_layer(3, 2, rng, dt, 1.0)],
+                "b": [new_layer(5, 3, rng, dt, 1.0)]}
+    joint_layers = [new_layer(5, 4, rng, dt, 1.0)] if joint else []
+    output = new_layer(4 if joint else 5, 3, rng, dt, 1.0)
     for layer in [*pathways["a"], *pathways["b"], *joint_layers, output]:
         layer["b"][:] = rng.standard_normal(layer["b"].shape)
-    net = _nn.Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
+    net = Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
     X = {"a": rng.standard_normal((7, 4)), "b": rng.standard_normal((7, 5))}
     y = rng.integers(0, 3, 7).astype(np.int64)
     sw = rng.uniform(0.5, 2, 7)
@@ -143,16 +145,16 @@ def test_network_backward_finite_differences(rng, joint):
 def test_network_backward_with_dropout_matches_finite_differences(rng, joint):
     # Masks depend only on the Dropout seed: every loss evaluation drops the same units.
     dt = np.float64
-    pathways = {"a": [_nn.new_layer(6, 5, rng, dt, 1.0), _nn.new_layer(5, 4, rng, dt, 1.0)],
-                "b": [_nn.new_layer(5, 6, rng, dt, 1.0)]}
-    joint_layers = [_nn.new_layer(10, 6, rng, dt, 1.0)] if joint else []
-    output = _nn.new_layer(6 if joint else 10, 3, rng, dt, 1.0)
-    net = _nn.Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
+    pathways = {"a": [new_layer(6, 5, rng, dt, 1.0), new_layer(5, 4, rng, dt, 1.0)],
+                "b": [new_layer(5, 6, rng, dt, 1.0)]}
+    joint_layers = [new_layer(10, 6, rng, dt, 1.0)] if joint else []
+    output = new_layer(6 if joint else 10, 3, rng, dt, 1.0)
+    net = Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
     X = {"a": rng.standard_normal((9, 6)), "b": rng.standard_normal((9, 5))}
     y = rng.integers(0, 3, 9).astype(np.int64)
 
     def masks():
-        return _nn.Dropout(0.4, 0.3, [7, 0, 1])
+        return finetune.Dropout(0.4, 0.3, [7, 0, 1])
 
     def loss():
         return cpu.softmax_cross_entropy(net.forward(X, masks())["logits"], y, None)[0]
@@ -197,8 +199,8 @@ def test_training_reduces_loss_and_resumes_exactly(rng):
 
     def fresh():
         r = np.random.default_rng(0)
-        return _nn.Network({"x": [_nn.new_layer(6, 5, r, dt, 0.5)]}, ["x"], [],
-                           _nn.new_layer(5, 2, r, dt), None)
+        return Network({"x": [new_layer(6, 5, r, dt, 0.5)]}, ["x"], [],
+                           new_layer(5, 2, r, dt), None)
 
     from pymdbn._progress import Progress
     opts = dict(output_only=False, optimizer="adam", learning_rate=0.05, momentum=0.9,
@@ -206,14 +208,14 @@ def test_training_reduces_loss_and_resumes_exactly(rng):
                 validation_fraction=0.1, n_iter_no_change=3, tol=1e-4, seed=3,
                 progress=Progress(0, "", enabled=False))
     full = fresh()
-    hist = _nn.train(full, X, y, None, max_epochs=6, **opts)
+    hist = finetune.train(full, X, y, None, max_epochs=6, **opts)
     assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
     states = []
     part = fresh()
-    _nn.train(part, X, y, None, max_epochs=3,
+    finetune.train(part, X, y, None, max_epochs=3,
               on_epoch=lambda s: states.append({**s, "slots": [a.copy() for a in s["slots"]],
                                                 "history": list(s["history"])}), **opts)
-    _nn.train(part, X, y, None, max_epochs=6, state=states[-1], **opts)
+    finetune.train(part, X, y, None, max_epochs=6, state=states[-1], **opts)
     for a, b in zip(part.parameters(), full.parameters()):
         np.testing.assert_array_equal(a, b)
 
