@@ -17,7 +17,7 @@ from _common import machine_info
 
 from pymdbn import MDBN
 from pymdbn.backend import OPS, ops
-from pymdbn.datasets import make_phantoms
+from pymdbn.data import make_phantoms
 
 
 def instrument():

@@ -7,7 +7,7 @@ import pytest
 
 from pymdbn.backend import reference as ref
 from pymdbn import backend
-from pymdbn.rbm import log_partition_exact
+from pymdbn.models.rbm import log_partition_exact
 from conftest import COMPILED, DTYPES, SHAPES, TOL, random_rbm, tol
 
 

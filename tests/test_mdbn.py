@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 
 from pymdbn import MDBN, presets
-from pymdbn.datasets import make_phantoms
+from pymdbn.data import make_phantoms
 
 MODS = {"brain": (24,), "breast": (24, 12), "bone": (16,)}
 FAST = dict(joint_units=(16,), pretrain_epochs=2, max_epochs=15, optimizer="adam",

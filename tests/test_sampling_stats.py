@@ -9,7 +9,7 @@ import pytest
 
 from pymdbn.backend import reference as ref
 from pymdbn import backend
-from pymdbn.rbm import log_partition_exact
+from pymdbn.models.rbm import log_partition_exact
 cpu = backend.get("cpu")
 from conftest import random_rbm
 

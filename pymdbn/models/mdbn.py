@@ -224,7 +224,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> from pymdbn import MDBN
-    >>> from pymdbn.datasets import make_phantoms
+    >>> from pymdbn.data import make_phantoms
     >>> X, y, _, _ = make_phantoms(60, size=16, random_state=0)
     >>> model = MDBN({"brain": (32,), "breast": (32,), "bone": (32,)}, joint_units=(16,),
     ...              pretrain_epochs=2, max_epochs=3, random_state=0).fit(X, y)
