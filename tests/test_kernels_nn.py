@@ -111,17 +111,25 @@ def test_dense_backward_finite_differences(rng, clip):
         np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
 
 
+def two_pathways(rng, a, b, joint_units):
+    """A float64 network: pathway 'a' of sizes ``a`` and 'b' of sizes ``b`` (input first),
+    a joint layer of ``joint_units`` (None: none) and 3 classes; clip 1.5."""
+    def stack(sizes):
+        return [new_layer(i, o, rng, np.float64, 1.0) for i, o in zip(sizes[:-1], sizes[1:])]
+    pathways = {"a": stack(a), "b": stack(b)}  # drawn in the order the layers run
+    code = a[-1] + b[-1]
+    joint = stack([code, joint_units]) if joint_units else []
+    output = new_layer(joint_units or code, 3, rng, np.float64, 1.0)
+    return Network(pathways, ["a", "b"], joint, output, clip=1.5)
+
+
 @pytest.mark.parametrize("joint", [True, False])
 def test_network_backward_finite_differences(rng, joint):
     # Two pathways of different depths, optional joint layer, weighted softmax loss.
-    dt = np.float64
-    pathways = {"a": [new_layer(4, 3, rng, dt, 1.0), new_layer(3, 2, rng, dt, 1.0)],
-                "b": [new_layer(5, 3, rng, dt, 1.0)]}
-    joint_layers = [new_layer(5, 4, rng, dt, 1.0)] if joint else []
-    output = new_layer(4 if joint else 5, 3, rng, dt, 1.0)
-    for layer in [*pathways["a"], *pathways["b"], *joint_layers, output]:
+    net = two_pathways(rng, (4, 3, 2), (5, 3), 4 if joint else None)
+    joint_layers = net.joint
+    for layer in [*net.pathways["a"], *net.pathways["b"], *joint_layers, net.output]:
         layer["b"][:] = rng.standard_normal(layer["b"].shape)
-    net = Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
     X = {"a": rng.standard_normal((7, 4)), "b": rng.standard_normal((7, 5))}
     y = rng.integers(0, 3, 7).astype(np.int64)
     sw = rng.uniform(0.5, 2, 7)
@@ -144,12 +152,7 @@ def test_network_backward_finite_differences(rng, joint):
 @pytest.mark.parametrize("joint", [True, False])
 def test_network_backward_with_dropout_matches_finite_differences(rng, joint):
     # Masks depend only on the Dropout seed: every loss evaluation drops the same units.
-    dt = np.float64
-    pathways = {"a": [new_layer(6, 5, rng, dt, 1.0), new_layer(5, 4, rng, dt, 1.0)],
-                "b": [new_layer(5, 6, rng, dt, 1.0)]}
-    joint_layers = [new_layer(10, 6, rng, dt, 1.0)] if joint else []
-    output = new_layer(6 if joint else 10, 3, rng, dt, 1.0)
-    net = Network(pathways, ["a", "b"], joint_layers, output, clip=1.5)
+    net = two_pathways(rng, (6, 5, 4), (5, 6), 6 if joint else None)
     X = {"a": rng.standard_normal((9, 6)), "b": rng.standard_normal((9, 5))}
     y = rng.integers(0, 3, 9).astype(np.int64)
 
