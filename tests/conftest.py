@@ -21,6 +21,21 @@ TOLERANCES = {
         # The float32 kernel against the float64 twin: the rounding of the float32 inputs
         # passes through a softplus sum over the hidden units (10x the kernel's atol).
         "free_energy": dict(rtol=2e-5, atol=2e-5),
+        # One LRP layer, kernel vs twin. atol is relative: the bound is rtol |want| + atol
+        # max(1, max |want|), the layer's largest |relevance|. The rules divide GEMM sums as
+        # in "kernel" by sums of up to ~100 contributions, which can nearly cancel (where
+        # they do, tests/test_lrp_rules.py also allows the twin's own float32 error).
+        "lrp": dict(rtol=2e-5, atol=1e-5),
+        # The LRP engine vs its twin, the same relative atol: the per-layer 1e-5 grows
+        # along a chain of up to five layers.
+        "lrp_chain": dict(rtol=2e-5, atol=1e-4),
+        # A rule against an independent matrix reference in float64 (z^B by its
+        # definition): the float32 rounding of x W and of the sums that cancel the bias.
+        # atol is relative to max |want| (no floor).
+        "lrp_definition": dict(rtol=2e-4, atol=2e-4),
+        # standardize per image: the row mean and deviation are summed in another order
+        # than NumPy's (in float64, then rounded to dtype): a few ulps.
+        "standardize_per_row": dict(rtol=1e-5, atol=1e-5),
     },
     "float64": {
         # The same sources as in float32, at float64's eps 2.2e-16 (a few thousand ulps).
@@ -32,6 +47,11 @@ TOLERANCES = {
         # float64 only (the tests run in float64): exp(-F)/Z summed over 64 states, and
         # log Z enumerated over either layer.
         "partition": dict(rtol=1e-12, atol=0),
+        # The LRP and standardize entries: the float32 sources at float64's eps.
+        "lrp": dict(rtol=1e-10, atol=1e-10),
+        "lrp_chain": dict(rtol=1e-10, atol=1e-10),
+        "lrp_definition": dict(rtol=1e-9, atol=1e-12),
+        "standardize_per_row": dict(rtol=1e-12, atol=1e-12),
     },
 }
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import tol
 from pymdbn.backend import reference as ref
 from pymdbn.lrp import (Composite, Epsilon, Explanation, Flat, Gamma, ZBox, ZPlus, explain,
                         get_composite, zbox_bounds)
@@ -120,11 +121,6 @@ def twin_explain(model, x, target, composite, reference=None):
     return out, logits
 
 
-# rtol, and atol relative to the largest |relevance| (see test_lrp_rules.assert_close); in
-# float32 the per-layer atol of 1e-5 grows along a chain of up to five layers.
-TOL = {np.float32: (2e-5, 1e-4), np.float64: (1e-10, 1e-10)}
-
-
 def as_float64(model):
     cast = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v)
             for k, v in model.items() if k not in ("pathways", "joint", "output")}
@@ -160,7 +156,8 @@ def test_engine_matches_numpy_twin(rng, arch, dtype, composite, with_reference):
                                   **({} if composite == "epsilon" else {"stabilizer": 1e-3}))
     ex = _engine.explain(model, x, composite=composite, reference=reference)
     want, logits = twin_explain(model, x, None, composite, reference)
-    rtol, atol = TOL[dtype]
+    # atol relative to the largest |relevance|, as in test_lrp_rules.assert_close.
+    rtol, atol = (tol(dtype, "lrp_chain")[k] for k in ("rtol", "atol"))
     if dtype == np.float32:
         # Where neither float32 run is accurate, allow ten times the largest error of the
         # twin's float32 run in that sample, against the twin in float64 on the same values.

@@ -1,19 +1,16 @@
-"""LRP rules: the C++ kernel against its NumPy twin, rule properties, composites."""
+"""LRP rules: every backend's kernel against the NumPy twin, rule properties, composites."""
 
 import numpy as np
 import pytest
 
-from pymdbn.backend import reference as ref
+from conftest import BACKENDS, COMPILED, DTYPES, tol
 from pymdbn import backend
-cpu = backend.get("cpu")
+from pymdbn.backend import reference as ref
 from pymdbn.lrp import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox,
                         ZPlus, get_composite)
 
-DTYPES = [np.float32, np.float64]
 # (batch, n_in, n_out), size 1 included.
 SHAPES = [(1, 1, 1), (1, 5, 3), (6, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
-# Kernel vs twin: rtol, and atol relative to the largest |relevance| of the layer.
-TOL = {np.float32: (2e-5, 1e-5), np.float64: (1e-10, 1e-10)}
 KERNEL_RULES = {
     "epsilon": {},
     "zplus": {},
@@ -29,7 +26,7 @@ def assert_close(got, want, dtype, exact=None):
     """``got`` matches the twin's ``want``. In float32, where a denominator is a sum that
     nearly cancels, neither is accurate: there the allowance also includes twice the twin's
     own error against ``exact``, the twin evaluated in float64 on the same values."""
-    rtol, atol = TOL[dtype]
+    rtol, atol = (tol(dtype, "lrp")[k] for k in ("rtol", "atol"))
     assert got.dtype == want.dtype == dtype
     assert got.shape == want.shape
     bound = rtol * np.abs(want) + atol * max(1.0, np.abs(want).max())
@@ -58,37 +55,46 @@ def layer(rng, batch, n_in, n_out, dtype, nonneg=False):
     return tuple(np.ascontiguousarray(a, dtype=dtype) for a in (x, w, b, r))
 
 
-def kernel(x, w, b, r, rule, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0, low=None,
+def kernel(kern, x, w, b, r, rule, epsilon=1e-6, gamma=0.25, alpha=1.0, beta=0.0, low=None,
            high=None, use_bias=True, z=None):
-    return cpu.lrp_dense(x, w, b, r, rule, epsilon, gamma, alpha, beta, low, high,
-                           use_bias, z)
+    """``lrp_dense`` of backend ``kern``, its arguments positional as the core binds them."""
+    return kern.lrp_dense(x, w, b, r, rule, epsilon, gamma, alpha, beta, low, high, use_bias, z)
+
+
+@pytest.fixture(params=BACKENDS)
+def rules_on(request, monkeypatch):
+    """The backend the rule objects run on: they call ``backend.ops.lrp_dense``, which is
+    routed here to that backend's ``lrp_dense`` for the test."""
+    kern = backend.get(request.param)
+    monkeypatch.setattr(backend.ops, "lrp_dense", kern.lrp_dense)
+    return kern
 
 
 # ------------------------------------------------------------ kernel vs twin
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("rule", list(KERNEL_RULES))
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_kernel_matches_twin(rng, rule, shape, dtype, use_bias):
+def test_kernel_matches_twin(kernels_dtype, rng, rule, shape, use_bias):
+    kern, dtype = kernels_dtype
     x, w, b, r = layer(rng, *shape, dtype)
     kw = dict(KERNEL_RULES[rule], use_bias=use_bias)
     if rule == "zbox":
         kw.update(low=np.full(shape[1], -3.0, dtype),
                   high=rng.uniform(2, 4, shape[1]).astype(dtype))
     want, exact = twin(x, w, b, r, rule, **kw)
-    assert_close(kernel(x, w, b, r, rule, **kw), want, dtype, exact)
+    assert_close(kernel(kern, x, w, b, r, rule, **kw), want, dtype, exact)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_kernel_epsilon_reuses_forward_z(rng, dtype, use_bias):
+def test_kernel_epsilon_reuses_forward_z(kernels_dtype, rng, use_bias):
+    kern, dtype = kernels_dtype
     x, w, b, r = layer(rng, 9, 20, 7, dtype)
     z = x @ w + b
-    got = kernel(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias, z=z)
+    got = kernel(kern, x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias, z=z)
     want, exact = twin(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias, z=z)
     assert_close(got, want, dtype, exact)
-    assert_close(kernel(x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias), want, dtype,
-                 exact)
+    assert_close(kernel(kern, x, w, b, r, "epsilon", epsilon=0.01, use_bias=use_bias), want,
+                 dtype, exact)
 
 
 def rule_and_twin_kwargs(rng, n_in):
@@ -113,7 +119,7 @@ def rule_and_twin_kwargs(rng, n_in):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 12, 3), (8, 40, 16)])
-def test_rule_objects_call_the_kernel_with_their_parameters(rng, shape, dtype):
+def test_rule_objects_call_the_kernel_with_their_parameters(rules_on, rng, shape, dtype):
     x, w, b, r = layer(rng, *shape, dtype)
     for rule, name, kw in rule_and_twin_kwargs(rng, shape[1]):
         kw = {k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
@@ -122,7 +128,7 @@ def test_rule_objects_call_the_kernel_with_their_parameters(rng, shape, dtype):
         assert_close(rule.backward(x, w, b, r, z=x @ w + b), want, dtype, exact)
 
 
-def test_rule_casts_to_the_input_dtype_and_checks_shapes(rng):
+def test_rule_casts_to_the_input_dtype_and_checks_shapes(rules_on, rng):
     x, w, b, r = layer(rng, 4, 6, 3, np.float32)
     out = Epsilon()(x, w.astype(np.float64), list(b), r.astype(np.float64))
     assert out.dtype == np.float32 and out.shape == (4, 6)
@@ -141,23 +147,25 @@ def test_rule_casts_to_the_input_dtype_and_checks_shapes(rng):
                                   Gamma(0.25, 1e-12, use_bias=False),
                                   ZBox(-2.0, 2.0, 1e-12, use_bias=False), Flat(),
                                   WSquare(1e-12)])
-def test_rules_without_bias_conserve_relevance_per_layer(rng, rule):
-    # The denominators then are exactly the sums of the numerators over i.
+def test_rules_without_bias_conserve_relevance_per_layer(rules_on, rng, rule):
+    # The denominators then are exactly the sums of the numerators over i: float64 rounding
+    # of 25-term sums, and the 1e-12 stabiliser over denominators of O(1).
     x, w, b, r = layer(rng, 11, 25, 8, np.float64)
     np.testing.assert_allclose(rule(x, w, b, r).sum(axis=1), r.sum(axis=1), rtol=1e-9)
 
 
-def test_epsilon_bias_and_stabiliser_absorb_the_rest(rng):
+def test_epsilon_bias_and_stabiliser_absorb_the_rest(rules_on, rng):
     x, w, b, r = layer(rng, 11, 25, 8, np.float64)
     eps = 0.05
     z = x @ w + b
     zs = z + np.where(z >= 0, eps, -eps)
     absorbed = (r * (b + np.where(z >= 0, eps, -eps)) / zs).sum(axis=1)
     got = Epsilon(eps)(x, w, b, r).sum(axis=1)
+    # An identity of float64 sums of 25 and 8 terms: a few ulps.
     np.testing.assert_allclose(got, r.sum(axis=1) - absorbed, rtol=1e-12)
 
 
-def test_epsilon_sign_of_zero_is_positive():
+def test_epsilon_sign_of_zero_is_positive(rules_on):
     # z = 0 exactly: the stabiliser is +eps, so R_i = x_i w_i R / eps.
     x = np.array([[1.0, 1.0]])
     w = np.array([[1.0], [-1.0]])
@@ -166,7 +174,7 @@ def test_epsilon_sign_of_zero_is_positive():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_zplus_is_nonnegative_for_nonnegative_inputs(rng, dtype):
+def test_zplus_is_nonnegative_for_nonnegative_inputs(rules_on, rng, dtype):
     x, w, b, r = layer(rng, 20, 30, 10, dtype, nonneg=True)
     out = ZPlus()(x, w, b, np.abs(r))
     assert (out >= 0).all() and (out > 0).any()
@@ -174,28 +182,31 @@ def test_zplus_is_nonnegative_for_nonnegative_inputs(rng, dtype):
     np.testing.assert_array_equal(AlphaBeta(1.0, 0.0)(x, w, b, r), ZPlus()(x, w, b, r))
 
 
-def test_alpha_beta_is_affine_in_alpha(rng):
-    # R(alpha, alpha - 1) = alpha R+ - (alpha - 1) R-: equal steps in alpha give equal steps.
+def test_alpha_beta_is_affine_in_alpha(rules_on, rng):
+    # R(alpha, alpha - 1) = alpha R+ - (alpha - 1) R-: equal steps in alpha give equal steps,
+    # up to float64 rounding of R+ and R- scaled by alpha <= 3.
     x, w, b, r = layer(rng, 7, 15, 6, np.float64)
     r1, r2, r3 = (AlphaBeta(a, a - 1)(x, w, b, r) for a in (1.0, 2.0, 3.0))
     np.testing.assert_allclose(r3 - r2, r2 - r1, rtol=1e-10, atol=1e-10)
 
 
-def test_flat_is_uniform(rng):
+def test_flat_is_uniform(rules_on, rng):
     x, w, b, r = layer(rng, 4, 9, 5, np.float64)
     out = Flat()(x, w, b, r)
     np.testing.assert_allclose(out, np.repeat(r.sum(axis=1, keepdims=True) / 9, 9, axis=1))
     np.testing.assert_allclose(Flat()(2 * x - 1, w + 3, b, r), out)
 
 
-def test_wsquare_ignores_the_input(rng):
+def test_wsquare_ignores_the_input(rules_on, rng):
     x, w, b, r = layer(rng, 4, 9, 5, np.float64)
     out = WSquare()(x, w, b, r)
     np.testing.assert_allclose(WSquare()(np.zeros_like(x), w, b, r), out)
+    # The reference leaves out the default stabiliser 1e-6, added to sums of w^2 of O(1).
     np.testing.assert_allclose(out, r @ (w**2 / (w**2).sum(axis=0)).T, rtol=1e-5)
 
 
-def test_gamma_zero_and_zbox_at_zero_are_epsilon(rng):
+def test_gamma_zero_and_zbox_at_zero_are_epsilon(rules_on, rng):
+    # The same sums by another route (w + 0 w+, x W - 0 W+ - 0 W-) in float64: a few ulps.
     x, w, b, r = layer(rng, 6, 10, 4, np.float64)
     want = Epsilon(1e-3)(x, w, b, r)
     np.testing.assert_allclose(Gamma(0.0, stabilizer=1e-3)(x, w, b, r), want, rtol=1e-12)
@@ -220,25 +231,26 @@ def zbox_by_definition(x, w, b, r, low, high, stabilizer):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_zbox_follows_its_definition_and_conserves_relevance(rng, dtype):
+def test_zbox_follows_its_definition_and_conserves_relevance(rules_on, rng, dtype):
     x, w, b, r = layer(rng, 7, 30, 5, dtype)
     b = (b + np.sign(b) * 2).astype(dtype)  # large biases: what the old default got wrong
     low, high = -rng.uniform(1, 3, 30), rng.uniform(1, 3, 30)
     x = np.clip(x, low, high).astype(dtype)  # inside the box, as the rule assumes
     want = zbox_by_definition(*(a.astype(np.float64) for a in (x, w, b, r)), low, high, 1e-9)
     got = ZBox(low, high, stabilizer=1e-9)(x, w, b, r)
-    tol = dict(rtol=2e-4, atol=2e-4 * np.abs(want).max()) if dtype == np.float32 else \
-        dict(rtol=1e-9, atol=1e-12 * np.abs(want).max())
-    np.testing.assert_allclose(got, want, **tol)
-    # Without the bias in z^B the layer is conservative: input relevance adds up to r.
+    rtol = tol(dtype, "lrp_definition")["rtol"]
+    atol = tol(dtype, "lrp_definition")["atol"] * np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    # Without the bias in z^B the layer is conservative: input relevance adds up to r, a sum
+    # of 30 terms that cancel (10x rtol, 30x atol).
     np.testing.assert_allclose(got.sum(axis=1, dtype=np.float64), r.sum(axis=1),
-                               rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+                               rtol=rtol * 10, atol=atol * 30)
     # The old form divides by z^B + b and does not conserve.
     old = ZBox(low, high, stabilizer=1e-9, use_bias=True)(x, w, b, r)
     assert not np.allclose(old.sum(axis=1), r.sum(axis=1), rtol=1e-2)
 
 
-def test_zbox_matches_zennit():
+def test_zbox_matches_zennit(rules_on):
     torch = pytest.importorskip("torch")
     try:  # zennit imports torchvision, which can fail to load beside another torch
         from zennit import rules as zennit_rules
@@ -258,6 +270,7 @@ def test_zbox_matches_zennit():
     out = lin(xt)
     (grad,) = torch.autograd.grad(out, xt, torch.from_numpy(r))
     handle.remove()
+    # Both in float64; zennit's autograd sums the same 12-term products in another order.
     np.testing.assert_allclose(ZBox(low, high)(x, w, b, r), grad.numpy(), rtol=1e-9,
                                atol=1e-12)
 
@@ -351,18 +364,18 @@ def test_composite_validation():
 
 
 # ------------------------------------------------------- totals, in-place epsilon
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 1), (6, 13, 4), (33, 600, 17)])
 @pytest.mark.parametrize("rule", list(KERNEL_RULES))
-def test_kernel_totals_are_row_sums_of_the_result(rng, rule, shape, dtype):
+def test_kernel_totals_are_row_sums_of_the_result(kernels_dtype, rng, rule, shape):
+    kern, dtype = kernels_dtype
     x, w, b, r = layer(rng, *shape, dtype)
     kw = dict(KERNEL_RULES[rule])
     if rule == "zbox":
         kw.update(low=np.full(shape[1], -3.0, dtype), high=np.full(shape[1], 3.0, dtype))
     args = (x, w, b, r, rule, 1e-6, kw.get("gamma", 0.25), kw.get("alpha", 1.0),
             kw.get("beta", 0.0), kw.get("low"), kw.get("high"), True, None)
-    plain = cpu.lrp_dense(*args)
-    out, totals = cpu.lrp_dense(*args, totals=True)
+    plain = kern.lrp_dense(*args)
+    out, totals = kern.lrp_dense(*args, totals=True)
     np.testing.assert_array_equal(out, plain)
     assert totals.dtype == np.float64 and totals.shape == (shape[0], 2)
     want = ref.relevance_totals(out)  # float64 sums of up to 600 terms: ~1e-13 relative
@@ -370,18 +383,18 @@ def test_kernel_totals_are_row_sums_of_the_result(rng, rule, shape, dtype):
     np.testing.assert_allclose(totals[:, 1], want[:, 1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 # One GEMM tile; (40, 1300, 24) is one tile and 3 column blocks of the old in-place path;
 # 2 tiles of 656 columns; 4 tiles of 1056.
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (40, 1300, 24), (40, 1300, 64),
                                    (16, 4200, 64)])
-def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(rng, shape, dtype):
+def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(kernels_dtype, rng, shape):
+    kern, dtype = kernels_dtype
     x, w, b, r = layer(rng, *shape, dtype)
     z = x @ w + b
-    want, want_totals = cpu.lrp_dense(x, w, b, r, "epsilon", z=z, totals=True)
+    want, want_totals = kern.lrp_dense(x, w, b, r, "epsilon", z=z, totals=True)
     buf = x.copy()
-    got, got_totals = cpu.lrp_dense(buf, w, b, r, "epsilon", z=z, totals=True,
-                                      overwrite_x=True)
+    got, got_totals = kern.lrp_dense(buf, w, b, r, "epsilon", z=z, totals=True,
+                                     overwrite_x=True)
     assert got is buf
     # Exact by construction: the in-place path computes gemm's own tiles, one BLAS call
     # each, and multiplies them into x; OpenBLAS rounds a block of another shape
@@ -391,17 +404,17 @@ def test_epsilon_overwrite_x_gives_the_same_relevance_in_x(rng, shape, dtype):
     np.testing.assert_allclose(got_totals, want_totals, rtol=1e-12, atol=1e-300)
     # Without z (the kernel computes it with the same GEMM in both paths) as well.
     buf = x.copy()
-    np.testing.assert_array_equal(cpu.lrp_dense(buf, w, b, r, "epsilon", overwrite_x=True),
-                                  cpu.lrp_dense(x, w, b, r, "epsilon"))
+    np.testing.assert_array_equal(kern.lrp_dense(buf, w, b, r, "epsilon", overwrite_x=True),
+                                  kern.lrp_dense(x, w, b, r, "epsilon"))
 
 
-def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rng):
+def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rules_on, rng):
     x, w, b, r = layer(rng, 4, 9, 5, np.float64)
     buf = x.copy()
-    out = cpu.lrp_dense(buf, w, b, r, "zplus", overwrite_x=True)
+    out = rules_on.lrp_dense(buf, w, b, r, "zplus", overwrite_x=True)
     assert out is not buf
     np.testing.assert_array_equal(buf, x)
-    np.testing.assert_array_equal(out, cpu.lrp_dense(x, w, b, r, "zplus"))
+    np.testing.assert_array_equal(out, rules_on.lrp_dense(x, w, b, r, "zplus"))
     # The rule object's flag is a permission: a read-only x is never written.
     ro = x.copy()
     ro.flags.writeable = False
@@ -410,9 +423,12 @@ def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rng):
     np.testing.assert_array_equal(res, Epsilon().backward(x, w, b, r))
 
 
-def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng):
+# The thread count is the compiled backends' (OpenMP); the twins run in NumPy.
+@pytest.mark.parametrize("name", COMPILED)
+def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng, name):
     import pymdbn
 
+    kern = backend.get(name)
     x, w, b, r = layer(rng, 203, 1100, 40, np.float32)
     z = x @ w + b
     before = pymdbn.get_num_threads()["openmp"]
@@ -420,8 +436,8 @@ def test_in_place_epsilon_does_not_depend_on_the_thread_count(rng):
     try:
         for threads in (1, 2, 3):
             pymdbn.set_num_threads(threads)
-            outs.append(cpu.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, totals=True,
-                                        overwrite_x=True))
+            outs.append(kern.lrp_dense(x.copy(), w, b, r, "epsilon", z=z, totals=True,
+                                       overwrite_x=True))
     finally:
         pymdbn.set_num_threads(before)
     for out, totals in outs[1:]:

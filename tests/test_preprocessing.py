@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from conftest import BACKENDS, COMPILED, tol
+from pymdbn import backend
 from pymdbn.backend import reference as ref
 from pymdbn.preprocessing import ModalityScaler, check_modalities, standardize
 
@@ -79,12 +81,34 @@ def test_check_modalities_order_and_subset(X):
         check_modalities(X["bone"], ["brain", "bone"])
 
 
-# ------------------------------------------------------------ the compiled z-scoring pass
+# ------------------------------------------------------------ the z-scoring pass
+def route_standardize(monkeypatch, name):
+    """Route ``backend.ops.standardize``, which ``standardize`` calls, to backend ``name``'s
+    kernel for the test."""
+    kern = backend.get(name)
+    monkeypatch.setattr(backend.ops, "standardize", kern.standardize)
+    return kern
+
+
+@pytest.fixture(params=BACKENDS)
+def standardize_on(request, monkeypatch):
+    """Every backend in turn runs ``standardize``."""
+    return route_standardize(monkeypatch, request.param)
+
+
+# The compiled bindings' checks and messages (the twins broadcast with NumPy's message and
+# warn on overflow, which is an error under the strict warning settings).
+@pytest.fixture(params=COMPILED)
+def compiled_standardize(request, monkeypatch):
+    """Every compiled backend in turn runs ``standardize``."""
+    return route_standardize(monkeypatch, request.param)
+
+
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("in_dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64,
                                       np.int64, np.float16, ">f8", bool])
 @pytest.mark.parametrize("per_feature", [True, False])
-def test_standardize_is_bitwise_numpy(in_dtype, out_dtype, per_feature):
+def test_standardize_is_bitwise_numpy(standardize_on, in_dtype, out_dtype, per_feature):
     rng = np.random.default_rng(3)
     x = (rng.uniform(0, 200, (37, 5, 7))).astype(in_dtype)
     n = 35 if per_feature else 1
@@ -97,31 +121,38 @@ def test_standardize_is_bitwise_numpy(in_dtype, out_dtype, per_feature):
     np.testing.assert_array_equal(got, want)
 
 
-def test_standardize_broadcasts_and_takes_any_layout():
+def test_standardize_broadcasts_and_takes_any_layout(standardize_on):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((6, 4, 10))[:, :, ::2]  # not contiguous
     got = standardize("m", x, 0.5, np.linspace(1, 2, 20), np.float64)
     np.testing.assert_array_equal(got, (x.reshape(6, -1) - 0.5) / np.linspace(1, 2, 20))
+
+
+def test_standardize_checks_the_feature_count(compiled_standardize):
+    x = np.random.default_rng(4).standard_normal((6, 4, 10))[:, :, ::2]  # not contiguous
     with pytest.raises(ValueError, match="1 or n_features"):
         standardize("m", x, np.zeros(3), np.ones(3), np.float64)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_standardize_names_nan_and_overflow(bad, dtype):
-    x = np.zeros((50, 40), dtype)
-    x[31, 17] = bad
-    with pytest.raises(ValueError, match="modality 'bone' contains NaN or infinity"):
-        standardize("bone", x, 0.0, 1.0, dtype)
+def test_standardize_names_overflow(compiled_standardize):
     big = np.full((3, 4), 3e38, np.float64)
     with pytest.raises(ValueError, match="'bone'.*overflow float32"):
         standardize("bone", big, -3e38, 1.0, np.float32)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardize_names_nan_and_infinity(standardize_on, bad, dtype):
+    x = np.zeros((50, 40), dtype)
+    x[31, 17] = bad
+    with pytest.raises(ValueError, match="modality 'bone' contains NaN or infinity"):
+        standardize("bone", x, 0.0, 1.0, dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("in_dtype", [np.uint8, np.float32, np.float64])
 @pytest.mark.parametrize("per_feature", [True, False])
-def test_standardize_per_image_matches_twin(dtype, in_dtype, per_feature):
+def test_standardize_per_image_matches_twin(standardize_on, dtype, in_dtype, per_feature):
     rng = np.random.default_rng(5)
     x = (rng.uniform(0, 1, (23, 6, 9)) * rng.uniform(1, 200, (23, 1, 1))).astype(in_dtype)
     x[3] = x[3].flat[0]  # a constant image: deviation 0 -> 1
@@ -131,17 +162,18 @@ def test_standardize_per_image_matches_twin(dtype, in_dtype, per_feature):
     want, finite = ref.standardize(x, mean, scale, dtype, per_row=True)
     assert finite
     # Row statistics are summed in another order than NumPy's: a few ulps at most.
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got, want, **tol)
-    np.testing.assert_allclose(got[3], np.broadcast_to((0 - mean) / scale, (54,)), **tol)
-    # Each image is now mean 0, deviation 1 before the fitted z-score.
+    np.testing.assert_allclose(got, want, **tol(dtype, "standardize_per_row"))
+    np.testing.assert_allclose(got[3], np.broadcast_to((0 - mean) / scale, (54,)),
+                               **tol(dtype, "standardize_per_row"))
+    # Each image is now mean 0, deviation 1 before the fitted z-score: float64 moments of
+    # 54 values.
     plain = standardize("m", x, 0.0, 1.0, np.float64, per_image=True)
     keep = np.arange(23) != 3
     np.testing.assert_allclose(plain[keep].mean(axis=1), 0, atol=1e-12)
     np.testing.assert_allclose(plain[keep].std(axis=1), 1, rtol=1e-12)
 
 
-def test_standardize_per_image_still_names_nan():
+def test_standardize_per_image_still_names_nan(standardize_on):
     x = np.ones((4, 10))
     x[2, 3] = np.nan
     with pytest.raises(ValueError, match="modality 'breast' contains NaN"):
