@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from conftest import BACKENDS, COMPILED, tol
+from conftest import BACKENDS, tol
 from pymdbn import backend
 from pymdbn.backend import reference as ref
 from pymdbn.preprocessing import ModalityScaler, check_modalities, standardize
@@ -96,14 +96,6 @@ def standardize_on(request, monkeypatch):
     return route_standardize(monkeypatch, request.param)
 
 
-# The compiled bindings' checks and messages (the twins broadcast with NumPy's message and
-# warn on overflow, which is an error under the strict warning settings).
-@pytest.fixture(params=COMPILED)
-def compiled_standardize(request, monkeypatch):
-    """Every compiled backend in turn runs ``standardize``."""
-    return route_standardize(monkeypatch, request.param)
-
-
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("in_dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64,
                                       np.int64, np.float16, ">f8", bool])
@@ -128,13 +120,13 @@ def test_standardize_broadcasts_and_takes_any_layout(standardize_on):
     np.testing.assert_array_equal(got, (x.reshape(6, -1) - 0.5) / np.linspace(1, 2, 20))
 
 
-def test_standardize_checks_the_feature_count(compiled_standardize):
+def test_standardize_checks_the_feature_count(standardize_on):
     x = np.random.default_rng(4).standard_normal((6, 4, 10))[:, :, ::2]  # not contiguous
     with pytest.raises(ValueError, match="1 or n_features"):
         standardize("m", x, np.zeros(3), np.ones(3), np.float64)
 
 
-def test_standardize_names_overflow(compiled_standardize):
+def test_standardize_names_overflow(standardize_on):
     big = np.full((3, 4), 3e38, np.float64)
     with pytest.raises(ValueError, match="'bone'.*overflow float32"):
         standardize("bone", big, -3e38, 1.0, np.float32)

@@ -69,7 +69,18 @@ def lrp_dense(x, w, b, relevance, rule="epsilon", epsilon=1e-6, gamma=0.25, alph
 
 
 def standardize(x, mean, scale, per_row=False):
-    return ref.standardize(x, mean, scale, mean.dtype, per_row)
+    # The compiled binding's checks and messages; the caller reads overflow from the
+    # returned flag, as from the kernel, so NumPy's warnings would only say it twice.
+    if np.ndim(x) != 2:
+        raise ValueError(f"x: expected a C-contiguous 2-d array, got shape {np.shape(x)}")
+    cols = np.shape(x)[1]
+    if np.size(mean) != np.size(scale):
+        raise ValueError("mean and scale must have the same length")
+    if np.size(mean) not in (1, cols):
+        raise ValueError(f"mean and scale must have 1 or n_features ({cols}) entries, got "
+                         f"{np.size(mean)}")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return ref.standardize(x, mean, scale, mean.dtype, per_row)
 
 
 def build_info():
