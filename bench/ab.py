@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 RBM_SHAPES = ("784,512,128", "4096,1024,256")
+FIGURES = ("rbm", "mdbn", "lrp")
 
 
 def _run(python, tree, args, json_path=None):
@@ -36,8 +37,20 @@ def _run(python, tree, args, json_path=None):
     return json.loads(proc.stdout[proc.stdout.index("{"):])
 
 
-def measure(python, tree, n_rbm, n_mdbn, n_lrp, tmp):
+def measure(python, tree, n_rbm, n_mdbn, n_lrp, tmp, figures=FIGURES):
     """One pass of every benchmark with one build: {figure: seconds or ratio}."""
+    out = {}
+    if "rbm" in figures:
+        out.update(_rbm(python, tree, n_rbm, tmp))
+    if "mdbn" in figures:
+        rec = _run(python, tree, ["bench/bench_mdbn.py", "--n", str(n_mdbn), "--size", "32"])
+        out["mdbn fit (s)"] = rec["fit_seconds"]
+    if "lrp" in figures:
+        out.update(_lrp(python, tree, n_lrp, tmp))
+    return out
+
+
+def _rbm(python, tree, n_rbm, tmp):
     out = {}
     rec = _run(python, tree, ["bench/bench_rbm.py", "--n", str(n_rbm), "--shapes", *RBM_SHAPES,
                               "--threads", "2", "--visible", "bernoulli", "--no-pcd",
@@ -46,8 +59,11 @@ def measure(python, tree, n_rbm, n_mdbn, n_lrp, tmp):
         key = f"rbm {r['V']}x{r['H']} b{r['B']}"
         out[f"{key} epoch (s)"] = r["best"]["pymdbn_epoch"]
         out[f"{key} np/pym"] = r["numpy_over_pymdbn"]
-    rec = _run(python, tree, ["bench/bench_mdbn.py", "--n", str(n_mdbn), "--size", "32"])
-    out["mdbn fit (s)"] = rec["fit_seconds"]
+    return out
+
+
+def _lrp(python, tree, n_lrp, tmp):
+    out = {}
     rec = _run(python, tree, ["bench/bench_lrp.py", "--n", str(n_lrp)], os.path.join(tmp, "lrp.json"))
     out["lrp forward (s)"] = rec["forward_s"]
     out["lrp explain (s)"] = rec["explain_s"]
@@ -71,6 +87,8 @@ def main(argv=None):
     ap.add_argument("--n-rbm", type=int, default=10000, help="rows of the CD-1 epoch")
     ap.add_argument("--n-mdbn", type=int, default=1000, help="phantom patients (32x32)")
     ap.add_argument("--n-lrp", type=int, default=1000, help="samples explained")
+    ap.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES),
+                    help="run only these benchmarks")
     ap.add_argument("--json", help="also write every measurement here")
     args = ap.parse_args(argv)
     runs = {"before": [], "after": []}
@@ -79,7 +97,8 @@ def main(argv=None):
             order = ("before", "after") if i % 2 == 0 else ("after", "before")
             for which in order:
                 python, tree = getattr(args, which)
-                runs[which].append(measure(python, tree, args.n_rbm, args.n_mdbn, args.n_lrp, tmp))
+                runs[which].append(measure(python, tree, args.n_rbm, args.n_mdbn, args.n_lrp, tmp,
+                                           args.only))
                 print(f"round {i + 1} {which}: done", file=sys.stderr, flush=True)
     keys = list(runs["before"][0])
     med = {w: {k: statistics.median(r[k] for r in runs[w]) for k in keys} for w in runs}
