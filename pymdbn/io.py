@@ -37,9 +37,10 @@ array's shape must be the one the estimator's hyperparameters and fitted state i
 Only then are the arrays read, one at a time, and compared with their SHA-256.
 The estimator class is looked up by name among the registered ones (RBM, DBN, MDBN,
 EarlyFusionDBN, ModalityScaler: each registers itself with :func:`register` where it is
-defined, so this module imports no model), constructed from the decoded parameters (unknown ones rejected) and
-its hyperparameters are validated as ``fit`` validates them. Every failure is a
-``ValueError`` that names the file and the field or array at fault.
+defined, so this module imports no model), constructed from the decoded parameters
+(unknown ones rejected) and its hyperparameters are validated as ``fit`` validates
+them. Every failure is a ``ValueError`` that names the file and the field or array at
+fault.
 
 Files are written with :func:`pymdbn._atomic.atomic_write`: a crash or an interrupt
 never leaves a half-written model under the final name.
@@ -623,7 +624,9 @@ def _check_consistency(name, params, encoded, state, shapes):
         raise _Invalid(f"a {name} file cannot hold a training state")
 
 
-#: Estimator name -> the checker of its file layout (see :func:`register`).
+#: Estimator name -> the checker of its file layout (see :func:`register`). All take
+#: (params, state, arrays) but MDBN's, which also checks a checkpoint's training state
+#: and is called on its own in :func:`_check_consistency`.
 _CHECKS = {"RBM": _check_rbm, "DBN": _check_dbn, "ModalityScaler": _check_scaler,
            "EarlyFusionDBN": _check_early_fusion, "MDBN": _check_mdbn}
 

@@ -15,9 +15,9 @@ The network is the layout of ``MDBN.to_dict()``::
 Forward: the models' own pass (:class:`pymdbn.models.network.Network`): every
 pathway and joint layer computes ``sigma(clip(a W + b))``, the fused code is the
 concatenation of the pathway tops in ``modalities`` order and the logits are
-``code W_out + b_out`` (through the joint layers, if any). The backward pass applies one rule per layer (a
-:class:`~pymdbn.lrp.composites.Composite`) with the compiled
-``_core.lrp_dense``; relevance passes the sigmoids unchanged. The forward
+``code W_out + b_out`` (through the joint layers, if any). The backward pass applies
+one rule per layer (a :class:`~pymdbn.lrp.composites.Composite`) with the backend's
+``lrp_dense``; relevance passes the sigmoids unchanged. The forward
 pre-activations are kept and handed to the epsilon rule, so explaining costs
 one forward pass plus one matrix product per layer.
 """
