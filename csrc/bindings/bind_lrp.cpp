@@ -18,7 +18,7 @@ LrpRule parse_rule(const std::string& s) {
   fail("unknown LRP rule '" + s + "'");
 }
 
-py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevance,
+py::object lrp_dense_py(Array x, Array w, Array b, Array relevance,
                        const std::string& rule, double epsilon, double gamma, double alpha,
                        double beta, py::object low, py::object high, bool use_bias,
                        py::object z, bool totals, bool overwrite_x) {
@@ -41,11 +41,11 @@ py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevan
     p.alpha = T(alpha);
     p.beta = T(beta);
     p.use_bias = use_bias;
-    py::array lo, hi;
+    Array lo, hi;
     if (r == LrpRule::ZBox) {
       expect(!low.is_none() && !high.is_none(), "the zbox rule needs low and high");
-      lo = low.cast<py::array>();
-      hi = high.cast<py::array>();
+      lo = low.cast<Array>();
+      hi = high.cast<Array>();
       auto lv = cvec<T>(lo, "low");
       auto hv = cvec<T>(hi, "high");
       expect(lv.size == xv.cols && hv.size == xv.cols, "low and high must have n_in entries");
@@ -53,25 +53,25 @@ py::object lrp_dense_py(py::array x, py::array w, py::array b, py::array relevan
       p.high = hv.data;
     }
     CMat<T> zv;
-    py::array za;
+    Array za;
     if (!z.is_none()) {
-      za = z.cast<py::array>();
+      za = z.cast<Array>();
       zv = cmat<T>(za, "z");
       expect(zv.rows == xv.rows && zv.cols == wv.cols, "z must be (n_samples, n_out)");
     }
     // Only the epsilon rule can write its result over x (the others read x to the end).
-    py::array out =
-        overwrite_x && r == LrpRule::Epsilon ? x : py::array(empty<T>(xv.rows, xv.cols));
+    Array out =
+        overwrite_x && r == LrpRule::Epsilon ? x : empty<T>(xv.rows, xv.cols);
     auto ov = mat<T>(out, "x");
-    py::array_t<double> tot;
+    Array tot;
     double* tp = nullptr;
     if (totals) {
       tot = empty<double>(xv.rows, 2);
-      tp = tot.mutable_data();
+      tp = static_cast<double*>(mutable_ptr(tot));
     }
-    without_gil([&] { cpu::lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp); });
+    without_gil([&] { K::lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp); });
     if (totals) return py::make_tuple(out, tot);
-    return std::move(out);
+    return to_object(out);
   });
 }
 

@@ -27,7 +27,7 @@ void check_same_shape(CMat<T> a, CMat<T> b, const char* an, const char* bn) {
          std::string(an) + " and " + bn + " must have the same shape");
 }
 
-py::object dense_forward_py(py::array x, py::array w, py::array b, py::object clip,
+py::object dense_forward_py(Array x, Array w, Array b, py::object clip,
                             const std::string& activation) {
   const double c = parse_clip(clip);
   const Activation act = parse_activation(activation);
@@ -38,13 +38,13 @@ py::object dense_forward_py(py::array x, py::array w, py::array b, py::object cl
     auto bv = cvec<T>(b, "b");
     check_layer(xv, wv, bv.size);
     return run<T, 2>(xv.rows, wv.cols, [&](Mat<T> z, Mat<T> a) {
-      cpu::dense_forward<T>(xv, wv, bv, T(c), act, z, a);
+      K::dense_forward<T>(xv, wv, bv, T(c), act, z, a);
     });
   });
 }
 
-py::tuple dense_backward_py(py::array grad_a, py::array z, py::array a, py::array x,
-                            py::array w, py::object clip, const std::string& activation,
+py::tuple dense_backward_py(Array grad_a, Array z, Array a, Array x,
+                            Array w, py::object clip, const std::string& activation,
                             bool need_grad_x) {
   const double c = parse_clip(clip);
   const Activation act = parse_activation(activation);
@@ -64,20 +64,20 @@ py::tuple dense_backward_py(py::array grad_a, py::array z, py::array a, py::arra
     if (need_grad_x) {
       auto arr = empty<T>(xv.rows, xv.cols);
       gxv = mat<T>(arr, "grad_x");
-      gx = arr;
+      gx = to_object(arr);
     }
     auto gw = empty<T>(wv.rows, wv.cols);
-    py::array_t<T> gb(wv.cols);
+    Array gb = empty<T>(wv.cols);
     auto dz = empty<T>(gv.rows, gv.cols);
     auto gwv = mat<T>(gw, "grad_w");
     auto dzv = mat<T>(dz, "dz");
-    Vec<T> gbv(gb.mutable_data(), wv.cols);
-    without_gil([&] { cpu::dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv); });
+    Vec<T> gbv(static_cast<T*>(mutable_ptr(gb)), wv.cols);
+    without_gil([&] { K::dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv); });
     return py::make_tuple(gx, gw, gb);
   });
 }
 
-py::tuple softmax_xent_py(py::array logits, py::array y, py::object sample_weight) {
+py::tuple softmax_xent_py(Array logits, Array y, py::object sample_weight) {
   check_array<std::int64_t>(y, "y", 1, false);
   return dispatch(logits, "logits", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
@@ -85,18 +85,21 @@ py::tuple softmax_xent_py(py::array logits, py::array y, py::object sample_weigh
     expect(lv.rows >= 1 && lv.cols >= 1, "logits must be non-empty");
     expect(y.shape(0) == lv.rows, "y must have one label per row of logits");
     const auto* yv = static_cast<const std::int64_t*>(y.data());
+    const HostValues<std::int64_t> labels(y);
     for (index_t i = 0; i < lv.rows; ++i)
-      expect(yv[i] >= 0 && yv[i] < lv.cols, "labels must be in [0, n_classes)");
+      expect(labels[i] >= 0 && labels[i] < lv.cols, "labels must be in [0, n_classes)");
     const double* wptr = nullptr;
-    py::array wa;
+    Array wa;
     if (!sample_weight.is_none()) {
-      wa = sample_weight.cast<py::array>();
+      wa = sample_weight.cast<Array>();
       auto wv = cvec<double>(wa, "sample_weight");
       expect(wv.size == lv.rows, "sample_weight must have one entry per row");
+      const HostValues<double> weights(wa);
       double total = 0;
       for (index_t i = 0; i < wv.size; ++i) {
-        expect(wv[i] >= 0 && std::isfinite(wv[i]), "sample_weight must be finite and >= 0");
-        total += wv[i];
+        expect(weights[i] >= 0 && std::isfinite(weights[i]),
+               "sample_weight must be finite and >= 0");
+        total += weights[i];
       }
       expect(total > 0, "sample_weight must not sum to 0");
       wptr = wv.data;
@@ -105,12 +108,12 @@ py::tuple softmax_xent_py(py::array logits, py::array y, py::object sample_weigh
     auto gv = mat<T>(grad, "grad");
     auto pv = mat<T>(proba, "proba");
     const double loss =
-        without_gil([&] { return cpu::softmax_cross_entropy<T>(lv, yv, wptr, gv, pv); });
+        without_gil([&] { return K::softmax_cross_entropy<T>(lv, yv, wptr, gv, pv); });
     return py::make_tuple(loss, grad, proba);
   });
 }
 
-void sgd_py(py::array param, py::array grad, py::array velocity, double lr, double momentum,
+void sgd_py(Array param, Array grad, Array velocity, double lr, double momentum,
             double weight_decay) {
   dispatch(param, "param", [&](auto tag) {
     using T = decltype(tag);
@@ -119,11 +122,11 @@ void sgd_py(py::array param, py::array grad, py::array velocity, double lr, doub
     check_array<T>(grad, "grad", int(grad.ndim()), false);
     expect(grad.size() == p.size && v.size == p.size, "param, grad and velocity sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
-    without_gil([&] { cpu::sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay)); });
+    without_gil([&] { K::sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay)); });
   });
 }
 
-void adam_py(py::array param, py::array grad, py::array m, py::array v, double lr, double beta1,
+void adam_py(Array param, Array grad, Array m, Array v, double lr, double beta1,
              double beta2, double eps, std::int64_t t, double weight_decay) {
   expect(t >= 1, "t must be >= 1");
   dispatch(param, "param", [&](auto tag) {
@@ -136,7 +139,7 @@ void adam_py(py::array param, py::array grad, py::array m, py::array v, double l
            "param, grad, m and v sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
     without_gil([&] {
-      cpu::adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
+      K::adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
     });
   });
 }

@@ -10,9 +10,9 @@ namespace {
 using py::arg;
 
 template <class T>
-py::tuple standardize_typed(const py::array& x, const py::array& mean, const py::array& scale,
+py::tuple standardize_typed(const Array& x, const Array& mean, const Array& scale,
                             bool per_row) {
-  if (x.ndim() != 2 || !(x.flags() & py::array::c_style))
+  if (x.ndim() != 2 || !c_contiguous(x))
     fail("x: expected a C-contiguous 2-d array, got shape " + shape_str(x));
   auto mv = cvec<T>(mean, "mean");
   auto sv = cvec<T>(scale, "scale");
@@ -28,7 +28,7 @@ py::tuple standardize_typed(const py::array& x, const py::array& mean, const py:
     using S = decltype(stag);
     const S* xp = static_cast<const S*>(x.data());
     const bool finite = without_gil([&] {
-      return cpu::standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
+      return K::standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
     });
     return py::make_tuple(out, finite);
   };
@@ -42,7 +42,7 @@ py::tuple standardize_typed(const py::array& x, const py::array& mean, const py:
 #undef PYMDBN_NAME
 }
 
-py::tuple standardize_py(py::array x, py::array mean, py::array scale, bool per_row) {
+py::tuple standardize_py(Array x, Array mean, Array scale, bool per_row) {
   return dispatch(mean, "mean", [&](auto tag) -> py::tuple {
     return standardize_typed<decltype(tag)>(x, mean, scale, per_row);
   });

@@ -23,8 +23,8 @@ index_t check_affine(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b) {
 // w and b (named bn) in x's dtype, checks the shapes and runs
 // kernel(T{}, x, w, b, outputs...) without the GIL.
 template <std::size_t N, class K>
-py::object affine_op(const py::array& x, const char* xn, const py::array& w,
-                     const py::array& b, const char* bn, bool trans_w, K&& kernel) {
+py::object affine_op(const Array& x, const char* xn, const Array& w,
+                     const Array& b, const char* bn, bool trans_w, K&& kernel) {
   return dispatch(x, xn, [&](auto tag) -> py::object {
     using T = decltype(tag);
     auto xv = cmat<T>(x, xn);
@@ -37,7 +37,7 @@ py::object affine_op(const py::array& x, const char* xn, const py::array& w,
 
 // A sampler: a new array of a's shape and dtype from kernel(a, rng, out).
 template <class K>
-py::object sampler(const py::array& a, const char* name, CounterRNG rng, K&& kernel) {
+py::object sampler(const Array& a, const char* name, CounterRNG rng, K&& kernel) {
   return dispatch(a, name, [&](auto tag) -> py::object {
     using T = decltype(tag);
     auto av = cmat<T>(a, name);
@@ -45,51 +45,51 @@ py::object sampler(const py::array& a, const char* name, CounterRNG rng, K&& ker
   });
 }
 
-py::object affine_sigmoid_py(py::array x, py::array w, py::array b, py::object clip,
+py::object affine_sigmoid_py(Array x, Array w, Array b, py::object clip,
                              bool trans_w) {
   const double c = parse_clip(clip);
   return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto tag, auto xv, auto wv, auto bv, auto o) {
-    cpu::affine_sigmoid(xv, wv, trans_w, bv, decltype(tag)(c), o);
+    K::affine_sigmoid(xv, wv, trans_w, bv, decltype(tag)(c), o);
   });
 }
 
-py::object affine_py(py::array x, py::array w, py::array b, bool trans_w) {
+py::object affine_py(Array x, Array w, Array b, bool trans_w) {
   return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto, auto xv, auto wv, auto bv, auto o) {
-    cpu::affine(xv, wv, trans_w, bv, o);
+    K::affine(xv, wv, trans_w, bv, o);
   });
 }
 
-py::object sample_bernoulli_py(py::array p, std::uint64_t seed, std::uint64_t stream,
+py::object sample_bernoulli_py(Array p, std::uint64_t seed, std::uint64_t stream,
                                std::uint64_t row_offset) {
   return sampler(p, "p", CounterRNG{seed, stream, row_offset},
-                 [](auto pv, CounterRNG rng, auto o) { cpu::sample_bernoulli(pv, rng, o); });
+                 [](auto pv, CounterRNG rng, auto o) { K::sample_bernoulli(pv, rng, o); });
 }
 
-py::object sample_gaussian_py(py::array mean, std::uint64_t seed, std::uint64_t stream,
+py::object sample_gaussian_py(Array mean, std::uint64_t seed, std::uint64_t stream,
                               std::uint64_t row_offset) {
   return sampler(mean, "mean", CounterRNG{seed, stream, row_offset},
-                 [](auto mv, CounterRNG rng, auto o) { cpu::sample_gaussian(mv, rng, o); });
+                 [](auto mv, CounterRNG rng, auto o) { K::sample_gaussian(mv, rng, o); });
 }
 
 py::object random_bits_py(py::ssize_t rows, py::ssize_t cols, std::uint64_t seed,
                           std::uint64_t stream, std::uint64_t row_offset) {
   expect(rows >= 0 && cols >= 0, "rows and cols must be non-negative");
   return run<std::uint32_t>(rows, cols, [&](Mat<std::uint32_t> o) {
-    cpu::random_bits(CounterRNG{seed, stream, row_offset}, o);
+    K::random_bits(CounterRNG{seed, stream, row_offset}, o);
   });
 }
 
-py::object gibbs_hidden_py(py::array v, py::array w, py::array b_hidden, py::object clip,
+py::object gibbs_hidden_py(Array v, Array w, Array b_hidden, py::object clip,
                            std::uint64_t seed, std::uint64_t stream, std::uint64_t row_offset) {
   const double c = parse_clip(clip);
   const CounterRNG rng{seed, stream, row_offset};
   return affine_op<2>(v, "v", w, b_hidden, "b_hidden", true,
                       [&](auto tag, auto vv, auto wv, auto bv, auto prob, auto sample) {
-                        cpu::gibbs_hidden(vv, wv, bv, decltype(tag)(c), rng, prob, sample);
+                        K::gibbs_hidden(vv, wv, bv, decltype(tag)(c), rng, prob, sample);
                       });
 }
 
-py::object gibbs_visible_py(py::array h, py::array w, py::array b_visible,
+py::object gibbs_visible_py(Array h, Array w, Array b_visible,
                             const std::string& visible, py::object clip, std::uint64_t seed,
                             std::uint64_t stream, std::uint64_t row_offset) {
   const double c = parse_clip(clip);
@@ -97,7 +97,7 @@ py::object gibbs_visible_py(py::array h, py::array w, py::array b_visible,
   const CounterRNG rng{seed, stream, row_offset};
   return affine_op<2>(h, "h", w, b_visible, "b_visible", false,
                       [&](auto tag, auto hv, auto wv, auto bv, auto mean, auto sample) {
-                        cpu::gibbs_visible(hv, wv, bv, vis, decltype(tag)(c), rng, mean, sample);
+                        K::gibbs_visible(hv, wv, bv, vis, decltype(tag)(c), rng, mean, sample);
                       });
 }
 
@@ -147,8 +147,8 @@ struct RBMParams {
 };
 
 template <class T>
-RBMParams<T> rbm_params(const py::array& w, const py::array& b_visible,
-                        const py::array& b_hidden) {
+RBMParams<T> rbm_params(const Array& w, const Array& b_visible,
+                        const Array& b_hidden) {
   RBMParams<T> p{cmat<T>(w, "w"), cvec<T>(b_visible, "b_visible"), cvec<T>(b_hidden, "b_hidden")};
   expect(p.b_visible.size == p.w.cols, "b_visible has " + std::to_string(p.b_visible.size) +
                                            " entries, w has " + std::to_string(p.w.cols) +
@@ -161,8 +161,8 @@ RBMParams<T> rbm_params(const py::array& w, const py::array& b_visible,
 // The parameters and velocities of an RBM, converted and checked against each other
 // (the chain is left empty).
 template <class T>
-RBMState<T> rbm_state(py::array& w, py::array& b_visible, py::array& b_hidden, py::array& v_w,
-                      py::array& v_b_visible, py::array& v_b_hidden) {
+RBMState<T> rbm_state(Array& w, Array& b_visible, Array& b_hidden, Array& v_w,
+                      Array& v_b_visible, Array& v_b_hidden) {
   RBMState<T> s{mat<T>(w, "w"),     vec<T>(b_visible, "b_visible"),
                 vec<T>(b_hidden, "b_hidden"), mat<T>(v_w, "v_w"),
                 vec<T>(v_b_visible, "v_b_visible"), vec<T>(v_b_hidden, "v_b_hidden"),
@@ -176,16 +176,16 @@ RBMState<T> rbm_state(py::array& w, py::array& b_visible, py::array& b_hidden, p
 
 // The persistent chain for a batch of `rows` rows (an empty view when not persistent).
 template <class T>
-Mat<T> chain_view(py::array& chain, bool persistent, index_t n_hidden, index_t rows) {
+Mat<T> chain_view(Array& chain, bool persistent, index_t n_hidden, index_t rows) {
   if (!persistent) return Mat<T>();
   Mat<T> c = mat<T>(chain, "chain");
   expect(c.cols == n_hidden && c.rows >= rows, "chain must be (batch_size, n_hidden)");
   return c;
 }
 
-py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::array w,
-                      py::array b_visible, py::array b_hidden, py::array v_w,
-                      py::array v_b_visible, py::array v_b_hidden, py::array chain, int k,
+py::tuple cd_epoch_py(Array x, py::array order, py::ssize_t batch_size, Array w,
+                      Array b_visible, Array b_hidden, Array v_w,
+                      Array v_b_visible, Array v_b_hidden, Array chain, int k,
                       bool persistent, const std::string& visible, py::object clip,
                       double learning_rate, double momentum, double weight_decay,
                       double sparsity_target, double sparsity_cost, std::uint64_t seed,
@@ -210,39 +210,39 @@ py::tuple cd_epoch_py(py::array x, py::array order, py::ssize_t batch_size, py::
       expect(ord[i] >= 0 && ord[i] < xv.rows, "order holds an index out of range");
     const CDConfig<T> cfg = in_type<T>(opt);
     const EpochStats st =
-        without_gil([&] { return cpu::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
+        without_gil([&] { return K::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
     return py::make_tuple(st.sum_squared_error, st.n_batches);
   });
 }
 
-py::tuple cd_gradient_py(py::array v0, py::array w, py::array b_visible, py::array b_hidden,
+py::tuple cd_gradient_py(Array v0, Array w, Array b_visible, Array b_hidden,
                          py::object chain, int k, bool persistent, const std::string& visible,
                          py::object clip, std::uint64_t seed, std::uint64_t step,
                          std::uint64_t row_offset) {
   const CDConfig<double> opt = sampling_options(k, persistent, visible, clip, seed);
-  if (persistent && !py::isinstance<py::array>(chain))
-    throw py::type_error("chain: persistent CD needs the chain as a NumPy array");
+  if (persistent && !is_array(chain))
+    throw py::type_error(std::string("chain: persistent CD needs the chain as a ") + kArrayKind);
   return dispatch(v0, "v0", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto vv = cmat<T>(v0, "v0");
     const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
     check_affine(vv, p.w, true, p.b_hidden);
     expect(vv.rows >= 1, "v0 must have at least one row");
-    py::array ca = persistent ? chain.cast<py::array>() : py::array();
+    Array ca = persistent ? chain.cast<Array>() : Array();
     const Mat<T> cv = chain_view<T>(ca, persistent, p.w.rows, vv.rows);
     auto h = empty<T>(2 * vv.rows, p.w.rows), v = empty<T>(2 * vv.rows, p.w.cols);
     auto hv = mat<T>(h, "h");
     auto vo = mat<T>(v, "v");
     const CDConfig<T> cfg = in_type<T>(opt);
     const double sq = without_gil([&] {
-      return cpu::cd_gradient<T>(vv, p.w, p.b_visible, p.b_hidden, cv, cfg, step, row_offset, hv, vo);
+      return K::cd_gradient<T>(vv, p.w, p.b_visible, p.b_hidden, cv, cfg, step, row_offset, hv, vo);
     });
     return py::make_tuple(h, v, sq);
   });
 }
 
-void cd_apply_py(py::array h, py::array v, py::array w, py::array b_visible, py::array b_hidden,
-                 py::array v_w, py::array v_b_visible, py::array v_b_hidden,
+void cd_apply_py(Array h, Array v, Array w, Array b_visible, Array b_hidden,
+                 Array v_w, Array v_b_visible, Array v_b_hidden,
                  double learning_rate, double momentum, double weight_decay,
                  double sparsity_target, double sparsity_cost) {
   CDConfig<double> opt;
@@ -258,11 +258,11 @@ void cd_apply_py(py::array h, py::array v, py::array w, py::array b_visible, py:
     expect(vv.rows == hv.rows && vv.cols == s.w.cols,
            "v must be (2 * batch, n_visible) with h's rows, got " + shape_str(v));
     const CDConfig<T> cfg = in_type<T>(opt);
-    without_gil([&] { cpu::cd_apply<T>(hv, vv, s, cfg); });
+    without_gil([&] { K::cd_apply<T>(hv, vv, s, cfg); });
   });
 }
 
-py::object free_energy_py(py::array v, py::array w, py::array b_visible, py::array b_hidden,
+py::object free_energy_py(Array v, Array w, Array b_visible, Array b_hidden,
                           const std::string& visible) {
   const Visible vis = parse_visible(visible);
   return dispatch(v, "v", [&](auto tag) -> py::object {
@@ -270,31 +270,31 @@ py::object free_energy_py(py::array v, py::array w, py::array b_visible, py::arr
     auto vv = cmat<T>(v, "v");
     const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
     check_affine(vv, p.w, true, p.b_hidden);
-    py::array_t<T> out(vv.rows);
-    Vec<T> ov(out.mutable_data(), vv.rows);
-    without_gil([&] { cpu::free_energy<T>(vv, p.w, p.b_visible, p.b_hidden, vis, ov); });
-    return std::move(out);
+    Array out = empty<T>(vv.rows);
+    Vec<T> ov(static_cast<T*>(mutable_ptr(out)), vv.rows);
+    without_gil([&] { K::free_energy<T>(vv, p.w, p.b_visible, p.b_hidden, vis, ov); });
+    return to_object(out);
   });
 }
 
-py::array ais_py(py::array w, py::array b_visible, py::array b_hidden, py::array base_b_visible,
+py::object ais_py(Array w, Array b_visible, Array b_hidden, Array base_b_visible,
                  py::array betas, py::ssize_t n_runs, std::uint64_t seed) {
   expect(n_runs >= 1, "n_runs must be >= 1");
   auto bt = cvec<double>(betas, "betas");
   expect(bt.size >= 2 && bt[0] == 0.0 && bt[bt.size - 1] == 1.0,
          "betas must start at 0, end at 1 and have at least 2 entries");
   for (index_t i = 1; i < bt.size; ++i) expect(bt[i] >= bt[i - 1], "betas must be non-decreasing");
-  return dispatch(w, "w", [&](auto tag) -> py::array {
+  return dispatch(w, "w", [&](auto tag) -> py::object {
     using T = decltype(tag);
     const RBMParams<T> p = rbm_params<T>(w, b_visible, b_hidden);
     auto base = cvec<T>(base_b_visible, "base_b_visible");
     expect(base.size == p.w.cols, "base_b_visible must have one entry per column of w");
-    py::array_t<double> out(n_runs);
-    Vec<double> ov(out.mutable_data(), n_runs);
+    Array out = empty<double>(n_runs);
+    Vec<double> ov(static_cast<double*>(mutable_ptr(out)), n_runs);
     without_gil([&] {
-      cpu::ais_log_weights<T>(p.w, p.b_visible, p.b_hidden, base, bt, seed, ov);
+      K::ais_log_weights<T>(p.w, p.b_visible, p.b_hidden, base, bt, seed, ov);
     });
-    return std::move(out);
+    return to_object(out);
   });
 }
 

@@ -3,6 +3,8 @@
 // outputs, and the call without the GIL. Arrays are never copied or cast here: the
 // Python layer hands over C-contiguous arrays of the right dtype, and anything else is
 // an error naming the argument (a silent cast of an output would lose the writes).
+// `Array` and the kernel namespace `K` come from array.h: host arrays and pymdbn::cpu in
+// _core, device arrays and pymdbn::cuda in _cuda.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -13,29 +15,29 @@
 #include <utility>
 #include <vector>
 
+#include "array.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::bind {
 
-namespace py = pybind11;
-
 [[noreturn]] inline void fail(const std::string& msg) { throw py::value_error(msg); }
 
-inline std::string shape_str(const py::array& a) {
+template <class A>
+std::string shape_str(const A& a) {
   std::string s = "(";
   for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
 // Same type and native byte order (dtype objects are not unique, so compare fields).
-template <class T>
-bool has_dtype(const py::array& a) {
+template <class T, class A>
+bool has_dtype(const A& a) {
   const py::dtype d = a.dtype(), want = py::dtype::of<T>();
   return d.num() == want.num() && d.byteorder() != '>';
 }
 
-template <class T>
-void check_array(const py::array& a, const char* name, int ndim, bool writeable) {
+template <class T, class A>
+void check_array(const A& a, const char* name, int ndim, bool writeable) {
   if (!has_dtype<T>(a))
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
@@ -43,35 +45,38 @@ void check_array(const py::array& a, const char* name, int ndim, bool writeable)
   if (a.ndim() != ndim)
     fail(std::string(name) + ": expected a " + std::to_string(ndim) + "-d array, got shape " +
          shape_str(a));
-  if (!(a.flags() & py::array::c_style))
-    fail(std::string(name) + ": array must be C-contiguous");
+  if (!c_contiguous(a)) fail(std::string(name) + ": array must be C-contiguous");
   if (writeable && !a.writeable()) fail(std::string(name) + ": array must be writeable");
 }
 
 template <class T>
-Mat<T> mat(py::array& a, const char* name) {
+Mat<T> mat(const Array& a, const char* name) {
   check_array<T>(a, name, 2, true);
-  return Mat<T>(static_cast<T*>(a.mutable_data()), a.shape(0), a.shape(1));
+  return Mat<T>(static_cast<T*>(mutable_ptr(a)), a.shape(0), a.shape(1));
 }
 template <class T>
-CMat<T> cmat(const py::array& a, const char* name) {
+CMat<T> cmat(const Array& a, const char* name) {
   check_array<T>(a, name, 2, false);
   return CMat<T>(static_cast<const T*>(a.data()), a.shape(0), a.shape(1));
 }
 template <class T>
-Vec<T> vec(py::array& a, const char* name) {
+Vec<T> vec(const Array& a, const char* name) {
   check_array<T>(a, name, 1, true);
-  return Vec<T>(static_cast<T*>(a.mutable_data()), a.shape(0));
+  return Vec<T>(static_cast<T*>(mutable_ptr(a)), a.shape(0));
 }
-template <class T>
-CVec<T> cvec(const py::array& a, const char* name) {
+template <class T, class A = Array>
+CVec<T> cvec(const A& a, const char* name) {
   check_array<T>(a, name, 1, false);
   return CVec<T>(static_cast<const T*>(a.data()), a.shape(0));
 }
 
 template <class T>
-py::array_t<T> empty(py::ssize_t rows, py::ssize_t cols) {
-  return py::array_t<T>({rows, cols});
+Array empty(py::ssize_t rows, py::ssize_t cols) {
+  return new_array<T>({rows, cols});
+}
+template <class T>
+Array empty(py::ssize_t size) {
+  return new_array<T>({size});
 }
 
 inline void expect(bool ok, const std::string& msg) {
@@ -99,7 +104,7 @@ inline std::string or_list(const std::vector<std::string>& names) {
 
 // Calls f(T{}) with T the array's floating dtype (one of PYMDBN_FOR_EACH_FLOAT).
 template <class F>
-auto dispatch(const py::array& a, const char* name, F&& f) {
+auto dispatch(const Array& a, const char* name, F&& f) {
 #define PYMDBN_CASE(T) \
   if (has_dtype<T>(a)) return f(T{});
   PYMDBN_FOR_EACH_FLOAT(PYMDBN_CASE)
@@ -115,21 +120,21 @@ auto dispatch(const py::array& a, const char* name, F&& f) {
 // them: the array itself for N = 1, else a tuple.
 template <class T, std::size_t N = 1, class K>
 py::object run(index_t rows, index_t cols, K&& kernel) {
-  std::array<py::array_t<T>, N> out;
+  std::array<Array, N> out;
   std::array<Mat<T>, N> views;
   for (std::size_t i = 0; i < N; ++i) {
     out[i] = empty<T>(rows, cols);
-    views[i] = Mat<T>(out[i].mutable_data(), rows, cols);
+    views[i] = Mat<T>(static_cast<T*>(mutable_ptr(out[i])), rows, cols);
   }
   {
     py::gil_scoped_release nogil;
     std::apply(kernel, views);
   }
   if constexpr (N == 1) {
-    return std::move(out[0]);
+    return to_object(out[0]);
   } else {
     py::tuple t(N);
-    for (std::size_t i = 0; i < N; ++i) t[i] = std::move(out[i]);
+    for (std::size_t i = 0; i < N; ++i) t[i] = to_object(out[i]);
     return std::move(t);
   }
 }
@@ -151,16 +156,16 @@ inline double parse_clip(const py::object& c) {
 
 // A contiguous array of any shape as a flat vector (for element-wise updates).
 template <class T>
-Vec<T> flat(py::array& a, const char* name) {
-  if (!has_dtype<T>(a) || !(a.flags() & py::array::c_style) || !a.writeable())
+Vec<T> flat(const Array& a, const char* name) {
+  if (!has_dtype<T>(a) || !c_contiguous(a) || !a.writeable())
     fail(std::string(name) + ": expected a writeable C-contiguous array of the parameters' dtype");
-  return Vec<T>(static_cast<T*>(a.mutable_data()), a.size());
+  return Vec<T>(static_cast<T*>(mutable_ptr(a)), a.size());
 }
 
 void bind_rbm(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_lrp(py::module_& m);
 void bind_prep(py::module_& m);
-void bind_config(py::module_& m);
+void bind_config(py::module_& m);  // per build: bind_config.cpp (_core), csrc/cuda (_cuda)
 
 }  // namespace pymdbn::bind

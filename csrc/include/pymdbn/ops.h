@@ -1,7 +1,8 @@
 // The ops of every backend. Each backend declares the ops of ops.inc in its own
-// namespace and implements them in its own folder: pymdbn::cpu in csrc/cpu/<op>.cpp.
-// A CUDA backend adds `namespace pymdbn::cuda { #include "pymdbn/ops.inc" }` under
-// PYMDBN_CUDA and csrc/cuda/; shared types stay in pymdbn (types.h, view.h, rng.h).
+// namespace and implements them in its own folder: pymdbn::cpu in csrc/cpu/<op>.cpp,
+// pymdbn::cuda in csrc/cuda/<op>.cu (built with -DPYMDBN_CUDA=ON; views then point to
+// device memory, except the host arrays ops.inc names). Shared types stay in pymdbn
+// (types.h, view.h, rng.h).
 #pragma once
 #include <cstdint>
 
@@ -20,3 +21,9 @@ int blas_num_threads();
 const char* blas_config();
 
 }  // namespace pymdbn::cpu
+
+namespace pymdbn::cuda {
+
+#include "pymdbn/ops.inc"
+
+}  // namespace pymdbn::cuda
