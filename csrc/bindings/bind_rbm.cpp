@@ -202,10 +202,10 @@ py::tuple cd_epoch_py(Array x, py::array order, py::ssize_t batch_size, Array w,
     const index_t nv = s.w.cols;
     expect(xv.cols == nv, "x has " + std::to_string(xv.cols) + " features, the RBM has " +
                               std::to_string(nv));
-    s.chain = chain_view<T>(chain, persistent, s.w.rows,
-                            std::min<index_t>(batch_size, xv.rows));
     const auto* ord = static_cast<const std::int64_t*>(order.data());
     const index_t n = order.shape(0);
+    // A batch has min(batch_size, len(order)) rows: order may repeat rows of x.
+    s.chain = chain_view<T>(chain, persistent, s.w.rows, std::min<index_t>(batch_size, n));
     for (index_t i = 0; i < n; ++i)
       expect(ord[i] >= 0 && ord[i] < xv.rows, "order holds an index out of range");
     const CDConfig<T> cfg = in_type<T>(opt);
