@@ -23,8 +23,8 @@ _LAZY = {
 
 
 # Public submodules, imported on first access (``pymdbn.lrp.explain`` after ``import pymdbn``).
-_SUBMODULES = ("baselines", "data", "datasets", "experiments", "io", "lrp", "metrics", "models",
-               "plot", "preprocessing", "presets")
+_SUBMODULES = ("baselines", "cuda", "data", "datasets", "experiments", "io", "lrp", "metrics",
+               "models", "plot", "preprocessing", "presets")
 
 
 def __getattr__(name):

@@ -41,7 +41,8 @@ def show_config(mode="stdout"):
     dict or None
         With ``mode='dicts'``: ``version``, ``compiler``, ``openmp`` (spec date),
         ``openmp_threads``, ``blas``, ``blas_config``, ``blas_threads``, ``cuda``
-        (whether a CUDA backend is built and a device is usable), ``backend`` (the
+        (whether the CUDA backend is usable here), ``cuda_info`` (its build and device
+        when it is, else ``cuda_unavailable``: why not), ``backend`` (the
         backend host arrays run on, see :mod:`pymdbn.backend`), ``backend_source``
         (``'PYMDBN_BACKEND'`` when the environment chose it, else ``'default'``) and
         ``backends`` (those that load here).
@@ -52,6 +53,12 @@ def show_config(mode="stdout"):
     info = dict(backend.get("cpu").build_info()) if "cpu" in backend.available() else {}
     info.update(backend=name, backends=backend.available(),
                 backend_source=backend.ENV_VAR if os.environ.get(backend.ENV_VAR) else "default")
+    reason = backend.unavailable_reason("cuda")
+    info["cuda"] = reason is None
+    if reason is None:
+        info["cuda_info"] = backend.get("cuda").build_info()
+    else:
+        info["cuda_unavailable"] = reason
     threads = get_num_threads()
     info["openmp_threads"] = threads["openmp"]
     info["blas_threads"] = threads["blas"]

@@ -70,12 +70,20 @@ DTYPES = [np.dtype(name).type for name in backend.DTYPES]
 # Shapes (rows, n_visible, n_hidden), odd sizes and size 1 included.
 SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33), (129, 7, 65)]
 
-# Every backend that loads here, the 'numpy' twins included: a new entry in
-# backend.BACKENDS is tested with no edit. Against the twins 'numpy' is exact by
-# construction (it checks the adapter's signatures only); the value is for compiled ones.
-BACKENDS = backend.available()
+# Every backend, the 'numpy' twins included: a new entry in backend.BACKENDS is tested
+# with no edit. One that does not load here (CUDA without a GPU or without the CUDA
+# build) is skipped with its reason. Against the twins 'numpy' is exact by construction
+# (it checks the adapter's signatures only); the value is for compiled ones.
+def _backend_param(name, *more):
+    reason = backend.unavailable_reason(name)
+    marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []
+    value = (name, *more) if more else name
+    return pytest.param(value, marks=marks, id="-".join(map(str, (name, *more))))
+
+
+BACKENDS = [_backend_param(name) for name in backend.BACKENDS]
 # Backends with the compiled bindings' checks and messages: all but the twins.
-COMPILED = [name for name in BACKENDS if name != "numpy"]
+COMPILED = [_backend_param(name) for name in backend.BACKENDS if name != "numpy"]
 
 # The usual run draws from DEFAULT_SEED; `pytest --extended` adds EXTENDED_SEEDS.
 DEFAULT_SEED = 12345
@@ -115,8 +123,8 @@ def kernels(request):
     return backend.get(request.param)
 
 
-@pytest.fixture(params=[(name, dt) for name in BACKENDS for dt in backend.DTYPES],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=[_backend_param(name, dt) for name in backend.BACKENDS
+                        for dt in backend.DTYPES])
 def kernels_dtype(request):
     """(backend module, NumPy float type) for every backend and dtype, ids like cpu-float32."""
     name, dt = request.param
@@ -128,3 +136,17 @@ def random_rbm(rng, n_visible, n_hidden, dtype, scale=0.5):
     bv = (0.3 * rng.standard_normal(n_visible)).astype(dtype)
     bh = (0.3 * rng.standard_normal(n_hidden)).astype(dtype)
     return w, bv, bh
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """The 'cuda' backend replaced by tests/fake_cuda.py (CPU kernels behind device
+    arrays), so the estimators' device plumbing is tested on any machine. Yields the
+    module: ``fake_cuda.to_device(x, 'cuda')`` makes a device array."""
+    import fake_cuda as module
+
+    monkeypatch.setitem(backend._loaded, "cuda", module)
+    monkeypatch.delitem(backend._failed, "cuda", raising=False)
+    backend.ops.__dict__.clear()  # the dispatchers cache each device's op
+    yield module
+    backend.ops.__dict__.clear()

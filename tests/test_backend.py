@@ -12,7 +12,7 @@ import pytest
 
 import pymdbn
 from pymdbn import backend
-from conftest import tol
+from conftest import BACKENDS, tol
 
 PACKAGE = pathlib.Path(pymdbn.__file__).parent
 
@@ -41,13 +41,20 @@ def test_only_the_cpu_backend_imports_the_core():
     assert importers == ["backend/_cpu.py"]
 
 
+def test_only_the_cuda_backend_imports_the_cuda_module():
+    importers = [p.relative_to(PACKAGE).as_posix() for p in _modules()
+                 if any(n == "pymdbn._cuda" or n.startswith("pymdbn._cuda.")
+                        for n in _imports(p))]
+    assert importers == ["backend/_cuda.py"]
+
+
 def test_production_code_never_imports_the_twins():
     importers = [p.relative_to(PACKAGE).as_posix() for p in _modules()
                  if "pymdbn.backend.reference" in _imports(p)]
     assert importers == ["backend/_numpy.py"]
 
 
-@pytest.mark.parametrize("name", list(backend.BACKENDS))
+@pytest.mark.parametrize("name", BACKENDS)
 def test_every_backend_defines_every_op(name):
     module = backend.get(name)
     missing = [op for op in backend.OPS if not callable(getattr(module, op, None))]
@@ -56,9 +63,18 @@ def test_every_backend_defines_every_op(name):
         assert callable(getattr(module, fn))
 
 
-def test_both_backends_load_here():
-    assert backend.available() == ["cpu", "numpy"]
+def test_host_backends_load_here_and_cuda_says_why_not():
+    names = backend.available()
+    assert names[:2] == ["cpu", "numpy"]
     assert backend.host_backend() == "cpu"
+    reason = backend.unavailable_reason("cuda")
+    assert ("cuda" in names) == (reason is None)
+    if reason is not None:
+        assert pymdbn.cuda.is_available() is False
+        assert pymdbn.cuda.unavailable_reason() == reason
+        assert pymdbn.show_config("dicts")["cuda_unavailable"] == reason
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            pymdbn.cuda.device_name()
 
 
 def test_unknown_backend_is_named():
@@ -66,6 +82,7 @@ def test_unknown_backend_is_named():
         backend.get("tpu")
 
 
+@pytest.mark.skipif(pymdbn.cuda.is_available(), reason="a CUDA backend takes device arrays here")
 def test_ops_reject_unknown_names_and_foreign_devices():
     with pytest.raises(AttributeError, match="no op 'nonexistent'"):
         backend.ops.nonexistent  # noqa: B018
@@ -84,7 +101,8 @@ def test_an_op_runs_by_name_on_every_backend(dtype, rng):
     b = rng.standard_normal(4).astype(dtype)
     out = {name: backend.get(name).affine_sigmoid(x, w, b, 2.0, True)
            for name in backend.available()}
-    np.testing.assert_allclose(out["cpu"], out["numpy"], **tol(dtype))
+    for name in out:
+        np.testing.assert_allclose(out[name], out["numpy"], **tol(dtype))
     np.testing.assert_array_equal(backend.ops.affine_sigmoid(x, w, b, 2.0, True), out["cpu"])
 
 

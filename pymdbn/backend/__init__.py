@@ -11,6 +11,10 @@ call to the backend of the arrays' device. Backends share one signature per op:
     The readable NumPy twins (:mod:`pymdbn.backend.reference`) behind the same
     signatures: the specification the kernels are tested against, and a way to run
     any op, or the whole package, without the compiled core.
+``'cuda'``
+    The CUDA kernels (``pymdbn._cuda``, in CUDA builds) for arrays that expose
+    ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors); it loads where the
+    module is built, a GPU is visible and CuPy imports (:func:`pymdbn.cuda.is_available`).
 
 The backend for host arrays is chosen once, on first use: the ``PYMDBN_BACKEND``
 environment variable when set (``cpu`` or ``numpy``), otherwise ``'cpu'``.
@@ -23,13 +27,17 @@ from __future__ import annotations
 import importlib
 import os
 
-__all__ = ["BACKENDS", "DTYPES", "OPS", "ops", "get", "available", "host_backend",
-           "device_of"]
+__all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "ops", "get", "available", "host_backend",
+           "device_of", "unavailable_reason", "check_device", "to_device", "namespace"]
+
+#: The devices estimators compute on (their ``device`` parameter).
+DEVICES = ("cpu", "cuda")
 
 #: Backend name -> (module defining the ops, the device whose arrays it computes on).
 BACKENDS = {
     "cpu": ("pymdbn.backend._cpu", "cpu"),
     "numpy": ("pymdbn.backend._numpy", "cpu"),
+    "cuda": ("pymdbn.backend._cuda", "cuda"),
 }
 
 #: The floating dtypes of the kernels (the C++ list is PYMDBN_FOR_EACH_FLOAT in ops.h).
@@ -47,6 +55,7 @@ OPS = (
 ENV_VAR = "PYMDBN_BACKEND"
 
 _loaded = {}
+_failed = {}
 _host = None
 
 
@@ -67,9 +76,24 @@ def get(name):
         pass
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-    module = importlib.import_module(BACKENDS[name][0])
+    if name in _failed:  # probed once: a backend that did not load is not retried
+        raise ImportError(_failed[name])
+    try:
+        module = importlib.import_module(BACKENDS[name][0])
+    except ImportError as exc:
+        _failed[name] = str(exc)
+        raise
     _loaded[name] = module
     return module
+
+
+def unavailable_reason(name):
+    """Why backend ``name`` does not load here, or None when it does."""
+    try:
+        get(name)
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def available():
@@ -104,6 +128,49 @@ def device_of(array):
     return "cuda" if hasattr(type(array), "__cuda_array_interface__") else "cpu"
 
 
+def check_device(device):
+    """``device`` if ops can run there, else a clear error (the reason it cannot)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device != "cpu":
+        reason = unavailable_reason(_backend_for(device))
+        if reason is not None:
+            raise RuntimeError(f"device={device!r} is not available here: {reason}")
+    return device
+
+
+def to_device(value, device):
+    """``value`` with its arrays on ``device``: arrays, and dicts, lists and tuples of
+    them, converted (a copy only where the device changes); anything else as it is."""
+    # Plain containers only: a dict subclass may be an array (scipy's dok_array).
+    if type(value) is dict:
+        return {k: to_device(v, device) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(to_device(v, device) for v in value)
+    if not hasattr(value, "__array__") and not hasattr(value, "__cuda_array_interface__"):
+        return value
+    here = device_of(value)
+    if here == device:
+        return value
+    # The non-host side's backend converts either way.
+    return get(_backend_for(device if device != "cpu" else here)).to_device(value, device)
+
+
+def namespace(array):
+    """The array module of ``array``'s device: NumPy, or CuPy for CUDA arrays."""
+    device = device_of(array)
+    if device == "cpu":
+        import numpy
+
+        return numpy
+    return get(_backend_for(device)).xp
+
+
+def _backend_for(device):
+    """The backend of a non-host device (one per device)."""
+    return next(n for n, (_, dev) in BACKENDS.items() if dev == device)
+
+
 class _Ops:
     """``ops.<name>(array, ...)`` runs op ``name`` on the backend of ``array``'s device.
 
@@ -121,8 +188,11 @@ class _Ops:
             try:
                 fn = by_device[device]
             except KeyError:
-                raise TypeError(f"{name}: no backend computes on {device!r} arrays in this "
-                                f"build (backends here: {available()})") from None
+                try:
+                    fn = by_device[device] = getattr(get(_backend_for(device)), name)
+                except ImportError as exc:
+                    raise TypeError(f"{name}: no backend computes on {device!r} arrays here "
+                                    f"({exc}; backends here: {available()})") from None
             return fn(array, *args, **kwargs)
 
         call.__name__ = call.__qualname__ = name

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pymdbn import backend
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
@@ -115,6 +116,16 @@ class _Network:
                                dicts(self.joint), {"W": self.w_out, "b": self.b_out}, self.clip)
         self.meta = dict(model.get("meta") or {})
         self.scalers = dict(model.get("scalers") or {})
+
+    def to(self, device: str) -> _Network:
+        """The network's arrays on ``device`` (the forward and backward passes follow)."""
+        self.pathways = backend.to_device(self.pathways, device)
+        self.joint = backend.to_device(self.joint, device)
+        self.w_out, self.b_out = backend.to_device((self.w_out, self.b_out), device)
+        n = self.network
+        n.pathways, n.joint, n.output = backend.to_device((n.pathways, n.joint, n.output),
+                                                          device)
+        return self
 
     def n_features(self, m: str) -> int:
         return self.pathways[m][0][0].shape[0]
@@ -304,7 +315,7 @@ def _backward(layers, rules, steps, r, record, totals=False, overwrite_input=Fal
         owned = overwrite_input
         if ref is not None and isinstance(rule, Epsilon):
             # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
-            x, z, b, owned = x - ref[0], z - ref[1], np.zeros_like(b), True
+            x, z, b, owned = x - ref[0], z - ref[1], backend.namespace(b).zeros_like(b), True
         if totals and k == last:
             r, sums = rule(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
         else:
@@ -319,17 +330,19 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
     reference's forward pass (:func:`_forward` of its one sample) or None."""
     fw = _forward(net, x)
     top, logits = fw["output"]
+    xp = backend.namespace(logits)
 
-    rows = np.arange(len(logits))
-    t = np.argmax(logits, axis=1) if target is None else target
-    r_out = np.zeros_like(logits)
+    rows = xp.arange(len(logits))
+    t = xp.argmax(logits, axis=1) if target is None else backend.to_device(
+        target, backend.device_of(logits))
+    r_out = xp.zeros_like(logits)
     out_ref = ref is not None and isinstance(rules["output"], Epsilon)
     # Against a reference, the explained quantity is the logit's difference from its own.
     r_out[rows, t] = logits[rows, t] - (ref["output"][1][0, t] if out_ref else 0)
 
     joint_rec = [r_out] if record_layers else None
     if out_ref:
-        r = rules["output"](top - ref["output"][0], net.w_out, np.zeros_like(net.b_out), r_out,
+        r = rules["output"](top - ref["output"][0], net.w_out, xp.zeros_like(net.b_out), r_out,
                             z=logits - ref["output"][1])
     else:
         r = rules["output"](top, net.w_out, net.b_out, r_out, z=logits)
@@ -341,7 +354,7 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
     relevance, totals, path_rec = {}, {}, {}
     for m in net.modalities:
         steps = fw["pathways"].pop(m)  # frees this pathway's activations early
-        r_top = np.ascontiguousarray(code_r[:, net.code_slices[m]])
+        r_top = xp.ascontiguousarray(code_r[:, net.code_slices[m]])
         rec = [r_top] if record_layers else None
         relevance[m], totals[m] = _backward(net.pathways[m], rules["pathways"][m], steps,
                                             r_top, rec, totals=True, overwrite_input=owned,
@@ -380,10 +393,16 @@ def _shares(totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: Any,
          composite: Any, return_layers: bool, batch_size: Any, owned: bool,
-         reference: dict[str, np.ndarray] | None = None) -> Explanation:
+         reference: dict[str, np.ndarray] | None = None, device: str = "cpu") -> Explanation:
     """``owned``: ``x`` holds this call's own z-scored copies, which the input layers'
-    relevance may overwrite. ``reference``: validated (1, D) inputs or None."""
+    relevance may overwrite. ``reference``: validated (1, D) inputs or None. ``device``:
+    where the passes run; the inputs go there once, each chunk's results come back."""
     composite = get_composite(composite)
+    backend.check_device(device)
+    if device != "cpu":
+        net.to(device)
+        x, reference = backend.to_device((x, reference), device)
+        owned = True  # the uploads are this call's own copies
     if batch_size is None:
         batch_size = n
     elif not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -402,9 +421,11 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
     chunks = []
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
-        chunks.append(_explain_batch(net, rules, {m: x[m][rows] for m in net.modalities},
-                                     None if t is None else t[rows], return_layers, owned, ref))
+        chunks.append(backend.to_device(
+            _explain_batch(net, rules, {m: x[m][rows] for m in net.modalities},
+                           None if t is None else t[rows], return_layers, owned, ref), "cpu"))
     out = _concat(chunks)
+    ref = backend.to_device(ref, "cpu")
 
     relevance = out["relevance"]
     sums = {m: out["totals"][m][:, 0] for m in net.modalities}
@@ -431,7 +452,8 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
 
 def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
             composite: str | Composite = "epsilon", return_layers: bool = False,
-            batch_size: int | None = None, reference: Any = None) -> Explanation:
+            batch_size: int | None = None, reference: Any = None,
+            device: str = "cpu") -> Explanation:
     """Explain a network given as a dict, on already z-scored inputs.
 
     Parameters
@@ -445,6 +467,8 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
         As for :func:`pymdbn.lrp.explain`.
     reference : dict of str -> array_like, or array_like, optional
         As for :func:`pymdbn.lrp.explain`, but z-scored like ``X_scaled``.
+    device : {'cpu', 'cuda'}, default 'cpu'
+        As for :func:`pymdbn.lrp.explain`.
 
     Returns
     -------
@@ -454,12 +478,13 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
     x, shapes, n = _inputs(net, X_scaled, scale=False)
     ref = _reference_inputs(net, reference, scale=False)
     return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=False,
-                reference=ref)
+                reference=ref, device=device)
 
 
 def explain_model(model: Any, X: Any, target: Any = None, composite: str | Composite = "epsilon",
                   return_layers: bool = False, batch_size: int | None = None,
-                  reference: Any = None, scaled: bool = False) -> Explanation:
+                  reference: Any = None, scaled: bool = False,
+                  device: str | None = None) -> Explanation:
     """Explain a (multimodal) DBN's decisions by layer-wise relevance propagation.
 
     Relevance starts at the target logit (the others set to 0) and is
@@ -506,6 +531,10 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
         not applied (the dict layout may then omit ``scalers``). For models that
         scale their inputs in their own way, as
         :meth:`pymdbn.EarlyFusionDBN.explain` does.
+    device : {'cpu', 'cuda'} or None, default None
+        Where the forward and backward passes run; None: the model's ``device``
+        (``'cpu'`` for a dict). Inputs are checked and z-scored on the host, uploaded
+        once, and the relevance comes back as NumPy arrays.
 
     Returns
     -------
@@ -535,6 +564,8 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
        features through propagating activation differences", ICML 2017,
        PMLR 70, 3145-3153.
     """
+    if device is None:
+        device = getattr(model, "device", "cpu") if not isinstance(model, Mapping) else "cpu"
     if isinstance(model, Mapping):
         model_dict = model
     elif callable(getattr(model, "to_dict", None)):
@@ -543,9 +574,10 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
         raise ValueError(f"model must have to_dict() or be its dict layout, got "
                          f"{type(model).__name__}")
     if scaled:
-        return explain(model_dict, X, target, composite, return_layers, batch_size, reference)
+        return explain(model_dict, X, target, composite, return_layers, batch_size, reference,
+                       device)
     net = _Network(model_dict)
     x, shapes, n = _inputs(net, X, scale=True)
     ref = _reference_inputs(net, reference, scale=True)
     return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=True,
-                reference=ref)
+                reference=ref, device=device)

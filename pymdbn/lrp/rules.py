@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from pymdbn import backend
 from pymdbn.backend import ops
 
 __all__ = ["Rule", "Epsilon", "ZPlus", "AlphaBeta", "Gamma", "ZBox", "Flat", "WSquare"]
@@ -59,7 +60,7 @@ def _nonnegative(value: Any, name: str) -> float:
 
 
 def _as(a: Any, dtype: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dtype)
+    return backend.namespace(a).ascontiguousarray(a, dtype=dtype)
 
 
 class Rule(ABC):
@@ -122,9 +123,13 @@ class Rule(ABC):
         totals : ndarray of float64, shape (B, 2)
             Only with ``return_totals``: columns ``sum(R)`` and ``sum(|R|)``.
         """
-        x = np.asarray(x)
+        # Every array joins x's device (the kernels run there); a host x stays on the host.
+        device = backend.device_of(x)
+        xp = backend.namespace(x)
+        x = xp.asarray(x)
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-        x, w, b, relevance = (_as(a, dtype) for a in (x, w, b, relevance))
+        x, w, b, relevance = (_as(backend.to_device(a, device), dtype)
+                              for a in (x, w, b, relevance))
         if x.ndim != 2 or w.ndim != 2 or relevance.ndim != 2 or b.shape != (w.shape[1],):
             raise ValueError(
                 f"expected x (B, n_in), w (n_in, n_out), b (n_out,), relevance "
@@ -135,12 +140,17 @@ class Rule(ABC):
                 f"shapes do not chain: x {x.shape}, w {w.shape}, relevance {relevance.shape}"
             )
         if z is not None:
-            z = _as(z, dtype)
+            z = _as(backend.to_device(z, device), dtype)
             if z.shape != relevance.shape:
                 raise ValueError(f"z shape {z.shape} differs from relevance {relevance.shape}")
+        kwargs = self._kernel_args(w.shape[0], dtype)
+        for bound in ("low", "high"):
+            if kwargs.get(bound) is not None:
+                kwargs[bound] = backend.to_device(kwargs[bound], device)
+        # CuPy's flags have no writeable: device arrays are always writeable.
+        writeable = getattr(x.flags, "writeable", True)
         return _lrp_dense(x, w, b, relevance, self.kernel_rule, z=z, totals=return_totals,
-                          overwrite_x=overwrite_x and x.flags.writeable,
-                          **self._kernel_args(w.shape[0], dtype))
+                          overwrite_x=overwrite_x and writeable, **kwargs)
 
     __call__ = backward
 

@@ -5,8 +5,9 @@ import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
+from pymdbn import backend
 from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes, per_layer)
@@ -14,6 +15,7 @@ from pymdbn._progress import Progress
 from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest, register,
                        set_state, to_json, unnest)
 from pymdbn.models import finetune
+from pymdbn.models.device import DeviceMixin, arrays_on, to_caller, validated
 from pymdbn.models.network import Network, layer_from_rbm, propagate
 from pymdbn.models.rbm import RBM
 
@@ -34,7 +36,7 @@ def fit_rbm(rbm, X, desc, verbose):
 
 
 @register
-class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     """Deep belief network: RBMs pretrained greedily, layer by layer.
 
     Unsupervised, ``fit(X)`` trains the first RBM on X, the second on the first's
@@ -120,6 +122,12 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         Show a progress bar on stderr per pretrained layer and for fine-tuning.
     dtype : {'float32', 'float64'}, default='float32'
         Working precision.
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where pretraining, fine-tuning and inference run (see :class:`pymdbn.RBM`):
+        with ``'cuda'`` the data is uploaded once and every epoch stays on the GPU;
+        fitted attributes are NumPy arrays either way. ``transform`` and
+        ``decision_function`` return results on the input's device; ``predict`` and
+        ``predict_proba`` return NumPy arrays.
 
     Attributes
     ----------
@@ -188,6 +196,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [DTYPES],
+        "device": [StrOptions(set(backend.DEVICES))],
     }
 
     def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
@@ -198,7 +207,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
                  fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
-                 class_weight=None, random_state=None, verbose=0, dtype="float32"):
+                 class_weight=None, random_state=None, verbose=0, dtype="float32",
+                 device="cpu"):
         self.hidden_layers = hidden_layers
         self.visible = visible
         self.learning_rate = learning_rate
@@ -229,6 +239,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.device = device
 
     # -- configuration ----------------------------------------------------------------
     def _rbm_params(self, seeds):
@@ -256,7 +267,7 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
                      persistent=self.persistent, momentum=self.momentum,
                      weight_decay=self.weight_decay, sparsity_target=self.sparsity_target,
                      sparsity_cost=self.sparsity_cost, clip=self.clip, dtype=self.dtype,
-                     random_state=int(seeds[i]))
+                     device=self.device, random_state=int(seeds[i]))
             unknown = sorted(set(overrides[i]) - rbm_names)
             if unknown:
                 raise ValueError(f"layer_params[{i}] sets {unknown[0]!r}, which is not an "
@@ -300,8 +311,8 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         rng = check_random_state(self.random_state)
         n_layers = len(layer_sizes("hidden_layers", self.hidden_layers, type(self).__name__))
-        X = validate_data(self, X, dtype=np.dtype(self.dtype), order="C",
-                          ensure_min_samples=1)
+        device = backend.check_device(self.device)
+        X = validated(self, X, reset=True, dtype=np.dtype(self.dtype), device=device)
         for name in ("classes_", "output_", "fine_tune_history_", "n_iter_",
                      "stopped_early_", "best_epoch_"):
             self.__dict__.pop(name, None)
@@ -313,11 +324,11 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         sw = finetune.class_sample_weight(self.class_weight, self.classes_, y_idx)
         self.output_ = finetune.new_layer(self.layers_[-1]["W"].shape[1], len(self.classes_),
                                      np.random.default_rng(seeds[-2]), X.dtype)
-        net = self._network()
-        self.fine_tune_history_, summary = finetune.fit_supervised(
-            net, {"x": X}, y_idx, sw, fine_tune=self.fine_tune, seed=int(seeds[-1]),
-            verbose=self.verbose,
-            **finetune.options_of(self, finetune.DBN_NAMES))
+        with arrays_on(self, ("layers_", "output_"), device, keep=True):
+            self.fine_tune_history_, summary = finetune.fit_supervised(
+                self._network(), {"x": X}, y_idx, sw, fine_tune=self.fine_tune,
+                seed=int(seeds[-1]), verbose=self.verbose,
+                **finetune.options_of(self, finetune.DBN_NAMES))
         self._set_summary(summary)
         return self
 
@@ -330,10 +341,10 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         return Network({"x": self.layers_}, ["x"], [], self.output_, self.clip)
 
     # -- inference ------------------------------------------------------------------------
-    def _validate(self, X):
+    def _validate(self, X, device="cpu"):
         check_is_fitted(self, "layers_")
-        return validate_data(self, X, reset=False, dtype=self.layers_[0]["W"].dtype,
-                             order="C", ensure_min_samples=1)
+        return validated(self, X, reset=False, dtype=self.layers_[0]["W"].dtype,
+                         device=device)
 
     def transform(self, X):
         """Top-layer code: mean-field probabilities through every layer.
@@ -346,12 +357,18 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         code : ndarray of shape (n_samples, hidden_layers[-1])
         """
-        return propagate(self._validate(X), self.layers_, self.clip)
+        device = backend.check_device(self.device)
+        Xd = self._validate(X, device)
+        with arrays_on(self, ("layers_",), device):
+            return to_caller(propagate(Xd, self.layers_, self.clip), X)
 
     def decision_function(self, X):
         """Logits of each class, shape (n_samples, n_classes)."""
         check_is_fitted(self, "output_")
-        return self._network().logits({"x": self._validate(X)})
+        device = backend.check_device(self.device)
+        Xd = self._validate(X, device)
+        with arrays_on(self, ("layers_", "output_"), device):
+            return to_caller(self._network().logits({"x": Xd}), X)
 
     def to_dict(self):
         """The supervised network in :meth:`pymdbn.MDBN.to_dict`'s layout.
@@ -394,11 +411,13 @@ class DBN(SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""
-        return softmax(self.decision_function(X).astype(np.float64), axis=1)
+        logits = backend.to_device(self.decision_function(X), "cpu")
+        return softmax(logits.astype(np.float64), axis=1)
 
     def predict(self, X):
         """Most probable class of each sample."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = backend.to_device(self.decision_function(X), "cpu")
+        return self.classes_[np.argmax(logits, axis=1)]
 
     # -- persistence ------------------------------------------------------------------------
     def _get_state(self):

@@ -87,6 +87,19 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         for name in ("classes_", "n_iter_", "stopped_early_", "best_epoch_"):
             setattr(self, name, getattr(self.dbn_, name))
 
+    def to(self, device):
+        """Compute on ``device`` from now on: the fitted DBN and the one a refit clones
+        (see :meth:`pymdbn.DBN.to`).
+
+        Returns
+        -------
+        self
+        """
+        self.dbn = clone(DBN() if self.dbn is None else self.dbn).to(device)
+        if hasattr(self, "dbn_"):
+            self.dbn_.to(device)
+        return self
+
     def decision_function(self, X):
         """Logits, shape (n_samples, n_classes)."""
         check_is_fitted(self)
@@ -138,7 +151,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         target = target_indices(target, self.classes_)
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
                     return_layers=return_layers, batch_size=batch_size, reference=reference,
-                    scaled=True)
+                    scaled=True, device=self.dbn_.device)
         R = e.relevance["x"]
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}

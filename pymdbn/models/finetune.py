@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from pymdbn import backend
 from pymdbn.backend import ops
 from pymdbn._progress import Progress
 from pymdbn.models.network import Network
@@ -50,8 +51,9 @@ class Dropout:
     Each call to :meth:`apply` draws a Bernoulli mask for one activation (kept with
     probability ``1 - rate``, scaled by ``1 / (1 - rate)`` so that inference needs no
     change) from ``numpy.random.default_rng(seed)`` in a fixed order, so a batch's masks
-    depend only on its seed. :meth:`backward` passes a gradient back through the mask
-    that was applied to that activation.
+    depend only on its seed, on every device (device activations get the same masks,
+    uploaded). :meth:`backward` passes a gradient back through the mask that was applied
+    to that activation.
 
     Parameters
     ----------
@@ -74,15 +76,15 @@ class Dropout:
         if rate == 0:
             return a
         keep = self.rng.random(a.shape, dtype=np.float32) >= rate
-        scale = (keep / (1 - rate)).astype(a.dtype)
+        scale = backend.to_device((keep / (1 - rate)).astype(a.dtype), backend.device_of(a))
         self.scales[id(a)] = scale
         self._keep.append(a)
-        return np.ascontiguousarray(a * scale)
+        return backend.namespace(a).ascontiguousarray(a * scale)
 
     def backward(self, grad, a):
         """d loss / d a from d loss / d (masked a)."""
         scale = self.scales.get(id(a))
-        return grad if scale is None else np.ascontiguousarray(grad * scale)
+        return grad if scale is None else backend.namespace(grad).ascontiguousarray(grad * scale)
 
 
 class Optimizer:
@@ -98,13 +100,14 @@ class Optimizer:
         self.momentum = float(momentum)
         self.decay = [float(weight_decay) if p.ndim == 2 else 0.0 for p in params]
         per_param = 1 if kind == "sgd" else 2
-        self.slots = [np.zeros_like(p) for p in params for _ in range(per_param)]
+        self.slots = [backend.namespace(p).zeros_like(p) for p in params
+                      for _ in range(per_param)]
         self.t = 0
 
     def step(self, params, grads):
         self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
-            g = np.ascontiguousarray(g, dtype=p.dtype)
+            g = backend.namespace(g).ascontiguousarray(g, dtype=p.dtype)
             if self.kind == "sgd":
                 ops.sgd_momentum_update(p, g, self.slots[i], self.learning_rate, self.momentum,
                                        self.decay[i])
@@ -115,10 +118,11 @@ class Optimizer:
 
 
 def _loss(net, X, y, sample_weight):
-    """Weighted mean cross-entropy and accuracy of ``net`` on (X, y)."""
+    """Weighted mean cross-entropy and accuracy of ``net`` on (X, y), all on one device."""
     logits = net.logits(X)
     loss, _, _ = ops.softmax_cross_entropy(logits, y, sample_weight)
-    return float(loss), float(np.mean(np.argmax(logits, axis=1) == y))
+    xp = backend.namespace(logits)
+    return float(loss), float(xp.mean(xp.argmax(logits, axis=1) == y))
 
 
 def validation_split(y, fraction, seed):
@@ -146,10 +150,11 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
     ----------
     net : Network
     X : dict of str to ndarray
-        Inputs of each pathway, C-contiguous, the network's dtype.
+        Inputs of each pathway, C-contiguous, the network's dtype, on the network's
+        device (where its parameters are: the whole loop runs there).
     y : ndarray of int64
-        Class indices 0..K-1.
-    sample_weight : ndarray of float64 or None
+        Class indices 0..K-1 (host).
+    sample_weight : ndarray of float64 or None (host)
     output_only : bool
         Train only the output layer.
     progress : pymdbn._progress.Progress
@@ -172,13 +177,17 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
     batch]``; not with ``output_only``); the validation loss and the trained network
     use every unit.
     """
+    params = net.parameters(output_only)
+    device = backend.device_of(params[0])
+    # Labels and weights go to the parameters' device once; rows are picked there.
+    y_dev, sw_dev = backend.to_device((y, sample_weight), device)
     rows = np.arange(len(y))
     val = None
     if early_stopping:
         rows, val = validation_split(y, validation_fraction, seed)
-        X_val = {k: v[val] for k, v in X.items()}
-        sw_val = None if sample_weight is None else sample_weight[val]
-    params = net.parameters(output_only)
+        val_dev = backend.to_device(val, device)
+        X_val = {k: v[val_dev] for k, v in X.items()}
+        sw_val = None if sample_weight is None else sw_dev[val_dev]
     opt = Optimizer(params, optimizer, learning_rate, momentum, weight_decay)
     if state is None or "slots" not in state:  # a fresh run, not a resumed one
         state = fresh_state() if state is None else state
@@ -186,8 +195,9 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
         if len(state["slots"]) != len(opt.slots):
             raise ValueError("the checkpoint's optimiser state does not fit this network")
         for slot, saved in zip(opt.slots, state["slots"]):
-            np.copyto(slot, saved)
+            slot[...] = backend.to_device(saved, device)
         opt.t = state["t"]
+        state["best_params"] = backend.to_device(state["best_params"], device)
     history = state["history"]
     if state["epoch"]:
         progress.update(state["epoch"])
@@ -195,25 +205,27 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
         t0 = time.perf_counter()
         epoch = state["epoch"]
         order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+        order_dev = backend.to_device(order, device)  # one upload per epoch
         total, weight = 0.0, 0.0
         drop = not output_only and (dropout > 0 or input_dropout > 0)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
+            idx_dev = order_dev[start:start + batch_size]
             masks = (Dropout(dropout, input_dropout, [seed, epoch, start // batch_size])
                      if drop else None)
-            cache = net.forward({k: v[idx] for k, v in X.items()}, masks)
-            sw = None if sample_weight is None else np.ascontiguousarray(sample_weight[idx])
-            loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y[idx], sw)
+            cache = net.forward({k: v[idx_dev] for k, v in X.items()}, masks)
+            sw = None if sample_weight is None else sw_dev[idx_dev]
+            loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y_dev[idx_dev], sw)
             if not np.isfinite(loss):
                 raise FloatingPointError("fine-tuning diverged (non-finite loss); lower "
                                          "learning_rate")
             opt.step(params, net.backward(cache, grad, output_only))
-            w = len(idx) if sw is None else float(sw.sum())
+            w = len(idx) if sample_weight is None else float(sample_weight[idx].sum())
             total += loss * w
             weight += w
         entry = {"epoch": epoch + 1, "loss": total / weight}
         if early_stopping:
-            entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y[val], sw_val)
+            entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y_dev[val_dev], sw_val)
             best = state["best_loss"]
             if best is None or entry["val_loss"] < best - tol:
                 state["best_loss"] = entry["val_loss"]
@@ -232,7 +244,7 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
             on_epoch(state)
     if early_stopping and state["best_params"] is not None:
         for p, best in zip(params, state["best_params"]):
-            np.copyto(p, best)
+            p[...] = best
         progress.note(stop_note(state, max_epochs, n_iter_no_change, tol))
     return history
 

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from pymdbn import io
+from pymdbn import backend, io
 from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes)
@@ -16,6 +16,7 @@ from pymdbn.backend import ops
 from pymdbn._version import __version__
 from pymdbn.models import finetune
 from pymdbn.models.dbn import DBN
+from pymdbn.models.device import DeviceMixin, arrays_on
 from pymdbn.models.network import Network, propagate
 from pymdbn.preprocessing import ModalityScaler, check_modalities
 
@@ -31,7 +32,7 @@ _RESUME_FIXED = ("modalities", "fusion", "joint_units", "clip", "per_feature", "
 
 
 @io.register
-class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
+class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
     """Multimodal deep belief network classifier.
 
     Each modality (e.g. brain MRI, mammogram, bone X-ray) is z-scored
@@ -125,6 +126,12 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         Progress bars on stderr, one per pretrained layer and one for fine-tuning,
         with the running loss.
     dtype : {'float32', 'float64'}, default='float32'
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where pretraining, fine-tuning, prediction and :meth:`explain` run. With
+        ``'cuda'`` the scaled modalities are uploaded once and every epoch stays on
+        the GPU; fitted attributes are NumPy arrays either way (a model trained on
+        the GPU saves, loads and predicts on the CPU), and results come back as NumPy
+        arrays.
 
     Attributes
     ----------
@@ -259,6 +266,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [DTYPES],
+        "device": [StrOptions(set(backend.DEVICES))],
     }
 
     def __init__(self, modalities=None, *, fusion="joint", joint_units=(256,), clip=None,
@@ -270,7 +278,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                  input_dropout=0.0, batch_size=32, max_epochs=30, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
-                 checkpoint_path=None, random_state=None, verbose=0, dtype="float32"):
+                 checkpoint_path=None, random_state=None, verbose=0, dtype="float32",
+                 device="cpu"):
         self.modalities = modalities
         self.fusion = fusion
         self.joint_units = joint_units
@@ -307,6 +316,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.device = device
 
     # -- configuration ------------------------------------------------------------------
     def _modality_sizes(self):
@@ -364,7 +374,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
                   momentum=self.pretrain_momentum,
                   sparsity_target=self.pretrain_sparsity_target,
                   sparsity_cost=self.pretrain_sparsity_cost, clip=self.clip,
-                  verbose=self.verbose, dtype=self.dtype)
+                  verbose=self.verbose, dtype=self.dtype, device=self.device)
         return dbn.set_params(**(self.pathway_params or {}).get(name, {}))
 
     # -- data ---------------------------------------------------------------------------
@@ -402,6 +412,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self : MDBN
         """
         sizes = self._check_params()
+        device = backend.check_device(self.device)
         if resume_from is not None:
             return self._resume(X, y, resume_from)
         names = list(sizes)
@@ -412,7 +423,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.modalities_ = names
         self.scaler_ = ModalityScaler(per_feature=self.per_feature,
                                       per_image=self.per_image).fit(X)
-        Z = self._scaled(X)
+        # Scaled on the host, uploaded once: pretraining and fine-tuning run on the device.
+        Z = backend.to_device(self._scaled(X), device)
         self.pathways_, self.pretrain_history_, tops = {}, {}, {}
         for i, name in enumerate(names):
             dbn = self._stack(sizes[name], "gaussian", name)
@@ -420,10 +432,11 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             dbn.pretrain(Z[name], layer_seeds, desc=f"pretrain {name}")
             self.pathways_[name] = dbn.layers_
             self.pretrain_history_[name] = dbn.history_
-            tops[name] = propagate(Z[name], dbn.layers_, self.clip)
+            tops[name] = propagate(Z[name], backend.to_device(dbn.layers_, device), self.clip)
         self.joint_, self.joint_visible_bias_ = [], None
         if self.fusion == "joint":
-            fused = np.concatenate([tops[m] for m in names], axis=1)
+            fused = backend.namespace(tops[names[0]]).concatenate([tops[m] for m in names],
+                                                                   axis=1)
             joint_units = self._joint_sizes()
             dbn = self._stack(joint_units, "bernoulli", "joint")
             joint_seeds = np.random.RandomState(seeds[-3]).randint(0, 2**31 - 1,
@@ -452,10 +465,12 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
             def on_epoch(s):
                 if s["epoch"] % self.checkpoint_every == 0 or s["epoch"] == self.max_epochs:
                     self._checkpoint(s)
-        self.history_, summary = finetune.fit_supervised(
-            self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
-            verbose=self.verbose, state=state, on_epoch=on_epoch,
-            **finetune.options_of(self))
+        with arrays_on(self, self._NETWORK_ARRAYS, backend.device_of(next(iter(Z.values()))),
+                       keep=True):
+            self.history_, summary = finetune.fit_supervised(
+                self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
+                verbose=self.verbose, state=state, on_epoch=on_epoch,
+                **finetune.options_of(self))
         self._set_summary(summary)
 
     def _set_summary(self, summary):
@@ -463,14 +478,23 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.stopped_early_ = bool(summary["stopped_early"])
         self.best_epoch_ = summary["best_epoch"]
 
+    # The fitted arrays a forward pass reads: on the device while it runs there.
+    _NETWORK_ARRAYS = ("pathways_", "joint_", "output_", "joint_visible_bias_")
+
     def _checkpoint(self, state):
+        """Writes the model and the training state (host copies, from any device)."""
+        with arrays_on(self, self._NETWORK_ARRAYS, "cpu"):
+            self._write_checkpoint(backend.to_device(
+                {k: state[k] for k in ("slots", "best_params")}, "cpu"), state)
+
+    def _write_checkpoint(self, host, state):
         self.history_ = state["history"]
         self._set_summary({"n_iter": state["epoch"], "stopped_early": state["stopped"],
                            "best_epoch": (finetune.best_epoch(state) if state["best_params"]
                                           is not None else None)})
-        arrays = {f"slot{i}": s for i, s in enumerate(state["slots"])}
-        if state["best_params"] is not None:
-            arrays.update({f"best{i}": p for i, p in enumerate(state["best_params"])})
+        arrays = {f"slot{i}": s for i, s in enumerate(host["slots"])}
+        if host["best_params"] is not None:
+            arrays.update({f"best{i}": p for i, p in enumerate(host["best_params"])})
         meta = {k: state[k] for k in ("epoch", "t", "best_loss", "no_improve", "stopped")}
         meta.update(n_slots=len(state["slots"]), has_best=state["best_params"] is not None)
         io.save(self, self.checkpoint_path, train_state=(arrays, meta))
@@ -488,7 +512,7 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         for attr in ("modalities_", "scaler_", "pathways_", "joint_", "joint_visible_bias_",
                      "output_", "classes_", "pretrain_history_", "seed_", "history_"):
             setattr(self, attr, getattr(ck, attr))
-        Z = self._scaled(X)
+        Z = backend.to_device(self._scaled(X), backend.check_device(self.device))
         classes, y_idx = finetune.encode_labels(y, len(next(iter(Z.values()))))
         if not np.array_equal(classes, self.classes_):
             raise ValueError(f"y has classes {classes.tolist()}, the checkpoint "
@@ -506,7 +530,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
     def _infer_missing(self, tops, n):
         """Fused code with absent modalities' codes inferred in the first joint RBM."""
         widths = {m: self.pathways_[m][-1]["W"].shape[1] for m in self.modalities_}
-        v = np.full((n, sum(widths.values())), 0.5, dtype=self.dtype)
+        xp = backend.namespace(self.output_["W"])
+        v = xp.full((n, sum(widths.values())), 0.5, dtype=self.dtype)
         missing, start = [], 0
         for m in self.modalities_:
             if m in tops:
@@ -523,13 +548,18 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         return v
 
     def _code_and_logits(self, X):
+        """(code, logits) as NumPy arrays, computed on ``device``."""
         check_is_fitted(self, "output_")
-        Z = self._scaled(X, allow_missing=self.missing == "infer")
-        net = self._network()
-        if len(Z) == len(self.modalities_):
-            return net.code_and_logits(Z)
-        tops = {m: propagate(z, self.pathways_[m], self.clip) for m, z in Z.items()}
-        return net.head(self._infer_missing(tops, len(next(iter(Z.values())))))
+        device = backend.check_device(self.device)
+        Z = backend.to_device(self._scaled(X, allow_missing=self.missing == "infer"), device)
+        with arrays_on(self, self._NETWORK_ARRAYS, device):
+            net = self._network()
+            if len(Z) == len(self.modalities_):
+                out = net.code_and_logits(Z)
+            else:
+                tops = {m: propagate(z, self.pathways_[m], self.clip) for m, z in Z.items()}
+                out = net.head(self._infer_missing(tops, len(next(iter(Z.values())))))
+            return backend.to_device(out, "cpu")
 
     def transform(self, X):
         """The code the softmax sees: the joint top layer, or the concatenated pathway tops.
@@ -592,7 +622,8 @@ class MDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "output_")
         return explain(self.to_dict(copy=False), X,
                        target=finetune.target_indices(target, self.classes_), composite=composite,
-                       return_layers=return_layers, batch_size=batch_size, reference=reference)
+                       return_layers=return_layers, batch_size=batch_size, reference=reference,
+                       device=self.device)
 
     # -- dict and file persistence ------------------------------------------------------------
     def to_dict(self, copy=True):

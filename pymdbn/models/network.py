@@ -16,6 +16,7 @@ kernels ``dense_forward`` and ``dense_backward``; their NumPy twins in
 
 import numpy as np
 
+from pymdbn import backend
 from pymdbn.backend import ops
 
 __all__ = ["Network", "propagate", "layer_from_rbm"]
@@ -114,7 +115,8 @@ class Network:
     def fuse(self, tops):
         """Concatenate pathway tops in ``order``."""
         parts = [tops[name] for name in self.order]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return parts[0] if len(parts) == 1 else backend.namespace(parts[0]).concatenate(parts,
+                                                                                     axis=1)
 
     def head(self, fused, steps=None, masks=None):
         """Joint layers then output logits from a fused code; returns (code, logits)."""
@@ -150,7 +152,8 @@ class Network:
                  for s in range(0, n, _PREDICT_ROWS)]
         if len(parts) == 1:
             return parts[0]
-        return tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        xp = backend.namespace(parts[0][0])
+        return tuple(xp.concatenate([p[i] for p in parts]) for i in (0, 1))
 
     def logits(self, X):
         """Logits, computed in chunks of rows (inference only, nothing kept)."""
@@ -182,7 +185,7 @@ class Network:
         pathway_grads, start = [], 0
         for name, width in zip(self.order, cache["widths"]):
             steps = cache["pathways"][name]
-            gp = np.ascontiguousarray(g[:, start:start + width]) if steps else None
+            gp = backend.namespace(g).ascontiguousarray(g[:, start:start + width]) if steps else None
             start += width
             local = []
             for i in range(len(steps) - 1, -1, -1):

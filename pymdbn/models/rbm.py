@@ -10,12 +10,13 @@ from sklearn.utils._param_validation import Options
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from pymdbn import io
+from pymdbn import backend, io
 from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, Interval, StrOptions,
                                  check_value)
 from pymdbn.backend import ops
 from pymdbn._matmul import matmul
+from pymdbn.models.device import DeviceMixin, arrays_on, as_input, is_device_array, to_caller
 
 __all__ = ["RBM", "log_partition_exact"]
 
@@ -44,7 +45,8 @@ def log_partition_exact(w, b_visible, b_hidden):
 
 
 @io.register
-class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+          BaseEstimator):
     """Restricted Boltzmann machine with Bernoulli hidden units.
 
     A drop-in replacement for :class:`sklearn.neural_network.BernoulliRBM` whose
@@ -92,6 +94,13 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     dtype : {None, numpy.float32, numpy.float64}, default=None
         Working precision. ``None`` keeps float32 and float64 inputs and uses float64
         for others, as ``BernoulliRBM`` does. float32 is about twice as fast.
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where training and inference run. ``'cuda'`` uploads the data once and keeps
+        every epoch on the GPU; fitted attributes are NumPy arrays either way, so a
+        model trained on the GPU saves, loads and predicts on the CPU. Inputs may be
+        CuPy arrays (or any ``__cuda_array_interface__`` object), used without a host
+        copy; results come back on the input's device. :meth:`score_samples` and
+        :meth:`log_partition` run on the CPU.
 
     Attributes
     ----------
@@ -150,12 +159,13 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "dtype": [None, Options(type, {np.float32, np.float64}),
                   StrOptions({"float32", "float64"}),
                   Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
+        "device": [StrOptions(set(backend.DEVICES))],
     }
 
     def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10,
                  verbose=0, random_state=None, visible="bernoulli", k=1, persistent=True,
                  clip=None, momentum=0.0, weight_decay=0.0, sparsity_target=0.1,
-                 sparsity_cost=0.0, dtype=None):
+                 sparsity_cost=0.0, dtype=None, device="cpu"):
         self.n_components = n_components
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -171,6 +181,7 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
         self.dtype = dtype
+        self.device = device
 
     # -- validation -------------------------------------------------------------------
     def _dtypes(self):
@@ -179,11 +190,29 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return np.dtype(self.dtype).type
 
     def _validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=self._dtypes(), order="C",
-                          ensure_min_samples=1)
+        """X checked on the host (a device array is brought there: for the CPU-only
+        scores)."""
+        X = validate_data(self, backend.to_device(X, "cpu"), reset=reset,
+                          dtype=self._dtypes(), order="C", ensure_min_samples=1)
         if not reset and X.dtype != self.components_.dtype:
             X = X.astype(self.components_.dtype)
         return X
+
+    def _input(self, X, reset, device):
+        """X checked and placed on ``device`` for the kernels; device arrays are checked
+        there, without a host copy."""
+        if not is_device_array(X):
+            return backend.to_device(self._validate_X(X, reset), device)
+        if reset:
+            dtype = self._dtypes()
+            dtype = (X.dtype.type if X.dtype.type in (np.float32, np.float64) else np.float64
+                     ) if isinstance(dtype, list) else dtype
+            X = as_input(X, dtype, None, device, type(self).__name__)
+            self.n_features_in_ = X.shape[1]
+            self.__dict__.pop("feature_names_in_", None)
+            return X
+        return as_input(X, self.components_.dtype, self.n_features_in_, device,
+                        type(self).__name__)
 
     # -- fitting ----------------------------------------------------------------------
     def _initialize(self, n_features, dtype, random_state):
@@ -201,9 +230,10 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.history_ = []
 
     def _run_epoch(self, X, order):
+        xp = backend.namespace(self.components_)
         if self.h_samples_.shape != (self.batch_size, self.n_components):
             # batch_size changed between partial_fit calls: restart the chain.
-            self.h_samples_ = np.zeros((self.batch_size, self.n_components),
+            self.h_samples_ = xp.zeros((self.batch_size, self.n_components),
                                        dtype=self.components_.dtype)
         sq, n_batches = ops.cd_epoch(
             X, order, self.batch_size, self.components_, self.intercept_visible_,
@@ -213,7 +243,7 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             float(self.weight_decay), float(self.sparsity_target), float(self.sparsity_cost),
             self.seed_, self.n_steps_)
         self.n_steps_ += n_batches
-        if not np.isfinite(self.components_).all():
+        if not bool(xp.isfinite(self.components_).all()):
             raise FloatingPointError(
                 "RBM training diverged (non-finite weights); lower learning_rate"
                 + (" (Gaussian visible units usually need 0.001-0.01)"
@@ -225,7 +255,8 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         pll = float("nan")
         if self.visible == "bernoulli":
             rows = np.random.default_rng([self.seed_, epoch]).permutation(len(X))[:_PLL_ROWS]
-            pll = float(np.mean(self._pseudo_likelihood_estimate(X[np.sort(rows)], epoch)))
+            rows = backend.to_device(np.sort(rows), backend.device_of(X))
+            pll = float(np.mean(self._pseudo_likelihood_estimate(X[rows], epoch)))
         entry = {"epoch": epoch, "reconstruction_error": float(err),
                  "pseudo_likelihood": pll, "time": time.perf_counter() - t0}
         self.history_.append(entry)
@@ -243,7 +274,8 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         y : Ignored
         callback : callable or None, default=None
             Called as ``callback(self)`` after every epoch, when ``history_[-1]``
-            holds that epoch's figures (a progress bar, a log).
+            holds that epoch's figures (a progress bar, a log). With
+            ``device='cuda'`` the parameters are device arrays during the fit.
 
         Returns
         -------
@@ -252,14 +284,16 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         # Not scikit-learn's _fit_context, which skips this inside another estimator's
         # fit: a DBN builds its RBMs from overrides that only this check sees.
         self._validate_params()
-        X = validate_data(self, X, dtype=self._dtypes(), order="C", ensure_min_samples=1)
+        device = backend.check_device(self.device)
+        X = self._input(X, True, device)
         self._initialize(X.shape[1], X.dtype, self.random_state)
-        for epoch in range(self.n_iter):
-            t0 = time.perf_counter()
-            order = np.random.default_rng([self.seed_, epoch]).permutation(len(X))
-            self._record(X, self._run_epoch(X, order), t0)
-            if callback is not None:
-                callback(self)
+        with arrays_on(self, self._STATE_ARRAYS, device, keep=True):
+            for epoch in range(self.n_iter):
+                t0 = time.perf_counter()
+                order = np.random.default_rng([self.seed_, epoch]).permutation(len(X))
+                self._record(X, self._run_epoch(X, order), t0)
+                if callback is not None:
+                    callback(self)
         return self
 
     def partial_fit(self, X, y=None):
@@ -277,13 +311,14 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         # Every call, not only the first as scikit-learn's _fit_context does: a NaN set
         # between calls would otherwise only surface as diverged weights.
         self._validate_params()
-        if hasattr(self, "components_"):
-            X = self._validate_X(X, reset=False)
-        else:
-            X = validate_data(self, X, dtype=self._dtypes(), order="C", ensure_min_samples=1)
+        device = backend.check_device(self.device)
+        fitted = hasattr(self, "components_")
+        X = self._input(X, not fitted, device)
+        if not fitted:
             self._initialize(X.shape[1], X.dtype, self.random_state)
         t0 = time.perf_counter()
-        self._record(X, self._run_epoch(X, np.arange(len(X), dtype=np.int64)), t0)
+        with arrays_on(self, self._STATE_ARRAYS, device, keep=True):
+            self._record(X, self._run_epoch(X, np.arange(len(X), dtype=np.int64)), t0)
         return self
 
     # -- inference --------------------------------------------------------------------
@@ -299,8 +334,12 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         h : ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return ops.affine_sigmoid(X, self.components_, self.intercept_hidden_, self.clip, True)
+        device = backend.check_device(self.device)
+        Xd = self._input(X, False, device)
+        with arrays_on(self, ("components_", "intercept_hidden_"), device):
+            h = ops.affine_sigmoid(Xd, self.components_, self.intercept_hidden_, self.clip,
+                                   True)
+        return to_caller(h, X)
 
     def _visible_mean(self, h):
         if self.visible == "gaussian":
@@ -319,7 +358,15 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         -------
         v : ndarray of shape (n_samples, n_features)
         """
-        return self._visible_mean(self.transform(X))
+        check_is_fitted(self)
+        device = backend.check_device(self.device)
+        Xd = self._input(X, False, device)
+        with arrays_on(self, ("components_", "intercept_hidden_", "intercept_visible_"),
+                       device):
+            h = ops.affine_sigmoid(Xd, self.components_, self.intercept_hidden_, self.clip,
+                                   True)
+            v = self._visible_mean(h)
+        return to_caller(v, X)
 
     def gibbs(self, v):
         """One Gibbs step v -> h -> v with sampled states.
@@ -335,14 +382,17 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         v_new : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        v = self._validate_X(v, reset=False)
+        device = backend.check_device(self.device)
+        vd = self._input(v, False, device)
         stream = self.n_steps_ * 256
         self.n_steps_ += 1
-        _, h = ops.gibbs_hidden(v, self.components_, self.intercept_hidden_, self.clip,
-                                  self.seed_, stream)
-        _, v_new = ops.gibbs_visible(h, self.components_, self.intercept_visible_,
-                                       self.visible, self.clip, self.seed_, stream + 1)
-        return v_new
+        with arrays_on(self, ("components_", "intercept_hidden_", "intercept_visible_"),
+                       device):
+            _, h = ops.gibbs_hidden(vd, self.components_, self.intercept_hidden_, self.clip,
+                                    self.seed_, stream)
+            _, v_new = ops.gibbs_visible(h, self.components_, self.intercept_visible_,
+                                         self.visible, self.clip, self.seed_, stream + 1)
+        return to_caller(v_new, v)
 
     def free_energy(self, X):
         """Free energy F(v), with P(v) = exp(-F(v)) / Z.
@@ -356,21 +406,27 @@ class RBM(io.SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         F : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return ops.free_energy(X, self.components_, self.intercept_visible_,
+        device = backend.check_device(self.device)
+        Xd = self._input(X, False, device)
+        with arrays_on(self, ("components_", "intercept_hidden_", "intercept_visible_"),
+                       device):
+            fe = ops.free_energy(Xd, self.components_, self.intercept_visible_,
                                  self.intercept_hidden_, self.visible)
+        return to_caller(fe, X)
 
     def _pseudo_likelihood_estimate(self, X, stream):
         """log P(v_i | v_-i) for one random feature i per row (cheap, unbiased)."""
         rng = np.random.default_rng([self.seed_, stream, 1])
-        idx = rng.integers(0, X.shape[1], len(X))
+        device = backend.device_of(X)
+        idx = backend.to_device(rng.integers(0, X.shape[1], len(X)), device)
         X_flip = X.copy()
-        rows = np.arange(len(X))
+        rows = backend.to_device(np.arange(len(X)), device)
         X_flip[rows, idx] = 1 - X_flip[rows, idx]
         fe = ops.free_energy(X, self.components_, self.intercept_visible_,
                                self.intercept_hidden_, "bernoulli")
         fe_flip = ops.free_energy(X_flip, self.components_, self.intercept_visible_,
                                     self.intercept_hidden_, "bernoulli")
+        fe, fe_flip = backend.to_device((fe, fe_flip), "cpu")
         return log_expit(fe_flip.astype(np.float64) - fe)
 
     def score_samples(self, X):

@@ -1,0 +1,155 @@
+"""The ``'cuda'`` backend: the CUDA kernels of ``pymdbn._cuda`` on device arrays.
+
+This module is the only importer of ``_cuda`` (built with ``-DPYMDBN_CUDA=ON``, shipped
+in the ``pymdbn-cu13`` wheel). Importing it raises ImportError, with the reason, unless
+the module is built, a device is visible and CuPy (the array library new device arrays
+are made with) imports; :func:`pymdbn.cuda.is_available` asks once and reports.
+
+The ops take and return device arrays: anything with ``__cuda_array_interface__`` (CuPy,
+PyTorch CUDA tensors, Numba) is used in place, with no host copy; new arrays are CuPy
+arrays. They run on the stream :func:`set_stream` names (the legacy default stream,
+CuPy's default, unless set) and return without waiting, except where a value comes back
+to the host (losses, the CD epoch's error, standardize's finiteness flag).
+
+Given NumPy arrays instead, an op uploads them, runs, writes the in-place arguments back
+and returns NumPy arrays: the kernel tests compare every backend against the twins that
+way, on the same inputs.
+"""
+
+import ctypes
+import os
+import warnings
+
+import numpy as np
+
+
+def _preload_cublas():
+    """Load cuBLAS from the nvidia-cublas wheel when it is installed.
+
+    The extension's rpath finds the wheel's libraries in a regular install; an editable
+    or in-tree build does not, so they are loaded here first (RTLD_GLOBAL), as _cpu.py
+    does for OpenBLAS. Without the wheel the system's loader paths are used.
+    """
+    try:
+        import nvidia
+    except ImportError:
+        return
+    for root in getattr(nvidia, "__path__", []):
+        lib = os.path.join(root, "cu13", "lib")
+        for name in ("libcublasLt.so.13", "libcublas.so.13"):
+            path = os.path.join(lib, name)
+            if os.path.exists(path):
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def _load():
+    _preload_cublas()
+    try:
+        from pymdbn import _cuda
+    except ImportError as exc:
+        raise ImportError(f"pymdbn was built without its CUDA backend ({exc}); install "
+                          "pymdbn-cu13 or build with -Ccmake.define.PYMDBN_CUDA=ON") from exc
+    if _cuda.device_count() < 1:
+        reason = f"no usable CUDA device: {_cuda.unavailable_reason()}"
+        # Said once: the seam probes a backend once per process.
+        warnings.warn(f"pymdbn's CUDA backend is installed but {reason}; running on the CPU",
+                      RuntimeWarning, stacklevel=2)
+        raise ImportError(reason)
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError("the CUDA backend makes its arrays with CuPy: pip install "
+                          "cupy-cuda13x") from exc
+    _cuda.set_allocator(lambda shape, dtype: cupy.empty(shape, dtype=dtype))
+    return _cuda, cupy
+
+
+_core, cp = _load()
+#: The array module of this backend's device.
+xp = cp
+
+from pymdbn.backend import OPS  # noqa: E402
+
+
+def _upload(value):
+    if isinstance(value, np.ndarray):
+        return cp.asarray(value)
+    return value
+
+
+def _download(value):
+    if isinstance(value, tuple):
+        return tuple(_download(v) for v in value)
+    if isinstance(value, cp.ndarray):
+        return cp.asnumpy(value)
+    return value
+
+
+def _host_adapter(name, fn):
+    """``fn`` that also takes NumPy arrays: uploaded, run, results and in-place
+    arguments brought back."""
+    if name == "random_bits":  # no array argument to tell the device by: a test op
+        def call(*args, **kwargs):
+            return cp.asnumpy(fn(*args, **kwargs))
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = fn.__doc__
+        return call
+
+    def call(*args, **kwargs):
+        if not any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values())):
+            return fn(*args, **kwargs)
+        # Index arrays the bindings read on the host stay on the host.
+        host_only = {"cd_epoch": {1}, "ais_log_weights": {4}}.get(name, set())
+        dev_args = [a if i in host_only else _upload(a) for i, a in enumerate(args)]
+        dev_kwargs = {k: _upload(v) for k, v in kwargs.items()}
+        out = fn(*dev_args, **dev_kwargs)
+        for host, dev in zip((*args, *kwargs.values()), (*dev_args, *dev_kwargs.values())):
+            if isinstance(host, np.ndarray) and host.flags.writeable and dev is not host:
+                host[...] = cp.asnumpy(dev)
+        if name == "lrp_dense" and kwargs.get("overwrite_x") and out is dev_args[0]:
+            return args[0]
+        return _download(out)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = fn.__doc__
+    return call
+
+
+globals().update({name: _host_adapter(name, getattr(_core, name)) for name in OPS})
+
+
+def to_device(array, device):
+    """``array`` on ``'cuda'`` (a CuPy array; any __cuda_array_interface__ object is
+    wrapped without a copy) or on ``'cpu'`` (a NumPy array)."""
+    return cp.asarray(array) if device == "cuda" else cp.asnumpy(array)
+
+
+def build_info():
+    """The CUDA build: versions (runtime, driver, cuBLAS), architectures, the device."""
+    info = dict(_core.build_info())
+    info["device"] = _core.device_name()
+    return info
+
+
+def get_num_threads():
+    """The GPU has no thread pool to size: (1, 1), as the interface asks."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n):
+    """Nothing to set on the GPU (checked like the CPU backend's)."""
+    _core.set_num_threads(n)
+
+
+def set_stream(stream):
+    """Run the ops on ``stream`` (a CuPy or PyTorch stream, or its handle as an int)."""
+    handle = getattr(stream, "ptr", None)
+    if handle is None:
+        handle = getattr(stream, "cuda_stream", stream)
+    _core.set_stream(int(handle))
+
+
+def synchronize():
+    """Wait for the ops queued on the current stream."""
+    _core.synchronize()
