@@ -141,3 +141,24 @@ def test_a_bad_environment_variable_is_a_clear_error():
     proc = _run(FIT, "tpu")
     assert proc.returncode != 0
     assert "PYMDBN_BACKEND='tpu' names no backend for host arrays" in proc.stderr
+
+
+def test_device_of_reads_the_cuda_interface_and_dlpack():
+    class Cai:
+        __cuda_array_interface__ = {}
+
+    class DLPack:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def __dlpack__(self):
+            raise NotImplementedError
+
+        def __dlpack_device__(self):
+            return (self.kind, 0)
+
+    assert backend.device_of(Cai()) == "cuda"
+    assert backend.device_of(DLPack(2)) == "cuda"  # kDLCUDA
+    assert backend.device_of(DLPack(1)) == "cpu"   # kDLCPU
+    assert backend.device_of(np.zeros(3)) == "cpu"  # NumPy has __dlpack_device__ too
+    assert backend.device_of([1.0]) == "cpu"

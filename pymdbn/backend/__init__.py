@@ -122,10 +122,22 @@ def host_backend():
     return _host
 
 
+_DLPACK_CUDA = 2  # kDLCUDA in DLPack's DLDeviceType
+
+
 def device_of(array):
     """The device an array lives on: ``'cuda'`` for objects exposing
-    ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors), else ``'cpu'``."""
-    return "cuda" if hasattr(type(array), "__cuda_array_interface__") else "cpu"
+    ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors, Numba) or DLPack on a
+    CUDA device (JAX, ...), else ``'cpu'``."""
+    kind = type(array)
+    if hasattr(kind, "__cuda_array_interface__"):
+        return "cuda"
+    if hasattr(kind, "__dlpack_device__") and not hasattr(kind, "__array_interface__"):
+        try:
+            return "cuda" if array.__dlpack_device__()[0] == _DLPACK_CUDA else "cpu"
+        except (TypeError, AttributeError, IndexError):
+            return "cpu"
+    return "cpu"
 
 
 def check_device(device):

@@ -6,8 +6,8 @@ the module is built, a device is visible and CuPy (the array library new device 
 are made with) imports; :func:`pymdbn.cuda.is_available` asks once and reports.
 
 The ops take and return device arrays: anything with ``__cuda_array_interface__`` (CuPy,
-PyTorch CUDA tensors, Numba) is used in place, with no host copy; new arrays are CuPy
-arrays. They run on the stream :func:`set_stream` names (the legacy default stream,
+PyTorch CUDA tensors, Numba) or DLPack on the GPU is used in place, with no host copy;
+new arrays are CuPy arrays. They run on the stream :func:`set_stream` names (the legacy default stream,
 CuPy's default, unless set) and return without waiting, except where a value comes back
 to the host (losses, the CD epoch's error, standardize's finiteness flag).
 
@@ -74,6 +74,15 @@ from pymdbn.backend import OPS  # noqa: E402
 def _upload(value):
     if isinstance(value, np.ndarray):
         return cp.asarray(value)
+    return _as_cai(value)
+
+
+def _as_cai(value):
+    """A DLPack-only device array (JAX, ...) as a CuPy view of the same memory."""
+    kind = type(value)
+    if hasattr(kind, "__dlpack__") and not hasattr(kind, "__cuda_array_interface__") \
+            and not isinstance(value, np.ndarray):
+        return cp.from_dlpack(value)
     return value
 
 
@@ -98,7 +107,7 @@ def _host_adapter(name, fn):
 
     def call(*args, **kwargs):
         if not any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values())):
-            return fn(*args, **kwargs)
+            return fn(*map(_as_cai, args), **{k: _as_cai(v) for k, v in kwargs.items()})
         # Index arrays the bindings read on the host stay on the host.
         host_only = {"cd_epoch": {1}, "ais_log_weights": {4}}.get(name, set())
         dev_args = [a if i in host_only else _upload(a) for i, a in enumerate(args)]
@@ -122,7 +131,7 @@ globals().update({name: _host_adapter(name, getattr(_core, name)) for name in OP
 def to_device(array, device):
     """``array`` on ``'cuda'`` (a CuPy array; any __cuda_array_interface__ object is
     wrapped without a copy) or on ``'cpu'`` (a NumPy array)."""
-    return cp.asarray(array) if device == "cuda" else cp.asnumpy(array)
+    return cp.asarray(_as_cai(array)) if device == "cuda" else cp.asnumpy(_as_cai(array))
 
 
 def build_info():
