@@ -885,7 +885,7 @@ def _read(path):
         raise ValueError(f"{path}: not a readable pymdbn model file ({exc!r})") from None
 
 
-def load(path, return_train_state=False):
+def load(path, return_train_state=False, device="cpu"):
     """Restore an estimator written by :func:`save` (or an estimator's ``save``).
 
     Every part of the file is checked before it is used (see :mod:`pymdbn.io`):
@@ -898,6 +898,10 @@ def load(path, return_train_state=False):
     path : str or os.PathLike
     return_train_state : bool, default=False
         Also return the checkpoint's training state ``(arrays, meta)``, or None.
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where the loaded model computes (its ``device``), whatever device it was
+        trained on: a model trained on a GPU loads and predicts on a machine without
+        one. The arrays are NumPy arrays either way.
 
     Returns
     -------
@@ -933,6 +937,8 @@ def load(path, return_train_state=False):
                       *getattr(getattr(est, "dbn_", None), "rbms_", [])]:
             _validate_params(inner)  # the estimators rebuilt from the state's parameters
         _restore_classes(est, classes)
+        if callable(getattr(est, "to", None)):
+            est.to(device)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
     except _MALFORMED as exc:

@@ -76,7 +76,7 @@ def test_presets_fit_predict_and_explain_on_the_device(fake_cuda, phantoms, make
     for m in a.relevance:
         assert type(b.relevance[m]) is np.ndarray
         np.testing.assert_array_equal(a.relevance[m], b.relevance[m])
-    # A model trained on the device predicts the same on the CPU.
+    # A model trained on the device predicts the same on the CPU, and loads there.
     np.testing.assert_array_equal(dev.to("cpu").decision_function(phantoms.X),
                                   cpu.decision_function(phantoms.X))
 
@@ -92,6 +92,18 @@ def test_checkpoints_written_on_the_device_resume_anywhere(fake_cuda, phantoms, 
                                 **kw).fit(phantoms.X, phantoms.y, resume_from=tmp_path / start)
                for device, start in (("cuda", "cpu"), ("cpu", "cuda"))]
     np.testing.assert_array_equal(resumed[0].output_["W"], resumed[1].output_["W"])
+
+
+def test_a_model_saved_on_the_device_loads_on_the_cpu(fake_cuda, phantoms, tmp_path):
+    model = presets.early_fusion_dbn(random_state=0, n_iter=1, fine_tune_epochs=1,
+                                     device="cuda").fit(phantoms.X, phantoms.y)
+    model.save(tmp_path / "m.npz")
+    loaded = pymdbn.load(tmp_path / "m.npz")
+    devices = {loaded.dbn.device, loaded.dbn_.device, *(r.device for r in loaded.dbn_.rbms_)}
+    assert devices == {"cpu"}
+    np.testing.assert_array_equal(loaded.decision_function(phantoms.X),
+                                  model.decision_function(phantoms.X))
+    assert pymdbn.load(tmp_path / "m.npz", device="cuda").dbn_.rbms_[0].device == "cuda"
 
 
 def test_explain_runs_where_asked(fake_cuda, phantoms):

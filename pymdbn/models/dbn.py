@@ -332,6 +332,18 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         self._set_summary(summary)
         return self
 
+    def to(self, device):
+        """Compute on ``device`` from now on, the fitted RBMs too (see
+        :meth:`pymdbn.RBM.to`).
+
+        Returns
+        -------
+        self
+        """
+        for rbm in getattr(self, "rbms_", []):
+            rbm.to(device)
+        return super().to(device)
+
     def _set_summary(self, summary):
         self.n_iter_ = int(summary["n_iter"])
         self.stopped_early_ = bool(summary["stopped_early"])
