@@ -105,7 +105,7 @@ def _cmd_demo(args):
     run_demo(args.out, n_patients=args.n_patients, size=args.size, model_size=args.model_size,
              difficulty=args.difficulty, random_state=args.seed,
              pretrain_epochs=args.pretrain_epochs, verbose=not args.quiet,
-             overwrite=args.overwrite)
+             overwrite=args.overwrite, device=args.device)
 
 
 def _cmd_train(args):
@@ -131,7 +131,7 @@ def _cmd_train(args):
     factory = {"proposed": presets.proposed, "e-mdbn": presets.e_mdbn, "mdbn": presets.mdbn,
                "dbn": presets.early_fusion_dbn}[args.preset]
     kw = {} if args.preset == "dbn" else {"modalities": sorted(ds.X)}
-    model = factory(random_state=args.seed, verbose=not args.quiet, **kw)
+    model = factory(random_state=args.seed, verbose=not args.quiet, device=args.device, **kw)
     model.fit(ds.X, y)
     model.save(args.out)
     note = (f"positive class {positive}" if positive is not None else
@@ -148,7 +148,7 @@ def _cmd_evaluate(args):
 
     if args.out:
         _output_file(args.out, args.overwrite)
-    model = pymdbn.load(args.model)
+    model = pymdbn.load(args.model, device=args.device)
     binary = len(model.classes_) == 2
     positive = _explained_class(model, args.positive_class) if binary else None
     ds = _load_data(args.data, _model_size(model), args.modality, args.split, args.classes)
@@ -182,7 +182,7 @@ def _cmd_explain(args):
     if args.reference_data is not None and args.reference_class is None:
         raise ValueError("--reference-data needs --reference-class")
     prepare_output(args.out, EXPLAIN_OUTPUTS, args.overwrite)
-    model = pymdbn.load(args.model)
+    model = pymdbn.load(args.model, device=args.device)
     # The explained class: the positive one, so that every heatmap shows the evidence
     # for it (e.g. cancer), whatever the model predicted for that patient.
     explained = _explained_class(model, args.positive_class)
@@ -351,6 +351,11 @@ def build_parser():
             sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
 
+    def device(sp):
+        sp.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the model computes (default cpu; cuda needs the CUDA "
+                             "build and a GPU: see pymdbn.show_config())")
+
     def overwrite(sp):
         sp.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (default: refuse, exit status 2)")
@@ -390,6 +395,7 @@ def build_parser():
     sp.add_argument("--out", required=True, help="output folder")
     phantom_args(sp, DEMO_PATIENTS)
     overwrite(sp)
+    device(sp)
     common(sp)
     sp.set_defaults(func=_cmd_demo)
 
@@ -403,6 +409,7 @@ def build_parser():
     sp.add_argument("--size", type=_positive_int("--size"), default=64,
                     help="resize images to SIZE x SIZE")
     overwrite(sp)
+    device(sp)
     common(sp)
     sp.set_defaults(func=_cmd_train)
 
@@ -411,6 +418,7 @@ def build_parser():
     data_args(sp, "test")
     sp.add_argument("--out", help="write the report as JSON here")
     overwrite(sp)
+    device(sp)
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_evaluate)
 
@@ -432,6 +440,7 @@ def build_parser():
                     help="take the reference class's mean from this data (default: --data; "
                          "the train split of an .npz file)")
     overwrite(sp)
+    device(sp)
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_explain)
 
@@ -463,9 +472,11 @@ def main(argv=None):
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pymdbn.backend import DeviceUnavailableError
+
     try:
         args.func(args)
-    except (ValueError, ImportError, OSError) as exc:
+    except (ValueError, ImportError, OSError, DeviceUnavailableError) as exc:
         print(f"pymdbn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

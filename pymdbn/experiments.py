@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from pymdbn import backend
 from pymdbn._atomic import write_json, write_text
 
 __all__ = ["SYSTEMS", "DEMO_OUTPUTS", "TABLE1_OUTPUTS", "split_indices", "run_demo",
@@ -297,7 +298,7 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", re
 
 def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, difficulty=0.5,
              random_state=0, n_heatmaps=4, pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True,
-             overwrite=False):
+             overwrite=False, device="cpu"):
     """Generate phantoms, train the proposed model, evaluate and explain it.
 
     Writes to ``out``: ``model.npz`` (saved right after training, before anything
@@ -318,6 +319,8 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     overwrite : bool, default=False
         Replace files of :data:`DEMO_OUTPUTS` already in ``out``; otherwise their
         presence raises ``FileExistsError`` before any work.
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where the model trains, predicts and is explained (checked before any work).
 
     Returns
     -------
@@ -329,6 +332,7 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     from pymdbn.data.phantoms import CLASSES
     from pymdbn.metrics import classification_report, format_report, positive_class
 
+    backend.check_device(device)
     prepare_output(out, DEMO_OUTPUTS, overwrite)
     positive = positive_class(sorted(CLASSES))
     t0 = time.perf_counter()
@@ -338,7 +342,7 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     labels = np.asarray(data.classes)[data.y]
     train, test = split_indices(data.y, random_state=random_state)
     Xtr, Xte = _take(data.X, train), _take(data.X, test)
-    model = _make_system("proposed", random_state, verbose, pretrain_epochs)
+    model = _make_system("proposed", random_state, verbose, pretrain_epochs, device=device)
     _log(verbose, f"Training the proposed model on {len(train)} patients")
     model.fit(Xtr, labels[train])
     model.save(os.path.join(out, "model.npz"))  # before anything after training can fail

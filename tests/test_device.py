@@ -128,7 +128,16 @@ def test_asking_for_a_missing_device_says_why():
     for model in (RBM(device="cuda"), DBN(device="cuda")):
         with pytest.raises(RuntimeError, match="device='cuda' is not available here: "):
             model.fit(X)
-    with pytest.raises(RuntimeError, match="not available here"):
+    with pytest.raises(backend.DeviceUnavailableError, match="not available here"):
         RBM().to("cuda")
     with pytest.raises(ValueError, match="device must be one of"):
         backend.check_device("tpu")
+
+
+@pytest.mark.skipif(pymdbn.cuda.is_available(), reason="a GPU is visible here")
+def test_the_command_says_when_cuda_is_missing(tmp_path, capsys):
+    from pymdbn.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    assert "device='cuda' is not available here" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # checked before any work

@@ -28,7 +28,8 @@ import importlib
 import os
 
 __all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "ops", "get", "available", "host_backend",
-           "device_of", "unavailable_reason", "check_device", "to_device", "namespace"]
+           "device_of", "unavailable_reason", "check_device", "to_device", "namespace",
+           "DeviceUnavailableError"]
 
 #: The devices estimators compute on (their ``device`` parameter).
 DEVICES = ("cpu", "cuda")
@@ -140,14 +141,19 @@ def device_of(array):
     return "cpu"
 
 
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for (``device='cuda'``) that this build or machine lacks."""
+
+
 def check_device(device):
-    """``device`` if ops can run there, else a clear error (the reason it cannot)."""
+    """``device`` if ops can run there; :class:`DeviceUnavailableError` naming the reason
+    if it cannot, ValueError for a name that is no device."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device != "cpu":
         reason = unavailable_reason(_backend_for(device))
         if reason is not None:
-            raise RuntimeError(f"device={device!r} is not available here: {reason}")
+            raise DeviceUnavailableError(f"device={device!r} is not available here: {reason}")
     return device
 
 
