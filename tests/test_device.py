@@ -141,3 +141,49 @@ def test_the_command_says_when_cuda_is_missing(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
     assert "device='cuda' is not available here" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # checked before any work
+
+
+# ---------------------------------------------------------------- on a real GPU
+gpu = pytest.mark.skipif(not pymdbn.cuda.is_available(),
+                         reason=f"no CUDA here: {pymdbn.cuda.unavailable_reason()}")
+
+
+@gpu
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_gpu_rbm_epoch_agrees_with_the_cpu(rng, visible):
+    from conftest import tol
+
+    # One epoch from the same start: cuBLAS rounds the products differently from
+    # OpenBLAS, so the parameters agree within the CD-epoch tolerance (a Bernoulli draw
+    # within a rounding of its probability could flip: about 1e-3 expected flips here).
+    X = (rng.random((300, 20)) > 0.5).astype(np.float32)
+    kw = dict(n_components=7, n_iter=1, batch_size=16, random_state=0, visible=visible,
+              learning_rate=0.01)
+    cpu, dev = RBM(**kw).fit(X), RBM(device="cuda", **kw).fit(X)
+    for name in RBM._STATE_ARRAYS:
+        np.testing.assert_allclose(getattr(dev, name), getattr(cpu, name),
+                                   **tol(np.float32, "cd_epoch"))
+
+
+@gpu
+def test_gpu_model_predicts_and_explains_as_on_the_cpu(phantoms, tmp_path):
+    import cupy
+
+    model = presets.proposed(random_state=0, pretrain_epochs=1, max_epochs=2,
+                             device="cuda").fit(phantoms.X, phantoms.y)
+    model.save(tmp_path / "m.npz")
+    on_cpu = pymdbn.load(tmp_path / "m.npz")
+    # float32 through four layers: a few ulps per product, damped by the sigmoids.
+    close = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.decision_function(phantoms.X),
+                               on_cpu.decision_function(phantoms.X), **close)
+    a = model.explain(phantoms.X, composite="epsilon_plus")
+    b = on_cpu.explain(phantoms.X, composite="epsilon_plus")
+    for m in a.relevance:
+        scale = np.abs(b.relevance[m]).max()
+        np.testing.assert_allclose(a.relevance[m], b.relevance[m], rtol=1e-3,
+                                   atol=1e-4 * scale)
+    # CuPy input is used in place and the code comes back on the device.
+    dbn = DBN(hidden_layers=(8,), n_iter=1, device="cuda", random_state=0)
+    X = cupy.asarray(phantoms.X["brain"].reshape(len(phantoms.y), -1), dtype=cupy.float32)
+    assert isinstance(dbn.fit(X).transform(X), cupy.ndarray)
