@@ -232,6 +232,27 @@ def test_bindings_reject_bad_arrays(rng, name):
                       "bernoulli", None, 0.1, 0.0, 0.0, 0.1, 0.0, 0, 0)
 
 
+@pytest.mark.parametrize("name", COMPILED)
+def test_persistent_chain_must_hold_a_batch_of_order_not_of_x(rng, name):
+    # order may repeat the rows of x: 2 rows of x, batches of 8 drawn from order, so the
+    # chain needs 8 rows (a 2-row chain once let the kernel write past its end).
+    kern = backend.get(name)
+    w, bv, bh = random_rbm(rng, 4, 3, np.float32)
+    x = rng.random((2, 4)).astype(np.float32)
+    order = np.tile(np.arange(2), 5)
+    z = np.zeros
+
+    def epoch(chain_rows):
+        return kern.cd_epoch(x, order, 8, w.copy(), bv.copy(), bh.copy(), z((3, 4), np.float32),
+                             z(4, np.float32), z(3, np.float32),
+                             z((chain_rows, 3), np.float32), 1, True, "bernoulli", None, 0.1,
+                             0.0, 0.0, 0.1, 0.0, 0, 0)
+
+    with pytest.raises(ValueError, match="chain must be"):
+        epoch(2)
+    assert epoch(8)[1] == 2
+
+
 def test_matmul_helper_keeps_results_and_drops_blas_flags():
     # The helper must not hide a non-finite result, only the warning NumPy derives from flags.
     from pymdbn._matmul import matmul
