@@ -9,13 +9,19 @@ import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "pymdbn"
+import pymdbn
+
+# The package being tested, a checkout's or an installed wheel's (the wheel's tests run
+# away from the source); its benchmark scripts (_bench) are no part of the graph.
+ROOT = pathlib.Path(pymdbn.__file__).resolve().parent
 
 
 def _modules():
     out = {}
     for path in sorted(ROOT.rglob("*.py")):
         parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        if "_bench" in parts:
+            continue
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
