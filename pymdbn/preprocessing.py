@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
+from pymdbn import backend
 from pymdbn.io import SaveMixin, register
 
 __all__ = ["ModalityScaler", "check_modalities", "standardize", "per_image_normalize"]
@@ -14,8 +15,9 @@ SINGLE = "input"  # the modality name given to a bare array
 
 
 def _as_modality(name, value, check_finite=True):
+    xp = backend.namespace(value)  # device arrays are checked where they are
     try:
-        arr = np.asarray(value)
+        arr = xp.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"modality {name!r}: cannot convert to an array ({exc})") from None
     if arr.dtype.kind not in "biuf":
@@ -29,7 +31,7 @@ def _as_modality(name, value, check_finite=True):
     if 0 in arr.shape[1:]:
         raise ValueError(f"modality {name!r}: samples of shape {tuple(arr.shape[1:])} have "
                          f"no features")
-    if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if check_finite and arr.dtype.kind == "f" and not bool(xp.isfinite(arr).all()):
         raise ValueError(f"modality {name!r} contains NaN or infinity")
     return arr
 
@@ -63,17 +65,19 @@ def standardize(name, x, mean, scale, dtype, per_image=False):
     from pymdbn.backend import ops
 
     dtype = np.dtype(dtype)
+    xp = backend.namespace(x)  # runs on x's device; mean and scale follow it there
     x2 = x.reshape(len(x), -1)
     if x2.dtype not in _KERNEL_DTYPES or x2.dtype.byteorder == ">" or not x2.flags.c_contiguous:
-        x2 = np.ascontiguousarray(x2, dtype=dtype)
+        x2 = xp.ascontiguousarray(x2, dtype=dtype)
     mean = np.asarray(mean, dtype=dtype).reshape(-1)
     scale = np.asarray(scale, dtype=dtype).reshape(-1)
     if mean.size != scale.size:  # one scalar, one per feature
         mean, scale = (np.broadcast_to(a, (x2.shape[1],)) for a in (mean, scale))
-    mean, scale = np.ascontiguousarray(mean), np.ascontiguousarray(scale)
+    mean, scale = backend.to_device((np.ascontiguousarray(mean), np.ascontiguousarray(scale)),
+                                    backend.device_of(x2))
     out, finite = ops.standardize(x2, mean, scale, bool(per_image))
     if not finite:
-        if x2.dtype.kind == "f" and not np.isfinite(x2).all():
+        if x2.dtype.kind == "f" and not bool(xp.isfinite(x2).all()):
             raise ValueError(f"modality {name!r} contains NaN or infinity")
         raise ValueError(f"modality {name!r}: standardised values overflow {dtype.name} "
                          f"(values far outside the fitted range, or a tiny scale)")
@@ -231,11 +235,13 @@ class ModalityScaler(SaveMixin, TransformerMixin, BaseEstimator):
         self.modalities_ = list(X)
         self.shapes_, self.mean_, self.scale_, self.data_range_ = {}, {}, {}, {}
         for name, arr in X.items():
+            # Device arrays are reduced on the device; only the statistics come back.
             a = (per_image_normalize(arr, name) if self.per_image
                  else arr.astype(np.float64, copy=False))
             self.data_range_[name] = (float(a.min()), float(a.max()))
             axis = 0 if self.per_feature else None
-            mean, std = np.asarray(a.mean(axis=axis)), np.asarray(a.std(axis=axis))
+            mean, std = (np.asarray(backend.to_device(v, "cpu"))
+                         for v in (a.mean(axis=axis), a.std(axis=axis)))
             self.shapes_[name] = tuple(arr.shape[1:])
             self.mean_[name] = mean
             self.scale_[name] = np.where(std > 0, std, 1.0)

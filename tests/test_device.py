@@ -187,3 +187,17 @@ def test_gpu_model_predicts_and_explains_as_on_the_cpu(phantoms, tmp_path):
     dbn = DBN(hidden_layers=(8,), n_iter=1, device="cuda", random_state=0)
     X = cupy.asarray(phantoms.X["brain"].reshape(len(phantoms.y), -1), dtype=cupy.float32)
     assert isinstance(dbn.fit(X).transform(X), cupy.ndarray)
+
+
+def test_mdbn_takes_device_modalities(fake_cuda, phantoms):
+    kw = dict(random_state=0, pretrain_epochs=1, max_epochs=2, per_image=True)
+    X_dev = {m: fake_cuda.to_device(x, "cuda") for m, x in phantoms.X.items()}
+    cpu = presets.proposed(**kw).fit(phantoms.X, phantoms.y)
+    dev = presets.proposed(device="cuda", **kw).fit(X_dev, phantoms.y)
+    for m in cpu.modalities_:
+        np.testing.assert_array_equal(cpu.scaler_.mean_[m], dev.scaler_.mean_[m])
+    np.testing.assert_array_equal(cpu.decision_function(phantoms.X),
+                                  dev.decision_function(X_dev))
+    bad = dict(X_dev, brain=X_dev["brain"] * np.float32("nan"))
+    with pytest.raises(ValueError, match="'brain' contains NaN"):
+        dev.predict(bad)
