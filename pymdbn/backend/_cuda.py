@@ -71,9 +71,25 @@ xp = cp
 from pymdbn.backend import OPS  # noqa: E402
 
 
+class _ReadOnly:
+    """A device copy that says it is read-only, as the host array it came from: the
+    bindings then refuse it as an output, as the CPU backend refuses the host array."""
+
+    def __init__(self, array):
+        self.array = array
+
+    @property
+    def __cuda_array_interface__(self):
+        cai = dict(self.array.__cuda_array_interface__)
+        cai["data"] = (cai["data"][0], True)
+        return cai
+
+
 def _upload(value):
     if isinstance(value, np.ndarray):
-        return cp.asarray(value)
+        # The layout is kept (a Fortran-ordered array stays one, and is refused alike).
+        copy = cp.asarray(value)
+        return copy if value.flags.writeable else _ReadOnly(copy)
     return _as_cai(value)
 
 
