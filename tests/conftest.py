@@ -74,6 +74,12 @@ SHAPES = [(1, 1, 1), (1, 5, 3), (7, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33
 # with no edit. One that does not load here (CUDA without a GPU or without the CUDA
 # build) is skipped with its reason. Against the twins 'numpy' is exact by construction
 # (it checks the adapter's signatures only); the value is for compiled ones.
+# tests/fake_cuda.py, the CPU kernels behind device arrays, joins the kernel tests as one
+# more device backend: they then run the host-call path of pymdbn.backend.hostcall
+# (upload, run, bring back) that the real CUDA backend's tests take, on any machine.
+backend.BACKENDS.setdefault("cuda-stand-in", ("fake_cuda", "cuda"))
+
+
 def _backend_param(name, *more):
     reason = backend.unavailable_reason(name)
     marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []

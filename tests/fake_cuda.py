@@ -13,6 +13,7 @@ twins by the kernel tests on a machine with a GPU.
 import numpy as np
 
 from pymdbn import backend
+from pymdbn.backend.hostcall import HOST_ARGS, host_adapter
 
 
 class DeviceArray(np.ndarray):
@@ -49,28 +50,27 @@ class _Namespace:
 
 xp = _Namespace()
 
-# Positions of the host arguments the bindings read on the host (as in _cuda.py).
-_HOST_ARGS = {"cd_epoch": {1}, "ais_log_weights": {4}}
-
-
 def _op(name):
     kernel = getattr(backend.get("cpu"), name)
 
     def call(*args, **kwargs):
-        host = _HOST_ARGS.get(name, set())
+        host = HOST_ARGS.get(name, set())
         for i, a in enumerate((*args, *kwargs.values())):
             if isinstance(a, np.ndarray) and not isinstance(a, DeviceArray) and i not in host:
                 raise TypeError(f"{name}: argument {i} is a host array on the CUDA backend")
         plain = [a.view(np.ndarray) if isinstance(a, DeviceArray) else a for a in args]
         kw = {k: v.view(np.ndarray) if isinstance(v, DeviceArray) else v
               for k, v in kwargs.items()}
-        return _wrap(kernel(*plain, **kw))
+        out = kernel(*plain, **kw)
+
+        def back(value):  # an argument returned (overwrite_x) is that argument, as in CUDA
+            same = [a for a, p in zip(args, plain) if p is value]
+            return same[0] if same else _wrap(value)
+
+        return tuple(map(back, out)) if isinstance(out, tuple) else back(out)
 
     call.__name__ = name
     return call
-
-
-globals().update({name: _op(name) for name in backend.OPS})
 
 
 def to_device(array, device):
@@ -78,6 +78,24 @@ def to_device(array, device):
         return np.array(array, copy=True).view(DeviceArray)
     return np.array(array.view(np.ndarray) if isinstance(array, DeviceArray) else array,
                     copy=True)
+
+
+def _upload(value, copy):
+    if not (copy and isinstance(value, np.ndarray)):
+        return value
+    out = to_device(value, "cuda")  # the layout kept, as CuPy keeps it
+    out.flags.writeable = value.flags.writeable
+    return out
+
+
+def _download(value):
+    return to_device(value, "cpu") if isinstance(value, DeviceArray) else value
+
+
+# The ops as the real backend's: host arrays go through pymdbn.backend.hostcall (the
+# kernel tests' path), device arrays to the strict op.
+globals().update({name: host_adapter(name, _op(name), _upload, _download)
+                  for name in backend.OPS})
 
 
 def build_info():

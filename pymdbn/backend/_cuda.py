@@ -12,8 +12,8 @@ CuPy's default, unless set) and return without waiting, except where a value com
 to the host (losses, the CD epoch's error, standardize's finiteness flag).
 
 Given NumPy arrays instead, an op uploads them, runs, writes the in-place arguments back
-and returns NumPy arrays: the kernel tests compare every backend against the twins that
-way, on the same inputs.
+and returns NumPy arrays (:mod:`pymdbn.backend.hostcall`): the kernel tests compare every
+backend against the twins that way, on the same inputs.
 """
 
 import ctypes
@@ -69,6 +69,7 @@ _core, cp = _load()
 xp = cp
 
 from pymdbn.backend import OPS  # noqa: E402
+from pymdbn.backend.hostcall import host_adapter  # noqa: E402
 
 
 class _ReadOnly:
@@ -85,8 +86,8 @@ class _ReadOnly:
         return cai
 
 
-def _upload(value):
-    if isinstance(value, np.ndarray):
+def _upload(value, copy):
+    if copy and isinstance(value, np.ndarray):
         # The layout is kept (a Fortran-ordered array stays one, and is refused alike).
         copy = cp.asarray(value)
         return copy if value.flags.writeable else _ReadOnly(copy)
@@ -103,45 +104,11 @@ def _as_cai(value):
 
 
 def _download(value):
-    if isinstance(value, tuple):
-        return tuple(_download(v) for v in value)
-    if isinstance(value, cp.ndarray):
-        return cp.asnumpy(value)
-    return value
+    return cp.asnumpy(value) if isinstance(value, cp.ndarray) else value
 
 
-def _host_adapter(name, fn):
-    """``fn`` that also takes NumPy arrays: uploaded, run, results and in-place
-    arguments brought back."""
-    if name == "random_bits":  # no array argument to tell the device by: a test op
-        def call(*args, **kwargs):
-            return cp.asnumpy(fn(*args, **kwargs))
-
-        call.__name__ = call.__qualname__ = name
-        call.__doc__ = fn.__doc__
-        return call
-
-    def call(*args, **kwargs):
-        if not any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values())):
-            return fn(*map(_as_cai, args), **{k: _as_cai(v) for k, v in kwargs.items()})
-        # Index arrays the bindings read on the host stay on the host.
-        host_only = {"cd_epoch": {1}, "ais_log_weights": {4}}.get(name, set())
-        dev_args = [a if i in host_only else _upload(a) for i, a in enumerate(args)]
-        dev_kwargs = {k: _upload(v) for k, v in kwargs.items()}
-        out = fn(*dev_args, **dev_kwargs)
-        for host, dev in zip((*args, *kwargs.values()), (*dev_args, *dev_kwargs.values())):
-            if isinstance(host, np.ndarray) and host.flags.writeable and dev is not host:
-                host[...] = cp.asnumpy(dev)
-        if name == "lrp_dense" and kwargs.get("overwrite_x") and out is dev_args[0]:
-            return args[0]
-        return _download(out)
-
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = fn.__doc__
-    return call
-
-
-globals().update({name: _host_adapter(name, getattr(_core, name)) for name in OPS})
+globals().update({name: host_adapter(name, getattr(_core, name), _upload, _download)
+                  for name in OPS})
 
 
 def to_device(array, device):
