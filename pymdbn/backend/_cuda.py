@@ -7,9 +7,10 @@ are made with) imports; :func:`pymdbn.cuda.is_available` asks once and reports.
 
 The ops take and return device arrays: anything with ``__cuda_array_interface__`` (CuPy,
 PyTorch CUDA tensors, Numba) or DLPack on the GPU is used in place, with no host copy;
-new arrays are CuPy arrays. They run on the stream :func:`set_stream` names (the legacy default stream,
-CuPy's default, unless set) and return without waiting, except where a value comes back
-to the host (losses, the CD epoch's error, standardize's finiteness flag).
+new arrays are CuPy arrays. They run on the stream :func:`set_stream` names (the legacy
+default stream, CuPy's default, unless set) and return without waiting, except where a
+value comes back to the host (losses, the CD epoch's error, standardize's finiteness
+flag).
 
 Given NumPy arrays instead, an op uploads them, runs, writes the in-place arguments back
 and returns NumPy arrays (:mod:`pymdbn.backend.hostcall`): the kernel tests compare every

@@ -183,9 +183,10 @@ class Network:
                                              self.clip, "sigmoid", need_x)
             grads = [gw, gb] + grads
         pathway_grads, start = [], 0
+        xp = backend.namespace(g)
         for name, width in zip(self.order, cache["widths"]):
             steps = cache["pathways"][name]
-            gp = backend.namespace(g).ascontiguousarray(g[:, start:start + width]) if steps else None
+            gp = xp.ascontiguousarray(g[:, start:start + width]) if steps else None
             start += width
             local = []
             for i in range(len(steps) - 1, -1, -1):
