@@ -1,4 +1,5 @@
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -14,10 +15,6 @@ void affine(CMat<T> x, CMat<T> w, bool trans_w, CVec<T> b, Mat<T> out) {
   affine_map<T>(x, w, trans_w, b, out, [](T z) { return z; });
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                             \
-  template void affine_sigmoid<T>(CMat<T>, CMat<T>, bool, CVec<T>, T, Mat<T>);             \
-  template void affine<T>(CMat<T>, CMat<T>, bool, CVec<T>, Mat<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_AFFINE)
 
 }  // namespace pymdbn::cpu

@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -56,10 +57,6 @@ void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> bas
   }
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                 \
-  template void ais_log_weights<T>(CMat<T>, CVec<T>, CVec<T>, CVec<T>, CVec<double>, std::uint64_t, \
-                                   Vec<double>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_AIS)
 
 }  // namespace pymdbn::cpu

@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -28,9 +29,6 @@ void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visi
   });
 }
 
-#define PYMDBN_INSTANTIATE(T) \
-  template void free_energy<T>(CMat<T>, CMat<T>, CVec<T>, CVec<T>, Visible, Vec<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_FREE_ENERGY)
 
 }  // namespace pymdbn::cpu

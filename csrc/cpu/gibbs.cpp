@@ -1,4 +1,5 @@
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -22,10 +23,6 @@ void gibbs_visible(CMat<T> h, CMat<T> w, CVec<T> b_visible, Visible visible, T c
   }
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                \
-  template void gibbs_hidden<T>(CMat<T>, CMat<T>, CVec<T>, T, CounterRNG, Mat<T>, Mat<T>);         \
-  template void gibbs_visible<T>(CMat<T>, CMat<T>, CVec<T>, Visible, T, CounterRNG, Mat<T>, Mat<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_GIBBS)
 
 }  // namespace pymdbn::cpu

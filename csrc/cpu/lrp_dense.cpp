@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -279,10 +280,6 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   }
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                             \
-  template void lrp_dense<T>(CMat<T>, CMat<T>, CVec<T>, CMat<T>, CMat<T>, const LrpParams<T>&, \
-                             Mat<T>, double*);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_LRP)
 
 }  // namespace pymdbn::cpu

@@ -1,4 +1,5 @@
 #include "common.h"
+#include "pymdbn/instantiate.h"
 #include "pymdbn/ops.h"
 
 namespace pymdbn::cpu {
@@ -51,10 +52,6 @@ void random_bits(CounterRNG rng, Mat<std::uint32_t> out) {
   });
 }
 
-#define PYMDBN_INSTANTIATE(T)                                          \
-  template void sample_bernoulli<T>(CMat<T>, CounterRNG, Mat<T>);        \
-  template void sample_gaussian<T>(CMat<T>, CounterRNG, Mat<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_SAMPLERS)
 
 }  // namespace pymdbn::cpu

@@ -2,6 +2,7 @@
 // stays on the host and only issues work on the stream (no synchronisation inside it);
 // each transition's sigmoid and draw are fused into one kernel.
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -124,10 +125,6 @@ void ais_log_weights(CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, CVec<T> bas
   }
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                 \
-  template void ais_log_weights<T>(CMat<T>, CVec<T>, CVec<T>, CVec<T>, CVec<double>,         \
-                                   std::uint64_t, Vec<double>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_AIS)
 
 }  // namespace pymdbn::cuda

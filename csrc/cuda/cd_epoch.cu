@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -223,13 +224,6 @@ EpochStats cd_epoch(CMat<T> x, const std::int64_t* order, std::int64_t n, std::i
   return stats;
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                   \
-  template double cd_gradient<T>(CMat<T>, CMat<T>, CVec<T>, CVec<T>, Mat<T>, const CDConfig<T>&, \
-                                 std::uint64_t, std::uint64_t, Mat<T>, Mat<T>);                 \
-  template void cd_apply<T>(CMat<T>, CMat<T>, RBMState<T>, const CDConfig<T>&);                 \
-  template EpochStats cd_epoch<T>(CMat<T>, const std::int64_t*, std::int64_t, std::int64_t,     \
-                                  RBMState<T>, const CDConfig<T>&, std::uint64_t);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_CD)
 
 }  // namespace pymdbn::cuda

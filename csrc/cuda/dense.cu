@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -171,15 +172,6 @@ void adam_update(Vec<T> param, CVec<T> grad, Vec<T> m, Vec<T> v, T lr, T beta1, 
          eps, wd);
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                 \
-  template void dense_forward<T>(CMat<T>, CMat<T>, CVec<T>, T, Activation, Mat<T>, Mat<T>);    \
-  template void dense_backward<T>(CMat<T>, CMat<T>, CMat<T>, CMat<T>, CMat<T>, T, Activation, \
-                                  Mat<T>, Mat<T>, Vec<T>, Mat<T>);                            \
-  template double softmax_cross_entropy<T>(CMat<T>, const std::int64_t*, const double*,       \
-                                           Mat<T>, Mat<T>);                                   \
-  template void sgd_momentum_update<T>(Vec<T>, CVec<T>, Vec<T>, T, T, T);                     \
-  template void adam_update<T>(Vec<T>, CVec<T>, Vec<T>, Vec<T>, T, T, T, T, std::int64_t, T);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_DENSE)
 
 }  // namespace pymdbn::cuda

@@ -1,6 +1,7 @@
 // Free energy per row: one GEMM for the hidden pre-activations, then one thread per row
 // summing in double in the CPU's column order.
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -40,9 +41,6 @@ void free_energy(CMat<T> v, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, Visi
               visible == Visible::Gaussian, out);
 }
 
-#define PYMDBN_INSTANTIATE(T) \
-  template void free_energy<T>(CMat<T>, CMat<T>, CVec<T>, CVec<T>, Visible, Vec<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_FREE_ENERGY)
 
 }  // namespace pymdbn::cuda

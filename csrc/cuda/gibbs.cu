@@ -2,6 +2,7 @@
 // mean function and samples, one thread per 4-column Philox block of a row
 // (common.cuh's launch_per_block).
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -65,11 +66,6 @@ void gibbs_visible(CMat<T> h, CMat<T> w, CVec<T> b_visible, Visible visible, T c
     bias_sample<T, false>(mean, b_visible, clip, rng, sample);
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                 \
-  template void gibbs_hidden<T>(CMat<T>, CMat<T>, CVec<T>, T, CounterRNG, Mat<T>, Mat<T>);    \
-  template void gibbs_visible<T>(CMat<T>, CMat<T>, CVec<T>, Visible, T, CounterRNG, Mat<T>, \
-                                 Mat<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_GIBBS)
 
 }  // namespace pymdbn::cuda

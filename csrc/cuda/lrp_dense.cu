@@ -2,6 +2,7 @@
 // and its element-wise passes as kernels that keep its arithmetic order, so only the
 // GEMMs round differently.
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -381,10 +382,6 @@ void lrp_dense(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   if (totals) launch(out.rows * kWarp, totals_kernel<T>, CMat<T>(out), totals);
 }
 
-#define PYMDBN_INSTANTIATE(T)                                                                  \
-  template void lrp_dense<T>(CMat<T>, CMat<T>, CVec<T>, CMat<T>, CMat<T>, const LrpParams<T>&, \
-                             Mat<T>, double*);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_LRP)
 
 }  // namespace pymdbn::cuda

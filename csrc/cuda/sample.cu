@@ -1,6 +1,7 @@
 // Bernoulli and Gaussian sampling and the raw Philox words: one thread per 4-column
 // Philox block of a row (common.cuh's launch_per_block), as on the CPU.
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -56,10 +57,6 @@ void random_bits(CounterRNG rng, Mat<std::uint32_t> out) {
   launch_per_block(out.rows, out.cols, rng, Words{out});
 }
 
-#define PYMDBN_INSTANTIATE(T)                                   \
-  template void sample_bernoulli<T>(CMat<T>, CounterRNG, Mat<T>); \
-  template void sample_gaussian<T>(CMat<T>, CounterRNG, Mat<T>);
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
-#undef PYMDBN_INSTANTIATE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_SAMPLERS)
 
 }  // namespace pymdbn::cuda

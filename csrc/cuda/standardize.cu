@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "pymdbn/instantiate.h"
 
 namespace pymdbn::cuda {
 
@@ -86,12 +87,6 @@ bool standardize(const S* x, index_t rows, index_t cols, const T* mean, const T*
   return flag == 0;
 }
 
-#define PYMDBN_STANDARDIZE(S, T)                                                                \
-  template bool standardize<S, T>(const S*, index_t, index_t, const T*, const T*, bool, bool, \
-                                  Mat<T>);
-#define PYMDBN_STANDARDIZE_INTO(T) PYMDBN_FOR_EACH_SOURCE(PYMDBN_STANDARDIZE, T)
-PYMDBN_FOR_EACH_FLOAT(PYMDBN_STANDARDIZE_INTO)
-#undef PYMDBN_STANDARDIZE_INTO
-#undef PYMDBN_STANDARDIZE
+PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_STANDARDIZE)
 
 }  // namespace pymdbn::cuda
