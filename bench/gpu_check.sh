@@ -19,7 +19,8 @@
 # The benchmark runs before the whole suite, so that the report always gets its time.
 #
 # Wheels to carry (bash bench/gpu_wheels.sh DIR [all|core] makes them here; put them in
-# $WHEELS, default shared/wheels, else ./wheels):
+# $WHEELS, default .whl (the device tool's carried folder), else shared/wheels, else ./wheels;
+# on the workplace's GPU image `bash bench/gpu_wheels.sh .whl min` is enough):
 #   always     scipy-openblas32 (the BLAS pymdbn builds and runs with; not on that machine)
 #   if missing scipy, scikit-learn (+ joblib, cloudpickle, narwhals), threadpoolctl: imported
 #              by pymdbn, the phantoms, the demo's split, the benchmark
@@ -197,7 +198,7 @@ export PY
 
 # --- wheels ------------------------------------------------------------------------------
 if [[ -z "${WHEELS:-}" ]]; then
-    for d in shared/wheels ./wheels; do
+    for d in .whl shared/wheels ./wheels; do
         [[ -d "$d" ]] && WHEELS=$d && break
     done
 fi

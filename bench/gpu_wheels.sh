@@ -4,11 +4,15 @@
 # torch, cupy, numpy, scikit-build-core, pybind11, CMake, ninja and nvcc; the rest of what
 # pymdbn needs to build, import, pass its tests and run bench/bench_gpu.py comes from here.
 #
-#   bash bench/gpu_wheels.sh [DIR] [all|core]   # default: ./wheels, all
+#   bash bench/gpu_wheels.sh [DIR] [all|core|min]   # default: ./wheels, all
+#   bash bench/gpu_wheels.sh .whl min               # what the lent H100/H200 lacks
 #
 # 'all' (99 MB, 29 wheels, measured 2026-12-06) holds every group below; 'core' (build,
 # run and test: 69 MB, 54 MB with DROP_NUMPY=1) is enough for the CUDA tests and the
-# benchmark.
+# benchmark. 'min' is what the workplace's GPU image lacks (its package list,
+# .library/device/KINDS.md, has scipy, scikit-learn, threadpoolctl, pytest, pillow,
+# matplotlib, CuPy and nvidia-cublas): scipy-openblas32, pydicom and nibabel, without
+# their dependencies, small enough for the device tool's 64 MiB carry.
 # Then carry DIR to the GPU machine as shared/wheels or ./wheels (or point $WHEELS at it).
 # The groups (see the comment at the top of bench/gpu_check.sh):
 #   build    scipy-openblas32 (not on the GPU machine: the BLAS pymdbn builds and runs on);
@@ -36,8 +40,11 @@ FULL=("pillow>=9" "matplotlib>=3.7" "pydicom>=2.4" "nibabel>=5")
 case "$SET" in
     all) WANT=("${BUILD[@]}" "${RUN[@]}" "${TEST[@]}" "${FULL[@]}") ;;
     core) WANT=("${BUILD[@]}" "${RUN[@]}" "${TEST[@]}") ;;
-    *) echo "usage: $0 [DIR] [all|core]" >&2; exit 2 ;;
+    min) WANT=("scipy-openblas32>=0.3.27" "pydicom>=2.4" "nibabel>=5") ;;
+    *) echo "usage: $0 [DIR] [all|core|min]" >&2; exit 2 ;;
 esac
+NODEPS=()
+[[ "$SET" == min ]] && NODEPS=(--no-deps)
 
 mkdir -p "$DIR"
 # manylinux_2_28 also admits the older manylinux tags (2014 = 2_17); pure-Python wheels
@@ -45,7 +52,7 @@ mkdir -p "$DIR"
 pip download --only-binary=:all: --python-version "$PYVER" --implementation cp --abi "$ABI" \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_17_x86_64 --platform linux_x86_64 \
-    -d "$DIR" "${WANT[@]}"
+    "${NODEPS[@]}" -d "$DIR" "${WANT[@]}"
 if [[ "${DROP_NUMPY:-0}" == 1 ]]; then
     rm -f "$DIR"/numpy-*.whl  # the GPU machine's own numpy (torch's, cupy's) is used
 fi
