@@ -81,11 +81,14 @@ def as_input(X, dtype, n_features, device, caller):
 def validated(estimator, X, *, reset, dtype, device):
     """``X`` checked by ``validate_data`` (host input) or :func:`as_input` (device input,
     where ``reset`` records ``n_features_in_``), C-contiguous in ``dtype``, on
-    ``device``."""
+    ``device``. A list of dtypes keeps X's when listed, else takes the first, as
+    ``validate_data`` does."""
     if not is_device_array(X):
         X = validate_data(estimator, X, reset=reset, dtype=dtype, order="C",
                           ensure_min_samples=1)
         return backend.to_device(X, device)
+    if isinstance(dtype, list):
+        dtype = X.dtype if X.dtype in dtype else dtype[0]
     X = as_input(X, dtype, None if reset else estimator.n_features_in_, device,
                  type(estimator).__name__)
     if reset:

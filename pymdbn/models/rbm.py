@@ -16,7 +16,7 @@ from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSI
                                  check_value)
 from pymdbn.backend import ops
 from pymdbn._matmul import matmul
-from pymdbn.models.device import DeviceMixin, arrays_on, as_input, is_device_array, to_caller
+from pymdbn.models.device import DeviceMixin, arrays_on, is_device_array, to_caller, validated
 
 __all__ = ["RBM", "log_partition_exact"]
 
@@ -203,16 +203,8 @@ class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         there, without a host copy."""
         if not is_device_array(X):
             return backend.to_device(self._validate_X(X, reset), device)
-        if reset:
-            dtype = self._dtypes()
-            dtype = (X.dtype.type if X.dtype.type in (np.float32, np.float64) else np.float64
-                     ) if isinstance(dtype, list) else dtype
-            X = as_input(X, dtype, None, device, type(self).__name__)
-            self.n_features_in_ = X.shape[1]
-            self.__dict__.pop("feature_names_in_", None)
-            return X
-        return as_input(X, self.components_.dtype, self.n_features_in_, device,
-                        type(self).__name__)
+        dtype = self._dtypes() if reset else self.components_.dtype
+        return validated(self, X, reset=reset, dtype=dtype, device=device)
 
     # -- fitting ----------------------------------------------------------------------
     def _initialize(self, n_features, dtype, random_state):
