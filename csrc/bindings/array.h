@@ -21,7 +21,7 @@ namespace py = pybind11;
 
 #ifndef PYMDBN_BIND_CUDA
 
-namespace K = pymdbn::cpu;
+namespace kern = pymdbn::cpu;
 using Array = py::array;
 constexpr const char* kArrayKind = "NumPy array";
 
@@ -46,7 +46,7 @@ struct HostValues {
 
 #else
 
-namespace K = pymdbn::cuda;
+namespace kern = pymdbn::cuda;
 constexpr const char* kArrayKind = "CUDA array (__cuda_array_interface__)";
 
 // A device array described by its __cuda_array_interface__ (version 2 or 3): the object is

@@ -69,7 +69,7 @@ py::object lrp_dense_py(Array x, Array w, Array b, Array relevance,
       tot = empty<double>(xv.rows, 2);
       tp = static_cast<double*>(mutable_ptr(tot));
     }
-    without_gil([&] { K::lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp); });
+    without_gil([&] { kern::lrp_dense<T>(xv, wv, bv, rv, zv, p, ov, tp); });
     if (totals) return py::make_tuple(out, tot);
     return to_object(out);
   });

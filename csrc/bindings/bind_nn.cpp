@@ -38,7 +38,7 @@ py::object dense_forward_py(Array x, Array w, Array b, py::object clip,
     auto bv = cvec<T>(b, "b");
     check_layer(xv, wv, bv.size);
     return run<T, 2>(xv.rows, wv.cols, [&](Mat<T> z, Mat<T> a) {
-      K::dense_forward<T>(xv, wv, bv, T(c), act, z, a);
+      kern::dense_forward<T>(xv, wv, bv, T(c), act, z, a);
     });
   });
 }
@@ -72,7 +72,7 @@ py::tuple dense_backward_py(Array grad_a, Array z, Array a, Array x,
     auto gwv = mat<T>(gw, "grad_w");
     auto dzv = mat<T>(dz, "dz");
     Vec<T> gbv(static_cast<T*>(mutable_ptr(gb)), wv.cols);
-    without_gil([&] { K::dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv); });
+    without_gil([&] { kern::dense_backward<T>(gv, zv, av, xv, wv, T(c), act, gxv, gwv, gbv, dzv); });
     return py::make_tuple(gx, gw, gb);
   });
 }
@@ -108,7 +108,7 @@ py::tuple softmax_xent_py(Array logits, Array y, py::object sample_weight) {
     auto gv = mat<T>(grad, "grad");
     auto pv = mat<T>(proba, "proba");
     const double loss =
-        without_gil([&] { return K::softmax_cross_entropy<T>(lv, yv, wptr, gv, pv); });
+        without_gil([&] { return kern::softmax_cross_entropy<T>(lv, yv, wptr, gv, pv); });
     return py::make_tuple(loss, grad, proba);
   });
 }
@@ -122,7 +122,7 @@ void sgd_py(Array param, Array grad, Array velocity, double lr, double momentum,
     check_array<T>(grad, "grad", int(grad.ndim()), false);
     expect(grad.size() == p.size && v.size == p.size, "param, grad and velocity sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
-    without_gil([&] { K::sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay)); });
+    without_gil([&] { kern::sgd_momentum_update<T>(p, g, v, T(lr), T(momentum), T(weight_decay)); });
   });
 }
 
@@ -139,7 +139,7 @@ void adam_py(Array param, Array grad, Array m, Array v, double lr, double beta1,
            "param, grad, m and v sizes differ");
     CVec<T> g(static_cast<const T*>(grad.data()), p.size);
     without_gil([&] {
-      K::adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
+      kern::adam_update<T>(p, g, mv, vv, T(lr), T(beta1), T(beta2), T(eps), t, T(weight_decay));
     });
   });
 }

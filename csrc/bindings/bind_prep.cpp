@@ -28,7 +28,7 @@ py::tuple standardize_typed(const Array& x, const Array& mean, const Array& scal
     using S = decltype(stag);
     const S* xp = static_cast<const S*>(x.data());
     const bool finite = without_gil([&] {
-      return K::standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
+      return kern::standardize<S, T>(xp, rows, cols, mv.data, sv.data, per_feature, per_row, ov);
     });
     return py::make_tuple(out, finite);
   };

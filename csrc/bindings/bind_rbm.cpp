@@ -49,33 +49,33 @@ py::object affine_sigmoid_py(Array x, Array w, Array b, py::object clip,
                              bool trans_w) {
   const double c = parse_clip(clip);
   return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto tag, auto xv, auto wv, auto bv, auto o) {
-    K::affine_sigmoid(xv, wv, trans_w, bv, decltype(tag)(c), o);
+    kern::affine_sigmoid(xv, wv, trans_w, bv, decltype(tag)(c), o);
   });
 }
 
 py::object affine_py(Array x, Array w, Array b, bool trans_w) {
   return affine_op<1>(x, "x", w, b, "b", trans_w, [&](auto, auto xv, auto wv, auto bv, auto o) {
-    K::affine(xv, wv, trans_w, bv, o);
+    kern::affine(xv, wv, trans_w, bv, o);
   });
 }
 
 py::object sample_bernoulli_py(Array p, std::uint64_t seed, std::uint64_t stream,
                                std::uint64_t row_offset) {
   return sampler(p, "p", CounterRNG{seed, stream, row_offset},
-                 [](auto pv, CounterRNG rng, auto o) { K::sample_bernoulli(pv, rng, o); });
+                 [](auto pv, CounterRNG rng, auto o) { kern::sample_bernoulli(pv, rng, o); });
 }
 
 py::object sample_gaussian_py(Array mean, std::uint64_t seed, std::uint64_t stream,
                               std::uint64_t row_offset) {
   return sampler(mean, "mean", CounterRNG{seed, stream, row_offset},
-                 [](auto mv, CounterRNG rng, auto o) { K::sample_gaussian(mv, rng, o); });
+                 [](auto mv, CounterRNG rng, auto o) { kern::sample_gaussian(mv, rng, o); });
 }
 
 py::object random_bits_py(py::ssize_t rows, py::ssize_t cols, std::uint64_t seed,
                           std::uint64_t stream, std::uint64_t row_offset) {
   expect(rows >= 0 && cols >= 0, "rows and cols must be non-negative");
   return run<std::uint32_t>(rows, cols, [&](Mat<std::uint32_t> o) {
-    K::random_bits(CounterRNG{seed, stream, row_offset}, o);
+    kern::random_bits(CounterRNG{seed, stream, row_offset}, o);
   });
 }
 
@@ -85,7 +85,7 @@ py::object gibbs_hidden_py(Array v, Array w, Array b_hidden, py::object clip,
   const CounterRNG rng{seed, stream, row_offset};
   return affine_op<2>(v, "v", w, b_hidden, "b_hidden", true,
                       [&](auto tag, auto vv, auto wv, auto bv, auto prob, auto sample) {
-                        K::gibbs_hidden(vv, wv, bv, decltype(tag)(c), rng, prob, sample);
+                        kern::gibbs_hidden(vv, wv, bv, decltype(tag)(c), rng, prob, sample);
                       });
 }
 
@@ -97,7 +97,7 @@ py::object gibbs_visible_py(Array h, Array w, Array b_visible,
   const CounterRNG rng{seed, stream, row_offset};
   return affine_op<2>(h, "h", w, b_visible, "b_visible", false,
                       [&](auto tag, auto hv, auto wv, auto bv, auto mean, auto sample) {
-                        K::gibbs_visible(hv, wv, bv, vis, decltype(tag)(c), rng, mean, sample);
+                        kern::gibbs_visible(hv, wv, bv, vis, decltype(tag)(c), rng, mean, sample);
                       });
 }
 
@@ -210,7 +210,7 @@ py::tuple cd_epoch_py(Array x, py::array order, py::ssize_t batch_size, Array w,
       expect(ord[i] >= 0 && ord[i] < xv.rows, "order holds an index out of range");
     const CDConfig<T> cfg = in_type<T>(opt);
     const EpochStats st =
-        without_gil([&] { return K::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
+        without_gil([&] { return kern::cd_epoch<T>(xv, ord, n, batch_size, s, cfg, first_step); });
     return py::make_tuple(st.sum_squared_error, st.n_batches);
   });
 }
@@ -235,7 +235,7 @@ py::tuple cd_gradient_py(Array v0, Array w, Array b_visible, Array b_hidden,
     auto vo = mat<T>(v, "v");
     const CDConfig<T> cfg = in_type<T>(opt);
     const double sq = without_gil([&] {
-      return K::cd_gradient<T>(vv, p.w, p.b_visible, p.b_hidden, cv, cfg, step, row_offset, hv, vo);
+      return kern::cd_gradient<T>(vv, p.w, p.b_visible, p.b_hidden, cv, cfg, step, row_offset, hv, vo);
     });
     return py::make_tuple(h, v, sq);
   });
@@ -258,7 +258,7 @@ void cd_apply_py(Array h, Array v, Array w, Array b_visible, Array b_hidden,
     expect(vv.rows == hv.rows && vv.cols == s.w.cols,
            "v must be (2 * batch, n_visible) with h's rows, got " + shape_str(v));
     const CDConfig<T> cfg = in_type<T>(opt);
-    without_gil([&] { K::cd_apply<T>(hv, vv, s, cfg); });
+    without_gil([&] { kern::cd_apply<T>(hv, vv, s, cfg); });
   });
 }
 
@@ -272,7 +272,7 @@ py::object free_energy_py(Array v, Array w, Array b_visible, Array b_hidden,
     check_affine(vv, p.w, true, p.b_hidden);
     Array out = empty<T>(vv.rows);
     Vec<T> ov(static_cast<T*>(mutable_ptr(out)), vv.rows);
-    without_gil([&] { K::free_energy<T>(vv, p.w, p.b_visible, p.b_hidden, vis, ov); });
+    without_gil([&] { kern::free_energy<T>(vv, p.w, p.b_visible, p.b_hidden, vis, ov); });
     return to_object(out);
   });
 }
@@ -292,7 +292,7 @@ py::object ais_py(Array w, Array b_visible, Array b_hidden, Array base_b_visible
     Array out = empty<double>(n_runs);
     Vec<double> ov(static_cast<double*>(mutable_ptr(out)), n_runs);
     without_gil([&] {
-      K::ais_log_weights<T>(p.w, p.b_visible, p.b_hidden, base, bt, seed, ov);
+      kern::ais_log_weights<T>(p.w, p.b_visible, p.b_hidden, base, bt, seed, ov);
     });
     return to_object(out);
   });

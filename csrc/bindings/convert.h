@@ -3,7 +3,7 @@
 // outputs, and the call without the GIL. Arrays are never copied or cast here: the
 // Python layer hands over C-contiguous arrays of the right dtype, and anything else is
 // an error naming the argument (a silent cast of an output would lose the writes).
-// `Array` and the kernel namespace `K` come from array.h: host arrays and pymdbn::cpu in
+// `Array` and the kernel namespace `kern` come from array.h: host arrays and pymdbn::cpu in
 // _core, device arrays and pymdbn::cuda in _cuda.
 #pragma once
 #include <pybind11/numpy.h>
