@@ -313,6 +313,17 @@ def _seed_sequence(random_state):
 
 # --------------------------------------------------------------------------
 # vectorised drawing helpers; all coordinates are normalised to (-1, 1)
+#
+# Output is bit-for-bit that of the original per-chunk formulation (kept in
+# tests/_phantoms_reference.py): every random draw keeps its call, shape and
+# order, and every pixel goes through the same float32/float64 operations.
+# The speed comes from in-place operations, from evaluating compact features
+# only in windows around their centres, and lesions only for the patients
+# that have one; the pixels so skipped received exact zeros before, which
+# leave sums and maxima unchanged. The in-place chains below follow the
+# reference's expressions operation for operation (its plain formulas are
+# the readable form); reassociating them, or computing a float64 product in
+# float32, would change the output.
 
 
 class _Grid:
@@ -324,10 +335,66 @@ class _Grid:
         c = ((np.arange(size, dtype=np.float32) + 0.5) * self.px - 1.0).astype(np.float32)
         self.x = c[None, None, :]
         self.y = c[None, :, None]
+        self._padded = {}
 
     def coord(self, index):
         """Normalised coordinate of integer pixel ``index``."""
         return ((index + 0.5) * self.px - 1.0).astype(np.float32)
+
+    def padded(self, reach):
+        """Coordinates of pixels ``-reach`` to ``size + reach`` inclusive.
+
+        The extra pixel at the end is where :func:`_pick` puts patients whose
+        region is empty.
+        """
+        if reach not in self._padded:
+            index = np.arange(-reach, self.size + reach + 1, dtype=np.float32)
+            c = ((index + 0.5) * self.px - 1.0).astype(np.float32)
+            c[reach:reach + self.size] = self.x.ravel()
+            self._padded[reach] = c
+        return self._padded[reach]
+
+
+class _Canvas:
+    """Zero images to which compact features are added window by window.
+
+    A round feature of radius below ``radius_px`` pixels is exactly zero
+    beyond it, so only the ``(2 reach + 1)**2`` pixels around its centre are
+    evaluated, ``reach = ceil(radius_px)``; the nearest pixel left out lies a
+    whole pixel further, far beyond any rounding of the radius. Window pixels
+    outside the image all go to one spare element after the images, which
+    keeps the buffer near the size of the other temporaries (a larger one is
+    mapped afresh, page by page, for each call).
+    """
+
+    def __init__(self, grid, n, radius_px):
+        self.grid = grid
+        self.reach = int(np.ceil(radius_px))
+        self.data = np.zeros(n * grid.size**2 + 1, np.float32)
+        self._offsets = np.arange(-self.reach, self.reach + 1)
+
+    def window(self, rows, cols):
+        """Index into ``data`` of the windows centred on pixels ``rows, cols``
+        (shape ``(n,)``), and their squared distances to the centres, computed
+        as the full-image formula computes them.
+
+        Within one call the index repeats only at the spare element.
+        """
+        size = self.grid.size
+        coords = self.grid.padded(self.reach)
+        r = rows[:, None] + self._offsets
+        c = cols[:, None] + self._offsets
+        dx = coords[c + self.reach] - self.grid.coord(cols)[:, None]
+        dy = coords[r + self.reach] - self.grid.coord(rows)[:, None]
+        d2 = dx[:, None, :] ** 2 + dy[:, :, None] ** 2
+        index = (np.arange(len(rows))[:, None, None] * size + r[:, :, None]) * size + c[:, None, :]
+        outside = ((r < 0) | (r >= size))[:, :, None] | ((c < 0) | (c >= size))[:, None, :]
+        index[outside] = len(self.data) - 1
+        return index, d2
+
+    def image(self):
+        """The ``(n, size, size)`` images (a view)."""
+        return self.data[:-1].reshape(-1, self.grid.size, self.grid.size)
 
 
 def _u(rng, low, high, n, k=None):
@@ -337,8 +404,10 @@ def _u(rng, low, high, n, k=None):
 
 
 def _inside(signed, width):
-    """Soft indicator of ``signed <= 0`` with a ramp ``width`` wide."""
-    return np.clip(0.5 - signed / width, 0.0, 1.0)
+    """Soft indicator of ``signed <= 0`` with a ramp ``width`` wide; overwrites ``signed``."""
+    signed /= width
+    np.subtract(0.5, signed, out=signed)
+    return np.clip(signed, 0.0, 1.0, out=signed)
 
 
 def _norm(a, b):
@@ -346,8 +415,31 @@ def _norm(a, b):
     return np.sqrt(a * a + b * b)
 
 
-def _lerp(a, b, w):
-    return a + w * (b - a)
+def _lerp_into(a, b, w):
+    """``a + w * (b - a)`` written into ``a``."""
+    step = np.subtract(b, a)
+    step *= w
+    a += step
+    return a
+
+
+def _clip01(a):
+    return np.clip(a, 0, 1, out=a)
+
+
+def _wave(amp, phase, k, phi):
+    """``amp * cos(k * phi + phase)``, a new array."""
+    w = k * phi
+    w += phase
+    np.cos(w, out=w)
+    w *= amp
+    return w
+
+
+def _lesion_rows(lesion):
+    """Index of the patients with a lesion (a slice when all have one, which keeps views)."""
+    rows = np.flatnonzero(lesion)
+    return (slice(None) if rows.size == lesion.size else rows), rows.size
 
 
 def _noise(rng, n, grid, *scales):
@@ -359,12 +451,18 @@ def _noise(rng, n, grid, *scales):
     """
     size = grid.size
     spec = sfft.rfft2(rng.standard_normal((n, size, size), dtype=np.float32), workers=-1)
-    fy = sfft.fftfreq(size).astype(np.float32)[:, None]
-    fx = sfft.fftfreq(size).astype(np.float32)[None, :]
     half = size // 2 + 1  # rfft keeps the non-negative x frequencies
-    fields = []
-    for s in scales:
-        sx, sy = (s, s) if np.isscalar(s) else s
+    return [sfft.irfft2(spec * _gauss_filter(size, s)[:, :half], s=(size, size), workers=-1)
+            for s in scales]
+
+
+def _gauss_filter(size, s):
+    """Transfer function of the unit-variance field of correlation length ``s``."""
+    sx, sy = (s, s) if np.isscalar(s) else s
+    key = (size, sx, sy)
+    if key not in _FILTERS:
+        fy = sfft.fftfreq(size).astype(np.float32)[:, None]
+        fx = sfft.fftfreq(size).astype(np.float32)[None, :]
         # Correlation lengths in pixels; a Gaussian kernel of width sigma
         # has transfer function exp(-2 pi^2 sigma^2 f^2).
         kx, ky = sx * size / 2, sy * size / 2
@@ -373,8 +471,12 @@ def _noise(rng, n, grid, *scales):
         # Filtered unit white noise has variance mean(|h|^2) over the full
         # spectrum; dividing by it gives unit variance without a data pass.
         h /= np.sqrt(np.mean(h**2))
-        fields.append(sfft.irfft2(spec * h[:, :half], s=(size, size), workers=-1))
-    return fields
+        h.flags.writeable = False
+        _FILTERS[key] = h
+    return _FILTERS[key]
+
+
+_FILTERS = {}
 
 
 def _pick_pixels(rng, region, k=1):
@@ -383,25 +485,36 @@ def _pick_pixels(rng, region, k=1):
     Returns integer row and column arrays of shape ``(n, k)``. Every
     patient's region must contain at least one pixel.
     """
+    return _pick(rng.random((region.shape[0], k)), region)
+
+
+def _pick(u, region):
+    """:func:`_pick_pixels` with its uniform draws ``u`` of shape ``(n, k)`` given."""
     n, h, w = region.shape
-    counts = np.cumsum(region.reshape(n, -1), axis=1, dtype=np.int64)
-    target = np.floor(rng.random((n, k)) * counts[:, -1:]).astype(np.int64)
-    # One searchsorted over all rows: offset each row's cumulative counts so
-    # that the concatenation stays sorted.
-    offset = np.arange(n, dtype=np.int64)[:, None] * (h * w + 1)
-    flat = np.searchsorted((counts + offset).ravel(), (target + offset).ravel(), side="right")
-    flat = flat.reshape(n, k) - np.arange(n)[:, None] * (h * w)
-    return flat // w, flat % w
+    flat = region.reshape(n, h * w)
+    counts = np.count_nonzero(flat, axis=1)
+    target = np.floor(u * counts[:, None]).astype(np.int64)
+    # The target-th true pixel of each row, found among all true pixels in
+    # row-major order (a cumulative count per pixel costs ten times more).
+    # An empty row gets h * w, which is where the original search of its
+    # cumulative counts landed.
+    pick = np.full(target.shape, h * w, np.int64)
+    full = counts > 0
+    if full.any():
+        first = np.cumsum(counts) - counts
+        rows = np.flatnonzero(full)
+        pick[full] = np.flatnonzero(flat)[first[rows, None] + target[full]] - rows[:, None] * (h * w)
+    return pick // w, pick % w
 
 
-def _near(rng, g, region, x, y, radius):
-    """Pick one pixel of ``region`` within ``radius`` of ``(x, y)``.
+def _near(u, g, region, x, y, radius):
+    """Pick one pixel of ``region`` within ``radius`` of ``(x, y)``, with uniform draws ``u``.
 
     Uniform over the pixels of ``region`` in that disk; where the disk misses
     the region, uniform over the whole region (which must not be empty).
     """
     disk = (g.x - x) ** 2 + (g.y - y) ** 2 < radius**2
-    return _pick_pixels(rng, _core(region & disk, region))
+    return _pick(u, _core(region & disk, region))
 
 
 def _site_spread(difficulty):
@@ -423,28 +536,35 @@ def _pose(rng, centre, half_width, n, scale):
 
 
 def _core(region, fallback):
-    """``region`` where it has pixels, else ``fallback`` (tiny images)."""
-    return np.where(region.any(axis=(1, 2), keepdims=True), region, fallback)
+    """``region`` where it has pixels, else ``fallback`` (tiny images).
+
+    May return ``region`` itself.
+    """
+    has = region.any(axis=(1, 2), keepdims=True)
+    if region.shape == fallback.shape and has.all():
+        return region
+    return np.where(has, region, fallback)
 
 
 def _spots(rng, grid, region, k, p, radius_px, amp):
     """Sum of ``k`` compact round spots per patient at pixels of ``region``.
 
     Each spot is present with probability ``p`` and has a parabolic profile
-    of radius ``radius_px`` pixels (range) and peak ``amp`` (range).
+    of radius ``radius_px`` pixels (range) and peak ``amp`` (range). Returns
+    a view.
     """
     n = region.shape[0]
     rows, cols = _pick_pixels(rng, region, k)
     on = rng.random((n, k)) < p
     radius = _u(rng, *radius_px, n, k) * grid.px
     height = _u(rng, *amp, n, k) * on
-    out = np.zeros((n, grid.size, grid.size), np.float32)
+    canvas = _Canvas(grid, n, radius_px[1])
     for j in range(k):
-        d2 = (grid.x - grid.coord(cols[:, j])[:, None, None]) ** 2 + (
-            grid.y - grid.coord(rows[:, j])[:, None, None]
-        ) ** 2
-        out += height[:, j, None, None] * np.clip(1 - d2 / radius[:, j, None, None] ** 2, 0, 1)
-    return out
+        index, d2 = canvas.window(rows[:, j], cols[:, j])
+        canvas.data[index] += height[:, j, None, None] * np.clip(
+            1 - d2 / radius[:, j, None, None] ** 2, 0, 1
+        )
+    return canvas.image()
 
 
 def _lesion_contrast(rng, n, lesion, difficulty):
@@ -460,6 +580,10 @@ def _noise_sigma(base, difficulty):
 # --------------------------------------------------------------------------
 # modality generators: (anatomy rng, lesion rng, noise rng, grid, lesion
 # flags, difficulty) -> (image, lesion mask, organ mask)
+#
+# Each lesion's draws come first, for all patients, in their original order;
+# its pixels are then computed only for the patients that have the lesion
+# (zero contrast made it vanish exactly for the others).
 
 
 def _brain(rng, lrng, nrng, g, lesion, difficulty):
@@ -473,40 +597,87 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     xr = dx * np.cos(rot) + dy * np.sin(rot)
     yr = -dx * np.sin(rot) + dy * np.cos(rot)
     theta = np.arctan2(yr, xr)
-    wobble = 1 + _u(rng, 0, 0.03, n) * np.cos(2 * theta + _u(rng, 0, 6.3, n))
-    wobble += _u(rng, 0, 0.02, n) * np.cos(3 * theta + _u(rng, 0, 6.3, n))
-    rho = np.sqrt((xr / a) ** 2 + (yr / b) ** 2) / wobble
+    amp, phase = _u(rng, 0, 0.03, n), _u(rng, 0, 6.3, n)
+    wobble = _wave(amp, phase, 2, theta)
+    wobble += 1
+    amp, phase = _u(rng, 0, 0.02, n), _u(rng, 0, 6.3, n)
+    wobble += _wave(amp, phase, 3, theta)
+    rho = np.square(xr / a)
+    rho += np.square(yr / b)
+    np.sqrt(rho, out=rho)
+    rho /= wobble
     edge = g.px / b  # one pixel in units of rho
 
     head = _inside(rho - 1.0, edge)
     skull_out = _inside(rho - 0.94, edge)
     skull_in = _inside(rho - 0.88, edge)
     brain = _inside(rho - 0.85, edge)
+    organ = brain > 0
     gyri, sulci, fine, bias = _noise(rng, n, g, 0.05, 0.03, 0.012, 0.5)
 
     # Grey matter cortex around white matter whose boundary folds into gyri.
-    wm = _inside(rho - 0.72 + 0.07 * gyri, edge)
-    tissue = 0.35 + 0.23 * wm
-    sulcus = np.exp(-((sulci / 0.2) ** 2)) * np.clip((rho - 0.55) / 0.1, 0, 1) * (1 - wm)
-    tissue = _lerp(tissue, 0.14, 0.8 * sulcus)
-    fissure = np.exp(-((xr / g.px) ** 2)) * np.clip((np.abs(yr / b) - 0.35) / 0.1, 0, 1)
-    tissue = _lerp(tissue, 0.14, 0.9 * fissure)
+    wm = rho - 0.72
+    gyri *= 0.07
+    wm += gyri
+    wm = _inside(wm, edge)
+    tissue = wm * 0.23
+    tissue += 0.35
+    sulcus = sulci
+    sulcus /= 0.2
+    np.square(sulcus, out=sulcus)
+    np.negative(sulcus, out=sulcus)
+    np.exp(sulcus, out=sulcus)
+    depth = rho - 0.55
+    depth /= 0.1
+    sulcus *= _clip01(depth)
+    sulcus *= np.subtract(1, wm, out=wm)
+    sulcus *= 0.8
+    _lerp_into(tissue, 0.14, sulcus)
+    fissure = xr / g.px
+    np.square(fissure, out=fissure)
+    np.negative(fissure, out=fissure)
+    np.exp(fissure, out=fissure)
+    depth = np.abs(yr / b)
+    depth -= 0.35
+    depth /= 0.1
+    fissure *= _clip01(depth)
+    fissure *= 0.9
+    _lerp_into(tissue, 0.14, fissure)
+    ny2 = np.square(yr - 0.05)
     for side in (-1, 1):
-        nucleus = (xr - side * 0.22 * a) ** 2 + (yr - 0.05) ** 2
-        tissue = _lerp(tissue, 0.42, 0.8 * _inside(np.sqrt(nucleus) - 0.09, g.px))
+        nucleus = np.square(xr - side * 0.22 * a)
+        nucleus += ny2
+        np.sqrt(nucleus, out=nucleus)
+        nucleus -= 0.09
+        nucleus = _inside(nucleus, g.px)
+        nucleus *= 0.8
+        _lerp_into(tissue, 0.42, nucleus)
     # Lateral ventricles: two tilted ellipses, frontal horns nearly touching.
     v_off, v_y = _u(rng, 0.05, 0.09, n), _u(rng, -0.1, 0.0, n)
     v_a, v_b = _u(rng, 0.035, 0.075, n), _u(rng, 0.16, 0.26, n)
     ventricles = np.zeros_like(tissue)
+    vy = yr - v_y
     for side in (-1, 1):
-        vx, vy = xr - side * v_off, yr - v_y
+        vx = xr - side * v_off
         tilt = side * np.float32(-0.3)
-        ex = vx * np.cos(tilt) + vy * np.sin(tilt)
-        ey = -vx * np.sin(tilt) + vy * np.cos(tilt)
-        r = np.sqrt((ex / v_a) ** 2 + (ey / v_b) ** 2)
-        ventricles = np.maximum(ventricles, _inside((r - 1) * v_a, g.px))
-    tissue = _lerp(tissue, 0.12, ventricles)
-    tissue *= 1 + 0.04 * fine
+        ex = vx * np.cos(tilt)
+        ex += vy * np.sin(tilt)
+        ey = np.negative(vx, out=vx)
+        ey *= np.sin(tilt)
+        ey += vy * np.cos(tilt)
+        ex /= v_a
+        np.square(ex, out=ex)
+        ey /= v_b
+        np.square(ey, out=ey)
+        ex += ey
+        r = np.sqrt(ex, out=ex)
+        r -= 1
+        r *= v_a
+        np.maximum(ventricles, _inside(r, g.px), out=ventricles)
+    _lerp_into(tissue, 0.12, ventricles)
+    fine *= 0.04
+    fine += 1
+    tissue *= fine
 
     core = rho < 0.6
     # Benign look-alikes: enhancing vessels, perivascular spaces, choroid plexus.
@@ -520,35 +691,70 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     # Gliomas grow in the hemispheric white matter: centres lie anywhere in
     # the frontal or parietal white matter of either hemisphere, off the
     # midline and away from the ventricles.
-    site = (rho < 0.6) & (np.abs(xr) > 0.2 * a) & (np.abs(yr) < 0.5 * b)
     sx = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.42 * a
     sy = np.where(_u(lrng, 0, 1, n) < 0.5, -1, 1) * 0.3 * b
-    px, py = cx + sx * np.cos(rot) - sy * np.sin(rot), cy + sx * np.sin(rot) + sy * np.cos(rot)
-    rows, cols = _near(lrng, g, _core(site, _core(core, brain > 0)), px, py,
-                       _site_spread(difficulty))
-    tx, ty = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
+    pick = lrng.random((n, 1))
     radius = np.maximum(_u(lrng, 0.16, 0.26, n), 1.5 * g.px)
-    phi = np.arctan2(ty, tx)
-    shape = 1 + _u(lrng, 0, 0.18, n) * np.cos(3 * phi + _u(lrng, 0, 6.3, n))
-    shape += _u(lrng, 0, 0.1, n) * np.cos(5 * phi + _u(lrng, 0, 6.3, n))
-    d = np.sqrt(tx**2 + ty**2) / (radius * shape)
-    # A thick, bright enhancing rim around a small necrotic core, in a thin,
-    # mildly T1-hypointense oedema halo: the tumour is net brighter than the
-    # white matter it replaces (enhancement dominates its area).
+    amp3, phase3 = _u(lrng, 0, 0.18, n), _u(lrng, 0, 6.3, n)
+    amp5, phase5 = _u(lrng, 0, 0.1, n), _u(lrng, 0, 6.3, n)
     rim_at, necrosis = _u(lrng, 0.45, 0.6, n), _u(lrng, 0.0, 0.25, n)
-    target = _lerp(0.45, 1.0, np.clip(2.2 - np.abs(d - rim_at) / 0.2, 0, 1))
-    target = _lerp(target, 0.25, np.clip((necrosis - d) / 0.1, 0, 1))
-    tissue = _lerp(tissue, target, c * np.clip((1 - d) / 0.1, 0, 1))
+    mask = np.zeros(tissue.shape, bool)
+    i, n_lesions = _lesion_rows(lesion)
+    if n_lesions:
+        px, py = cx + sx * np.cos(rot) - sy * np.sin(rot), cy + sx * np.sin(rot) + sy * np.cos(rot)
+        site = core[i] & (np.abs(xr[i]) > 0.2 * a[i]) & (np.abs(yr[i]) < 0.5 * b[i])
+        rows, cols = _near(pick[i], g, _core(site, _core(core[i], organ[i])), px[i], py[i],
+                           _site_spread(difficulty))
+        tx, ty = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
+        phi = np.arctan2(ty, tx)
+        shape = _wave(amp3[i], phase3[i], 3, phi)
+        shape += 1
+        shape += _wave(amp5[i], phase5[i], 5, phi)
+        d = tx**2 + ty**2
+        np.sqrt(d, out=d)
+        shape *= radius[i]
+        d /= shape
+        # A thick, bright enhancing rim around a small necrotic core, in a thin,
+        # mildly T1-hypointense oedema halo: the tumour is net brighter than the
+        # white matter it replaces (enhancement dominates its area).
+        target = d - rim_at[i]
+        np.abs(target, out=target)
+        target /= 0.2
+        np.subtract(2.2, target, out=target)
+        target = _clip01(target)
+        target *= 1.0 - 0.45
+        target += 0.45
+        w = necrosis[i] - d
+        w /= 0.1
+        _lerp_into(target, 0.25, _clip01(w))
+        np.subtract(1, d, out=w)
+        w /= 0.1
+        np.multiply(c[i], _clip01(w), out=w)
+        tissue[i] = _lerp_into(tissue[i], target, w)
+        mask[i] = (d < 1) & organ[i]
 
-    image = 0.72 * (head - skull_out) + 0.07 * (skull_out - skull_in)
-    image += 0.15 * (skull_in - brain) + brain * tissue
-    image = np.clip(image, 0, 1) * (1 + 0.12 * bias)
+    image = head - skull_out
+    image *= 0.72
+    skull_out -= skull_in
+    skull_out *= 0.07
+    image += skull_out
+    skull_in -= brain
+    skull_in *= 0.15
+    skull_in += np.multiply(brain, tissue, out=brain)
+    image += skull_in
+    _clip01(image)
+    bias *= 0.12
+    bias += 1
+    image *= bias
     sigma = _noise_sigma(0.02, difficulty)
-    real = image + sigma * nrng.standard_normal(image.shape, dtype=np.float32)
-    imag = sigma * nrng.standard_normal(image.shape, dtype=np.float32)
-    organ = brain > 0
-    mask = (d < 1) & organ & lesion[:, None, None]
-    return np.sqrt(real**2 + imag**2), mask, organ
+    real = nrng.standard_normal(image.shape, dtype=np.float32)
+    real *= sigma
+    real += image
+    imag = nrng.standard_normal(image.shape, dtype=np.float32)
+    imag *= sigma
+    np.square(real, out=real)
+    real += np.square(imag, out=imag)
+    return np.sqrt(real, out=real), mask, organ
 
 
 def _breast(rng, lrng, nrng, g, lesion, difficulty):
@@ -559,50 +765,104 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     s = _misregistration(difficulty)
     cy = _pose(rng, -0.15, 0.15, n, s)
     a, b = _pose(rng, 1.42, 0.22, n, s), _pose(rng, 1.05, 0.1, n, s)
-    dx, dy = g.x + 1, g.y - cy
-    theta = np.arctan2(dy / b, dx / a)
-    wobble = 1 + _u(rng, 0, 0.03, n) * np.cos(3 * theta + _u(rng, 0, 6.3, n))
-    rho = np.sqrt((dx / a) ** 2 + (dy / b) ** 2) / wobble
+    xa, yb = (g.x + 1) / a, (g.y - cy) / b
+    theta = np.arctan2(yb, xa)
+    amp, phase = _u(rng, 0, 0.03, n), _u(rng, 0, 6.3, n)
+    wobble = _wave(amp, phase, 3, theta)
+    wobble += 1
+    rho = xa**2 + yb**2
+    np.sqrt(rho, out=rho)
+    rho /= wobble
     edge = g.px / a
     breast = _inside(rho - 1, edge)
-    thick = np.sqrt(np.clip(1 - rho**2, 0, 1))
+    fallback = breast > 0.5
+    thick = np.square(rho)
+    np.subtract(1, thick, out=thick)
+    np.sqrt(_clip01(thick), out=thick)
     ducts, lobules, fine = _noise(rng, n, g, (0.08, 0.03), 0.045, 0.012)
 
     density = _u(rng, 0.1, 0.9, n)
-    field = 0.6 * ducts + 0.5 * lobules - 3 * np.clip(rho - 0.6, 0, 1)
-    gland = 1 / (1 + np.exp(-(field + 3 * (density - 0.5)) / 0.6))
-    tissue = 0.14 + 0.2 * np.sqrt(thick) + 0.4 * gland * thick**0.3 + 0.03 * fine
-    skin = np.clip(1 - np.abs(rho - 1 + edge) / edge, 0, 1)
-    tissue += 0.1 * skin
+    field = ducts
+    field *= 0.6
+    field += 0.5 * lobules
+    fat = rho - 0.6
+    _clip01(fat)
+    fat *= 3
+    field -= fat
+    field += 3 * (density - 0.5)
+    np.negative(field, out=field)
+    field /= 0.6
+    np.exp(field, out=field)
+    field += 1
+    gland = np.divide(1, field, out=field)
+    tissue = np.sqrt(thick)
+    tissue *= 0.2
+    tissue += 0.14
+    gland *= 0.4
+    gland *= np.power(thick, 0.3, out=thick)
+    tissue += gland
+    fine *= 0.03
+    tissue += fine
+    skin = rho - 1
+    skin += edge
+    np.abs(skin, out=skin)
+    skin /= edge
+    np.subtract(1, skin, out=skin)
+    _clip01(skin)
+    skin *= 0.1
+    tissue += skin
 
     pa, pb = _pose(rng, 0.52, 0.17, n, s), _pose(rng, 1.3, 0.4, n, s)
     pec_line = (g.x + 1) / pa + ((g.y + 1) / pb) ** 1.3
-    pec = _inside((pec_line - 1) * pa, g.px)
-    muscle = 0.62 + 0.12 * np.clip(1 - (g.x + 1) / pa, 0, 1) + 0.03 * lobules
+    pec = pec_line - 1
+    pec *= pa
+    pec = _inside(pec, g.px)
+    muscle = lobules
+    muscle *= 0.03
+    muscle += 0.62 + 0.12 * np.clip(1 - (g.x + 1) / pa, 0, 1)
     body = np.maximum(breast, pec)
-    tissue = _lerp(tissue, muscle, pec)
+    _lerp_into(tissue, muscle, pec)
 
-    core = (rho < 0.8) & (pec_line > 1.15)
-    fallback = breast > 0.5
+    core = _core((rho < 0.8) & (pec_line > 1.15), fallback)
     # Benign look-alikes: dense islands, isolated calcifications, an
     # axillary lymph node with fatty hilum, and a (sometimes calcified) vessel.
-    tissue += _spots(rng, g, _core(core, fallback), 3, 0.5, (1.5, 3.5), (0.08, 0.2))
-    tissue += _spots(rng, g, _core(core, fallback), 3, 0.5, (0.6, 1.0), (0.3, 0.6))
-    node = _core((pec_line > 1.05) & (pec_line < 1.5) & (g.y < 0) & (breast > 0.5), fallback)
+    tissue += _spots(rng, g, core, 3, 0.5, (1.5, 3.5), (0.08, 0.2))
+    tissue += _spots(rng, g, core, 3, 0.5, (0.6, 1.0), (0.3, 0.6))
+    node = _core((pec_line > 1.05) & (pec_line < 1.5) & (g.y < 0) & fallback, fallback)
     node_r, node_c = _pick_pixels(rng, node)
     nd = _norm(g.x - g.coord(node_c)[:, :, None], (g.y - g.coord(node_r)[:, :, None]) / 1.4)
     node_on = _u(rng, 0, 1, n) < 0.4
     node_size = _u(rng, 2.0, 3.0, n) * g.px
-    tissue += node_on * (0.22 * _inside(nd - node_size, g.px) - 0.15 * _inside(nd - 0.45 * node_size, g.px))
-    vr, vc = _pick_pixels(rng, _core(core, fallback))
+    capsule = _inside(nd - node_size, g.px)
+    capsule *= 0.22
+    nd -= 0.45 * node_size
+    hilum = _inside(nd, g.px)
+    hilum *= 0.15
+    capsule -= hilum
+    tissue += np.multiply(node_on, capsule, out=capsule)
+    vr, vc = _pick_pixels(rng, core)
     angle = _u(rng, -0.6, 0.6, n)
-    along = (g.x - g.coord(vc)[:, :, None]) * np.cos(angle) + (g.y - g.coord(vr)[:, :, None]) * np.sin(angle)
-    across = -(g.x - g.coord(vc)[:, :, None]) * np.sin(angle) + (g.y - g.coord(vr)[:, :, None]) * np.cos(angle)
-    across -= _u(rng, -0.8, 0.8, n) * along**2
-    vessel = np.exp(-((across / (0.6 * g.px)) ** 2)) * (np.abs(along) < _u(rng, 0.2, 0.6, n))
+    ox, oy = g.x - g.coord(vc)[:, :, None], g.y - g.coord(vr)[:, :, None]
+    along = ox * np.cos(angle) + oy * np.sin(angle)
+    across = -ox * np.sin(angle) + oy * np.cos(angle)
+    bend = np.square(along)
+    bend *= _u(rng, -0.8, 0.8, n)
+    across -= bend
+    vessel = across
+    vessel /= 0.6 * g.px
+    np.square(vessel, out=vessel)
+    np.negative(vessel, out=vessel)
+    np.exp(vessel, out=vessel)
+    vessel *= np.abs(along) < _u(rng, 0.2, 0.6, n)
     calcified = _u(rng, 0, 1, n) < 0.25
-    beads = np.cos(along / g.px * 2.2) > 0.3
-    tissue += vessel * (0.07 + 0.35 * calcified * beads)
+    beads = along / g.px
+    beads *= 2.2
+    beads = np.cos(beads, out=beads) > 0.3
+    # float64, as 0.35 * calcified is.
+    vessel_att = 0.35 * calcified * beads
+    vessel_att += 0.07
+    vessel_att *= vessel
+    tissue += vessel_att
 
     # Malignant lesion: a mass, a microcalcification cluster, or both.
     c = _lesion_contrast(lrng, n, lesion, difficulty)
@@ -611,20 +871,11 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     # Masses favour the upper-outer quadrant (towards the axilla, top of
     # the MLO view) but can lie anywhere in the gland.
     upper = _u(lrng, 0, 1, n) < 0.6
-    px = np.where(upper, np.float32(-0.45), np.float32(-0.35))
-    py = cy + np.where(upper, np.float32(-0.35), np.float32(0.25))
-    rows, cols = _near(lrng, g, _core(core, fallback), px, py, _site_spread(difficulty))
-    mx, my = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
+    mass_pick = lrng.random((n, 1))
     tilt, elong = _u(lrng, 0, 3.2, n), _u(lrng, 1.0, 1.5, n)
-    mu = mx * np.cos(tilt) + my * np.sin(tilt)
-    mv = (-mx * np.sin(tilt) + my * np.cos(tilt)) * elong
-    phi = np.arctan2(mv, mu)
     spikes = (_u(lrng, 0, 1, n) < 0.4) * _u(lrng, 0.15, 0.35, n)
-    outline = 1 + spikes * np.square(np.square(np.square(np.cos(np.rint(_u(lrng, 5, 9, n)) * phi + _u(lrng, 0, 6.3, n)))))
+    lobes, phase = np.rint(_u(lrng, 5, 9, n)), _u(lrng, 0, 6.3, n)
     radius = np.maximum(_u(lrng, 0.14, 0.24, n), 1.5 * g.px)
-    md = _norm(mu, mv) / (radius * outline)
-    mass = has_mass * 0.7 * np.clip((1 - md) / 0.3, 0, 1) ** 0.5
-
     n_dots = 10
     spread = _u(lrng, 1.0, 2.5, n, n_dots)
     dr = np.clip(np.rint(lrng.standard_normal((n, n_dots)) * spread), -4, 4).astype(np.int64)
@@ -633,26 +884,58 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     on = np.arange(n_dots) < lrng.integers(4, n_dots + 1, size=(n, 1))
     dot_radius = _u(lrng, 0.8, 1.3, n, n_dots) * g.px
     dot_amp = _u(lrng, 0.35, 0.6, n, n_dots) * on
-    calc = np.zeros_like(tissue)
-    # The cluster lies in the same quadrant, around the mass when there is one.
-    crow, ccol = _near(lrng, g, _core(core, fallback), g.coord(cols)[:, :, None],
-                       g.coord(rows)[:, :, None],
-                       np.float32(0.15))
-    for j in range(n_dots):
-        r = np.clip(crow[:, 0] + dr[:, j], 0, g.size - 1)
-        col = np.clip(ccol[:, 0] + dc[:, j], 0, g.size - 1)
-        d2 = (g.x - g.coord(col)[:, None, None]) ** 2 + (g.y - g.coord(r)[:, None, None]) ** 2
-        calc = np.maximum(
-            calc,
-            dot_amp[:, j, None, None] * np.clip(1 - d2 / dot_radius[:, j, None, None] ** 2, 0, 1),
-        )
-    calc *= has_calc
-    tissue += c * body * (mass + calc)
-
-    image = np.clip(_lerp(np.float32(0.02), tissue, body), 0, 1)
-    image += _noise_sigma(0.012, difficulty) * nrng.standard_normal(image.shape, dtype=np.float32)
+    cluster_pick = lrng.random((n, 1))
     organ = body > 0
-    mask = ((mass > 0) | (calc > 0)) & organ & lesion[:, None, None]
+    mask = np.zeros(tissue.shape, bool)
+    i, n_lesions = _lesion_rows(lesion)
+    if n_lesions:
+        px = np.where(upper[i], np.float32(-0.45), np.float32(-0.35))
+        py = cy[i] + np.where(upper[i], np.float32(-0.35), np.float32(0.25))
+        rows, cols = _near(mass_pick[i], g, core[i], px, py, _site_spread(difficulty))
+        mx, my = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
+        cos_t, sin_t = np.cos(tilt[i]), np.sin(tilt[i])
+        mu = mx * cos_t + my * sin_t
+        mv = -mx * sin_t + my * cos_t
+        mv *= elong[i]
+        outline = np.arctan2(mv, mu)
+        outline *= lobes[i]
+        outline += phase[i]
+        np.cos(outline, out=outline)
+        for _ in range(3):
+            np.square(outline, out=outline)
+        outline *= spikes[i]
+        outline += 1
+        md = _norm(mu, mv)
+        outline *= radius[i]
+        md /= outline
+        np.subtract(1, md, out=md)
+        md /= 0.3
+        mass = has_mass[i] * 0.7 * _clip01(md) ** 0.5
+
+        # The cluster lies in the same quadrant, around the mass when there is one.
+        crow, ccol = _near(cluster_pick[i], g, core[i], g.coord(cols)[:, :, None],
+                           g.coord(rows)[:, :, None], np.float32(0.15))
+        canvas = _Canvas(g, len(crow), 1.3)
+        for j in range(n_dots):
+            r = np.clip(crow[:, 0] + dr[i, j], 0, g.size - 1)
+            col = np.clip(ccol[:, 0] + dc[i, j], 0, g.size - 1)
+            index, d2 = canvas.window(r, col)
+            canvas.data[index] = np.maximum(
+                canvas.data[index],
+                dot_amp[i, j, None, None] * np.clip(1 - d2 / dot_radius[i, j, None, None] ** 2, 0, 1),
+            )
+        calc = canvas.image()
+        calc *= has_calc[i]
+        tissue[i] += c[i] * body[i] * (mass + calc)
+        mask[i] = ((mass > 0) | (calc > 0)) & organ[i]
+
+    tissue -= np.float32(0.02)
+    tissue *= body
+    tissue += np.float32(0.02)
+    image = _clip01(tissue)
+    noise = nrng.standard_normal(image.shape, dtype=np.float32)
+    noise *= _noise_sigma(0.012, difficulty)
+    image += noise
     return image, mask, organ
 
 
@@ -661,38 +944,66 @@ def _bone(rng, lrng, nrng, g, lesion, difficulty, site="long"):
     spine = rng.random(n) < 0.4  # drawn whatever ``site``, to keep the stream
     if site != "mixed":
         spine[:] = site == "spine"
-    image = np.empty((n, g.size, g.size), np.float32)
-    mask = np.empty(image.shape, bool)
-    organ = np.empty(image.shape, bool)
-    for part, draw in ((~spine, _long_bone), (spine, _spine)):
-        if part.any():
+    if spine.all() or not spine.any():  # one bone for all: no gathering
+        image, soft_att, mask, organ = (_spine if spine[0] else _long_bone)(
+            rng, lrng, g, lesion, difficulty
+        )
+        image += soft_att
+    else:
+        image = np.empty((n, g.size, g.size), np.float32)
+        mask = np.empty(image.shape, bool)
+        organ = np.empty(image.shape, bool)
+        for part, draw in ((~spine, _long_bone), (spine, _spine)):
             att, soft_att, m, o = draw(rng, lrng, g, lesion[part], difficulty)
-            image[part], mask[part], organ[part] = att + soft_att, m, o
+            att += soft_att
+            image[part], mask[part], organ[part] = att, m, o
     # Film response: attenuation saturates, bone bright on dark air; a linear
     # heel-effect exposure gradient.
     heel = 1 + _u(rng, -0.08, 0.08, n) * g.y
-    image = (0.03 + 0.95 * (1 - np.exp(-image))) * heel
-    image += _noise_sigma(0.012, difficulty) * nrng.standard_normal(image.shape, dtype=np.float32)
+    np.negative(image, out=image)
+    np.exp(image, out=image)
+    np.subtract(1, image, out=image)
+    image *= 0.95
+    image += 0.03
+    image *= heel
+    noise = nrng.standard_normal(image.shape, dtype=np.float32)
+    noise *= _noise_sigma(0.012, difficulty)
+    image += noise
     return image, mask, organ
 
 
-def _bone_lesion(lrng, g, n, lesion, difficulty, region, radius, along=None, site=None):
-    """Lytic or sclerotic lesion profile and its sign (-1 lytic, +1 sclerotic).
+def _bone_lesion(lrng, g, lesion, difficulty, bone_att, organ, region, radius, site, gain,
+                 along=None):
+    """Add a lytic or sclerotic (gain ``gain``) lesion to ``bone_att``; return its mask.
 
-    The centre lies in ``region``, scattered around ``site`` (x, y).
+    The centre lies in ``region`` (given for the patients with a lesion
+    only), scattered around ``site`` (x, y); ``along`` stretches the lesion
+    along the bone axis given as an angle.
     """
+    n = lesion.size
     c = _lesion_contrast(lrng, n, lesion, difficulty)
-    rows, cols = _near(lrng, g, region, *site, _site_spread(difficulty))
-    lx, ly = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
-    if along is not None:  # stretch along the bone axis given as an angle
-        lx, ly = (
-            lx * np.cos(along) - ly * np.sin(along),
-            (lx * np.sin(along) + ly * np.cos(along)) / _u(lrng, 1.0, 1.8, n),
-        )
-    d = _norm(lx, ly) / np.maximum(radius * _u(lrng, 0.8, 1.2, n), 1.5 * g.px)
+    pick = lrng.random((n, 1))
+    stretch = None if along is None else _u(lrng, 1.0, 1.8, n)
+    size = _u(lrng, 0.8, 1.2, n)
     lytic = _u(lrng, 0, 1, n) < 0.5
-    profile = c * np.clip((1 - d) / 0.3, 0, 1)
-    return profile, lytic, d < 1
+    mask = np.zeros(bone_att.shape, bool)
+    i, n_lesions = _lesion_rows(lesion)
+    if not n_lesions:
+        return mask
+    rows, cols = _near(pick[i], g, region, site[0][i], site[1][i], _site_spread(difficulty))
+    lx, ly = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
+    if along is not None:
+        cos_a, sin_a = np.cos(along[i]), np.sin(along[i])
+        lx, ly = lx * cos_a - ly * sin_a, (lx * sin_a + ly * cos_a) / stretch[i]
+    d = _norm(lx, ly)
+    d /= np.maximum(radius[i] * size[i], 1.5 * g.px)
+    profile = 1 - d
+    profile /= 0.3
+    np.multiply(c[i], _clip01(profile), out=profile)
+    att, org = bone_att[i], organ[i]
+    bone_att[i] = np.where(lytic[i], att * (1 - 0.85 * profile), att + gain * profile * org)
+    mask[i] = (d < 1) & org
+    return mask
 
 
 def _long_bone(rng, lrng, g, lesion, difficulty):
@@ -701,38 +1012,75 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
     s = _misregistration(difficulty)
     alpha = _pose(rng, 0, 0.35, n, s)
     x0, r0 = _pose(rng, 0, 0.12, n, s), _pose(rng, 0.175, 0.035, n, s)
-    u = (g.x - x0) * np.cos(alpha) - g.y * np.sin(alpha)
-    v = (g.x - x0) * np.sin(alpha) + g.y * np.cos(alpha)
-    u = u - _u(rng, -0.06, 0.06, n) * v**2  # gentle bowing
+    ox = g.x - x0
+    u = ox * np.cos(alpha) - g.y * np.sin(alpha)
+    v = ox * np.sin(alpha) + g.y * np.cos(alpha)
+    bow = np.square(v)
+    bow *= _u(rng, -0.06, 0.06, n)  # gentle bowing
+    u -= bow
     _u(rng, 0, 1, n)  # was the end's side; kept so later draws do not shift
     end = np.float32(-1)
-    flare = np.exp(-(((v * end - 1.0) / 0.35) ** 2))
-    r_out = r0 * (1 + _u(rng, 0.5, 1.0, n) * flare)
-    r_in = r_out - _u(rng, 0.25, 0.4, n) * r0 * (1 - 0.6 * flare)
-    soft_r = r0 * _u(rng, 2.4, 3.4, n) * (1 + 0.15 * flare)
+    v_end = v * end
+    flare = v_end - 1.0
+    flare /= 0.35
+    np.square(flare, out=flare)
+    np.negative(flare, out=flare)
+    np.exp(flare, out=flare)
+    r_out = _u(rng, 0.5, 1.0, n) * flare
+    r_out += 1
+    r_out *= r0
+    r_in = 0.6 * flare
+    np.subtract(1, r_in, out=r_in)
+    r_in *= _u(rng, 0.25, 0.4, n) * r0
+    np.subtract(r_out, r_in, out=r_in)
+    soft_r = 0.15 * flare
+    soft_r += 1
+    soft_r *= r0 * _u(rng, 2.4, 3.4, n)
+    u2 = np.square(u)
 
     def chord(r):
-        return 2 * np.sqrt(np.clip(r**2 - u**2, 0, None))
+        c = np.square(r)
+        c -= u2
+        np.clip(c, 0, None, out=c)
+        np.sqrt(c, out=c)
+        c *= 2
+        return c
 
     trabeculae, soft_tex = _noise(rng, n, g, (0.015, 0.035), 0.15)
-    cortex = chord(r_out) - chord(r_in)
-    medulla = chord(r_in) * (1 + 0.35 * trabeculae * (0.5 + flare))
-    bone_att = (1.3 * cortex + 0.15 * medulla) / (2 * r0)
-    soft_att = 0.4 * chord(soft_r) / (2 * soft_r) * (1 + 0.05 * soft_tex)
-    organ = np.abs(u) < r_out
+    bone_att = chord(r_out)  # the cortex, then the attenuation
+    medulla = chord(r_in)
+    bone_att -= medulla
+    trabeculae *= 0.35
+    flare += 0.5
+    trabeculae *= flare
+    trabeculae += 1
+    medulla *= trabeculae
+    bone_att *= 1.3
+    medulla *= 0.15
+    bone_att += medulla
+    bone_att /= 2 * r0
+    soft_chord = chord(soft_r)
+    soft_att = 0.4 * soft_chord
+    soft_att /= 2 * soft_r
+    soft_tex *= 0.05
+    soft_tex += 1
+    soft_att *= soft_tex
+    abs_u = np.abs(u)
+    organ = abs_u < r_out
     # Benign bone islands (sclerotic look-alikes) and soft-tissue calcification.
-    bone_att += _spots(rng, g, _core(np.abs(u) < r_in, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6)) * organ
-    soft_att += _spots(rng, g, _core(~organ & (chord(soft_r) > 0), organ), 2, 0.3, (0.6, 1.0), (0.3, 0.5))
+    islands = _spots(rng, g, _core(abs_u < r_in, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6))
+    islands *= organ
+    bone_att += islands
+    soft_att += _spots(rng, g, _core(~organ & (soft_chord > 0), organ), 2, 0.3, (0.6, 1.0), (0.3, 0.5))
 
     # Metastases favour the metaphysis, at the flaring end of the shaft; the
     # lesion is wide enough to breach the cortex.
-    region = _core((np.abs(u) < 0.5 * r_in) & (v * end > 0.1) & (v * end < 0.8), organ)
+    i, _ = _lesion_rows(lesion)
+    region = _core((abs_u[i] < 0.5 * r_in[i]) & (v_end[i] > 0.1) & (v_end[i] < 0.8), organ[i])
     site_x = x0 + 0.55 * end * np.sin(alpha)
     site_y = 0.55 * end * np.cos(alpha)
-    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, r0 * 1.6,
-                                          alpha, site=(site_x, site_y))
-    bone_att = np.where(lytic, bone_att * (1 - 0.85 * profile), bone_att + 0.9 * profile * organ)
-    mask = inside & organ & lesion[:, None, None]
+    mask = _bone_lesion(lrng, g, lesion, difficulty, bone_att, organ, region, r0 * 1.6,
+                        (site_x, site_y), 0.9, along=alpha)
     return bone_att, soft_att, mask, organ
 
 
@@ -751,35 +1099,74 @@ def _spine(rng, lrng, g, lesion, difficulty):
     yc = y_shift + level * (height + gap)
     xc = x0 + curve * yc**2
     tilt = 2 * curve * yc
-    bx = (g.x - xc) * np.cos(tilt) + (g.y - yc) * np.sin(tilt)
-    by = -(g.x - xc) * np.sin(tilt) + (g.y - yc) * np.cos(tilt)
+    cos_t, sin_t = np.cos(tilt), np.sin(tilt)
+    oy = g.y - yc
+    ox = g.x - xc
+    bx = ox * cos_t
+    bx += oy * sin_t
+    by = np.negative(ox, out=ox)
+    by *= sin_t
+    by += oy * cos_t
     w = half_w * (1 + 0.04 * (level + 2))  # lower vertebrae are wider
-    q = np.square(np.square(bx / w)) + np.square(np.square(by / (height / 2)))
-    body_s = np.sqrt(np.sqrt(q))  # superellipse radius, 1 on the outline
-    body = _inside((body_s - 1) * height / 2, g.px)
-    rim = np.clip(1 - np.square((body_s - 0.93) / 0.09), 0, 1)
-    att = 0.55 + 0.08 * trabeculae + 0.5 * rim
+    q = bx / w
+    np.square(q, out=q)
+    np.square(q, out=q)
+    qy = by / (height / 2)
+    np.square(qy, out=qy)
+    q += np.square(qy, out=qy)
+    body_s = np.sqrt(q, out=q)
+    np.sqrt(body_s, out=body_s)  # superellipse radius, 1 on the outline
+    body = body_s - 1
+    body *= height
+    body /= 2
+    body = _inside(body, g.px)
+    rim = body_s - 0.93
+    rim /= 0.09
+    np.square(rim, out=rim)
+    np.subtract(1, rim, out=rim)
+    _clip01(rim)
+    att = trabeculae
+    att *= 0.08
+    att += 0.55
+    rim *= 0.5
+    att += rim
     for side in (-1, 1):  # pedicles seen end-on as oval rings
-        e = _norm((bx - side * 0.62 * w) / (0.12 * w), (by + 0.18 * height) / (0.2 * height))
-        att += 0.45 * np.clip(1 - np.square((e - 1) / 0.45), 0, 1)
+        ex = bx - side * 0.62 * w
+        ex /= 0.12 * w
+        ey = by + 0.18 * height
+        ey /= 0.2 * height
+        e = _norm(ex, ey)
+        e -= 1
+        e /= 0.45
+        np.square(e, out=e)
+        np.subtract(1, e, out=e)
+        _clip01(e)
+        e *= 0.45
+        att += e
     e = _norm(bx / (0.07 * w), (by - 0.12 * height) / (0.25 * height))
-    att += 0.3 * _inside((e - 1) * 0.07 * w, g.px)  # spinous process
-    bone_att = body * att
+    e -= 1
+    e *= 0.07
+    e *= w
+    process = _inside(e, g.px)  # spinous process
+    process *= 0.3
+    att += process
+    bone_att = np.multiply(body, att, out=att)
     organ = body_s < 1 + g.px / (0.5 * height)
     soft_att = np.broadcast_to(0.3 + 0.12 * (1 - g.x**2), bone_att.shape).copy()
     # Benign look-alikes: bone islands and bowel gas overlying the spine.
-    bone_att += _spots(rng, g, _core(body_s < 0.8, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6)) * organ
+    islands = _spots(rng, g, _core(body_s < 0.8, organ), 2, 0.4, (0.8, 1.6), (0.3, 0.6))
+    islands *= organ
+    bone_att += islands
     soft_att -= _spots(rng, g, np.ones_like(organ), 5, 0.5, (1.5, 4.0), (0.15, 0.3))
 
-    region = _core(body_s < 0.5, organ)
+    i, _ = _lesion_rows(lesion)
+    region = _core(body_s[i] < 0.5, organ[i])
     # Site: the centre of one vertebral body, the middle three more often.
     lv = np.clip(np.rint(_u(lrng, -2.4, 2.4, n)), -2, 2)
     site_y = y_shift + lv * (height + gap)
     site_x = x0 + curve * site_y**2
-    profile, lytic, inside = _bone_lesion(lrng, g, n, lesion, difficulty, region, 0.7 * half_w,
-                                          site=(site_x, site_y))
-    bone_att = np.where(lytic, bone_att * (1 - 0.85 * profile), bone_att + 0.8 * profile * organ)
-    mask = inside & organ & lesion[:, None, None]
+    mask = _bone_lesion(lrng, g, lesion, difficulty, bone_att, organ, region, 0.7 * half_w,
+                        (site_x, site_y), 0.8)
     return bone_att, soft_att, mask, organ
 
 
