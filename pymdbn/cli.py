@@ -258,14 +258,69 @@ def bench_dir():
                      "pymdbn) nor a source checkout's bench/ folder has them; reinstall pymdbn")
 
 
+#: Options of pymdbn's own benchmark (pymdbn.benchmark), which the scripts do not take.
+_BENCH_OPTIONS = ("suite", "shapes", "n", "threads", "dtype", "rounds", "implementations",
+                  "unset_openblas_env", "json", "markdown")
+
+
 def _cmd_bench(args):
+    if not args.names:
+        _run_benchmark(args)
+        return
+    given = [f"--{k.replace('_', '-')}" for k in _BENCH_OPTIONS if getattr(args, k)]
+    if given:
+        raise ValueError(f"{given[0]} is an option of pymdbn's own benchmark, not of the "
+                         f"benchmark scripts ({', '.join(args.names)}): give one or the other")
+    _run_scripts(args)
+
+
+def _run_benchmark(args):
+    from pymdbn import benchmark
+    from pymdbn._atomic import write_json, write_text
+
+    outputs = [p for p in (args.json, args.markdown) if p]
+    if len(outputs) == 2 and os.path.abspath(outputs[0]) == os.path.abspath(outputs[1]):
+        raise ValueError("--json and --markdown name the same file")
+    for path in outputs:
+        _output_file(path, args.overwrite)
+    record = benchmark.run_benchmark(
+        args.suite or "all", shapes=args.shapes, n_samples=args.n,
+        threads=args.threads or (1, 2), dtypes=args.dtype or ("float32",),
+        rounds=args.rounds, implementations=args.implementations,
+        unset_openblas_env=args.unset_openblas_env, quick=args.quick,
+        argv=_bench_command(args), quiet=args.quiet)
+    text = benchmark.to_markdown(record)
+    print(text)
+    if args.json:
+        write_json(args.json, record)
+    if args.markdown:
+        write_text(args.markdown, text + "\n")
+
+
+def _bench_command(args):
+    """The options of this run, as a command line for the record."""
+    out = []
+    for key in _BENCH_OPTIONS + ("quick", "overwrite", "quiet"):
+        value = getattr(args, key)
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            out.append(flag)
+        elif value:
+            items = value if isinstance(value, list) else [value]
+            out += [flag] + [",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+                             for v in items]
+    return out
+
+
+def _run_scripts(args):
     import subprocess
 
-    names = [n.removesuffix(".py") + ".py" for n in args.names] or list(_BENCHES)
+    names = [n.removesuffix(".py") + ".py" for n in args.names]
     unknown = [n[:-3] for n in names if n not in _BENCHES]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from "
-                         f"{', '.join(s[:-3] for s in _BENCHES)}")
+                         f"{', '.join(s[:-3] for s in _BENCHES)} (the suites of pymdbn's own "
+                         "benchmark are chosen with --suite)")
     folder = bench_dir()
     failed = []
     for script in names:
@@ -327,6 +382,18 @@ def _positive_int(flag):
 def _fraction(flag):
     """argparse ``type=``: a float in [0, 1]."""
     return _number(flag, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+
+
+def _shape(text):
+    """argparse ``type=``: V,H,B, three positive integers."""
+    try:
+        shape = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"--shapes must be V,H,B (visible, hidden and batch "
+                                         f"sizes, positive integers), got {text}")
+    return shape
 
 
 def _class_list(text):
@@ -454,11 +521,40 @@ def build_parser():
     common(sp, seed=False)
     sp.set_defaults(func=_cmd_experiment)
 
-    sp = sub.add_parser("bench", help="run the benchmark suite (bench/ of the checkout, or "
-                        "the copy installed with pymdbn)")
+    from pymdbn.benchmark import IMPLEMENTATIONS, SUITES
+
+    sp = sub.add_parser("bench", help="time a CD-1 epoch against its GEMM bound, NumPy, "
+                        "scikit-learn and PyTorch, and how it scales; or run the benchmark "
+                        "scripts by NAME")
     sp.add_argument("names", nargs="*", metavar="NAME",
-                    help=f"benchmarks to run (default all: {', '.join(s[:-3] for s in _BENCHES)})")
+                    help=f"run these benchmark scripts instead (bench/ of the checkout, or the "
+                         f"copy installed with pymdbn): {', '.join(s[:-3] for s in _BENCHES)}")
+    sp.add_argument("--suite", choices=SUITES,
+                    help="cd: one CD-1 epoch every way; scaling: against N, V H, the batch "
+                         "size, threads, and an MDBN fit's peak memory; all (default)")
+    sp.add_argument("--shapes", nargs="+", type=_shape, metavar="V,H,B",
+                    help="visible, hidden and batch sizes of the cd suite (default 784,512,128 "
+                         "4096,1024,256; 784,512,128 with --quick)")
+    sp.add_argument("--n", type=_positive_int("--n"),
+                    help="rows per epoch (default 10000, 1000 with --quick)")
+    sp.add_argument("--threads", nargs="+", type=_positive_int("--threads"), metavar="T",
+                    help="thread counts (default 1 2)")
+    sp.add_argument("--dtype", nargs="+", choices=["float32", "bfloat16"],
+                    help="dtypes of the cd suite (default float32)")
+    sp.add_argument("--rounds", type=_positive_int("--rounds"),
+                    help="timed epochs per implementation and configuration, taken in turns "
+                         "(default 5, 2 with --quick)")
+    sp.add_argument("--implementations", nargs="+", choices=IMPLEMENTATIONS, metavar="IMPL",
+                    help=f"columns of the cd suite to measure, of {', '.join(IMPLEMENTATIONS)} "
+                         "(default all)")
+    sp.add_argument("--unset-openblas-env", action="store_true",
+                    help="drop OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE from the workers' "
+                         "environment (the record says so)")
+    sp.add_argument("--json", metavar="PATH", help="write the full record here")
+    sp.add_argument("--markdown", metavar="PATH", help="write the tables here (also printed)")
     sp.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    overwrite(sp)
+    common(sp, seed=False)
     sp.set_defaults(func=_cmd_bench)
 
     sp = sub.add_parser("digits", help="RBM features for digit classification "
