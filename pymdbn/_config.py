@@ -44,8 +44,10 @@ def show_config(mode="stdout"):
         (whether the CUDA backend is usable here), ``cuda_info`` (its build and device
         when it is, else ``cuda_unavailable``: why not), ``backend`` (the
         backend host arrays run on, see :mod:`pymdbn.backend`), ``backend_source``
-        (``'PYMDBN_BACKEND'`` when the environment chose it, else ``'default'``) and
-        ``backends`` (those that load here).
+        (``'PYMDBN_BACKEND'`` when the environment chose it, else ``'default'``),
+        ``backends`` (those that load here), ``bfloat16`` (whether ``dtype='bfloat16'``
+        gets bfloat16 products on the host backend) and ``bfloat16_info`` (the library and
+        CPU feature, or why not). ``onednn_compiled``: the build can load oneDNN.
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
@@ -59,6 +61,7 @@ def show_config(mode="stdout"):
         info["cuda_info"] = backend.get("cuda").build_info()
     else:
         info["cuda_unavailable"] = reason
+    info["bfloat16"], info["bfloat16_info"] = backend.bfloat16_status()
     threads = get_num_threads()
     info["openmp_threads"] = threads["openmp"]
     info["blas_threads"] = threads["blas"]

@@ -37,7 +37,9 @@ UNIT_LEFT = Interval(Real, 0, 1, closed="left")            # [0, 1): momentum, d
 UNIT_OPEN = Interval(Real, 0, 1, closed="neither")         # (0, 1): fractions, targets
 # The sampler gives every Gibbs step of a batch its own Philox stream, 256 per batch.
 GIBBS_STEPS = Interval(Integral, 1, 127, closed="both")
-DTYPES = StrOptions({"float32", "float64"})
+# 'bfloat16': float32 parameters and data, bfloat16 operands of the matrix products
+# (pymdbn.backend.matmul_precision).
+DTYPES = StrOptions({"float32", "float64", "bfloat16"})
 
 
 def check_value(name, value, constraints, caller):

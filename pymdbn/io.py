@@ -93,6 +93,9 @@ _KEY = re.compile(r"a[0-9]{1,9}\Z")
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _HEADER_KEYS = {"format", "format_version", "pymdbn_version", "estimator", "params",
                 "state", "arrays"}
+# The estimators' dtype parameter values ('bfloat16' stores float32 arrays).
+_DTYPES = ("float32", "float64", "bfloat16")
+
 _ENTRY_KEYS = {"name", "key", "shape", "dtype", "sha256", "object"}
 
 
@@ -304,6 +307,8 @@ class _Arrays:
             want = tuple("any" if e is None else e for e in shape)
             raise _Invalid(f"array {full!r} has shape {actual}, the model's "
                            f"hyperparameters imply {want}")
+        if dtype == "bfloat16":  # float32 master weights, bfloat16 products
+            dtype = "float32"
         if dt.kind not in kinds or (dtype is not None and dt != np.dtype(dtype)):
             want = np.dtype(dtype).name if dtype is not None else f"kind {kinds!r}"
             raise _Invalid(f"array {full!r} has dtype {dt.name}, expected {want}")
@@ -326,8 +331,8 @@ def _check_rbm(params, state, arrays, n_features=None, dtype=None):
     if n_features is not None and f != n_features:
         raise _Invalid(f"RBM n_features_in is {f}, the layer below has {n_features} units")
     dtype = params.get("dtype") if dtype is None else dtype
-    if dtype not in (None, "float32", "float64"):
-        raise _Invalid(f"RBM dtype {dtype!r} is not 'float32' or 'float64'")
+    if dtype not in (None, *_DTYPES):
+        raise _Invalid(f"RBM dtype {dtype!r} is not one of {_DTYPES}")
     dt = arrays.expect("components_", (n, f), dtype=dtype)
     for name, shape in [("intercept_hidden_", (n,)), ("intercept_visible_", (f,)),
                         ("h_samples_", (None, n)), ("velocity_components_", (n, f)),
@@ -360,8 +365,8 @@ def _check_classes(n_classes):
 def _check_dbn(params, state, arrays, n_features=None):
     sizes = _dbn_sizes(params, "DBN")
     dtype = params.get("dtype")
-    if dtype not in ("float32", "float64"):
-        raise _Invalid(f"DBN dtype {dtype!r} is not 'float32' or 'float64'")
+    if dtype not in _DTYPES:
+        raise _Invalid(f"DBN dtype {dtype!r} is not one of {_DTYPES}")
     state = _obj(state, "DBN state", ("n_features_in", "rbms"))
     f = _int(state["n_features_in"], "DBN n_features_in", 1)
     if n_features is not None and f != n_features:
@@ -476,8 +481,8 @@ def _mdbn_sizes(params):
 def _check_mdbn(params, state, arrays, encoded_params):
     pathways, joint = _mdbn_sizes(params)
     dtype = params.get("dtype")
-    if dtype not in ("float32", "float64"):
-        raise _Invalid(f"MDBN dtype {dtype!r} is not 'float32' or 'float64'")
+    if dtype not in _DTYPES:
+        raise _Invalid(f"MDBN dtype {dtype!r} is not one of {_DTYPES}")
     state = _obj(state, "MDBN state", ("modalities", "clip", "meta", "depths", "n_joint"))
     meta = _obj(state["meta"], "MDBN meta",
                 ("classes", "image_shapes", "params", "dtype", "per_feature", "per_image",

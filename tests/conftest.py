@@ -1,9 +1,11 @@
 """Shared fixtures: the tolerance table, the kernel backends, the default and extended seeds."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
-from pymdbn import backend
+from pymdbn import _matmul, backend
 
 # One tolerance table per dtype: name -> dict(rtol=..., atol=...), the reason beside each.
 TOLERANCES = {
@@ -129,12 +131,40 @@ def kernels(request):
     return backend.get(request.param)
 
 
+# The kernel dtypes, and 'bfloat16': float32 arrays whose products round their operands
+# to bfloat16, in the kernels and in the twins alike (pymdbn._matmul); both then sum the
+# same exact products in float32, so the float32 tolerances hold.
+KERNEL_DTYPES = (*backend.DTYPES, "bfloat16")
+
+
+@contextlib.contextmanager
+def bfloat16_products(module):
+    """Products with bfloat16 operands in ``module``'s kernels and in the twins; skips
+    where the backend has no bfloat16 products (no oneDNN, or no AVX512_BF16/AMX)."""
+    ok, detail = module.bfloat16_status()
+    if not ok:
+        pytest.skip(f"bfloat16 products unavailable: {detail}")
+    module.set_matmul_precision("bfloat16")
+    _matmul.set_precision("bfloat16")
+    try:
+        yield
+    finally:
+        module.set_matmul_precision("float32")
+        _matmul.set_precision("float32")
+
+
 @pytest.fixture(params=[_backend_param(name, dt) for name in backend.BACKENDS
-                        for dt in backend.DTYPES])
+                        for dt in KERNEL_DTYPES])
 def kernels_dtype(request):
-    """(backend module, NumPy float type) for every backend and dtype, ids like cpu-float32."""
+    """(backend module, NumPy float type) for every backend and dtype, ids like cpu-float32;
+    the bfloat16 ids give float32 with bfloat16 products."""
     name, dt = request.param
-    return backend.get(name), np.dtype(dt).type
+    module = backend.get(name)
+    if dt != "bfloat16":
+        yield module, np.dtype(dt).type
+        return
+    with bfloat16_products(module):
+        yield module, np.float32
 
 
 def random_rbm(rng, n_visible, n_hidden, dtype, scale=0.5):

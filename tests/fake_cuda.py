@@ -112,3 +112,15 @@ def set_num_threads(n):
 
 def synchronize():
     pass
+
+
+def bfloat16_status():
+    return backend.get("cpu").bfloat16_status()
+
+
+def get_matmul_precision():
+    return backend.get("cpu").get_matmul_precision()
+
+
+def set_matmul_precision(precision):
+    backend.get("cpu").set_matmul_precision(precision)

@@ -15,19 +15,27 @@ import sys
 import numpy as np
 import pytest
 
+from pymdbn import backend
+
 THREADS = (1, 2, 3, 4)
 
 _SCRIPT = r"""
-import sys, numpy as np, pymdbn
+import contextlib, sys, numpy as np, pymdbn
 from pymdbn import backend
 cpu = backend.get("cpu")
 
 threads, path = int(sys.argv[1]), sys.argv[2]
 assert pymdbn.get_num_threads()["openmp"] == threads, pymdbn.get_num_threads()
 out = {}
-for dt in (np.float32, np.float64):
-    name = np.dtype(dt).name
+# bfloat16: float32 arrays, bfloat16 products (oneDNN's, one thread per row tile).
+cases = [("float32", np.float32), ("float64", np.float64)]
+if cpu.bfloat16_status()[0]:
+    cases.append(("bfloat16", np.float32))
+for name, dt in cases:
     rng = np.random.default_rng(0)
+    products = (backend.matmul_precision("bfloat16") if name == "bfloat16"
+                else contextlib.nullcontext())
+    products.__enter__()
     # GEMMs, every transpose the kernels use, odd sizes (edge blocks) included.
     x = rng.standard_normal((600, 256)).astype(dt)
     w = rng.standard_normal((128, 256)).astype(dt)
@@ -81,6 +89,7 @@ for dt in (np.float32, np.float64):
         e = m.explain(Xm, composite=comp)
         for k, v in e.relevance.items():
             out[f"mdbn_lrp_{comp}_{k}_{name}"] = v
+    products.__exit__(None, None, None)
 np.savez(path, **out)
 """
 
@@ -100,17 +109,19 @@ def runs(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 @pytest.mark.parametrize("what", ["affine", "rbm", "dbn", "mdbn"])
 @pytest.mark.parametrize("threads", THREADS[1:])
 def test_bit_identical_to_one_thread(runs, threads, what, dtype):
     one, other = runs[1], runs[threads]
     keys = [k for k in one if k.startswith(what + "_") or k.startswith(what + "2_")]
     keys = [k for k in keys if k.endswith("_" + dtype)]
+    if dtype == "bfloat16" and not keys:
+        pytest.skip(f"bfloat16 products unavailable: {backend.bfloat16_status()[1]}")
     assert keys and set(one) == set(other)
     for key in keys:
-        if "proba" not in key:  # probabilities are float64 for both model dtypes
-            assert one[key].dtype == np.dtype(dtype), key
+        if "proba" not in key:  # probabilities are float64 for every model dtype
+            assert one[key].dtype == backend.storage_dtype(dtype), key
         np.testing.assert_array_equal(other[key], one[key], err_msg=key)
 
 

@@ -74,6 +74,14 @@ void bind_config(py::module_& m) {
     d["blas"] = "cuBLAS";
     return d;
   });
+  m.def("set_matmul_precision", [](const std::string& p) {
+    expect(p == "float32" || p == "bfloat16",
+           "matmul precision must be 'float32' or 'bfloat16', got '" + p + "'");
+    cuda::set_bfloat16_products(p == "bfloat16");
+  }, py::arg("precision"), "The operand precision of float32 products, for this thread.");
+  m.def("get_matmul_precision", [] {
+    return cuda::bfloat16_products() ? "bfloat16" : "float32";
+  });
   m.def("device_count", &cuda::device_count);
   m.def("unavailable_reason", &cuda::unavailable_reason);
   m.def("device_name", &cuda::device_name);

@@ -7,6 +7,31 @@
 
 namespace pymdbn::cpu {
 
+// The operands' precision of float32 products. BFloat16: each operand is rounded to
+// bfloat16 (to nearest, ties to even), the products are summed in float32 (oneDNN;
+// onednn.h); float64 products are unaffected. Set per calling thread (the thread that
+// calls an op; the op's OpenMP workers take it from there).
+enum class Precision : int { Float32 = 0, BFloat16 = 1 };
+// Throws std::invalid_argument for BFloat16 when oneDNN is not loaded.
+void set_matmul_precision(Precision p);
+Precision matmul_precision();
+
+// While alive, the calling thread's bfloat16 products whose B operand is exactly x (same
+// data, shape and stride, as stored) take this rounded copy instead of rounding x again:
+// for weights that several products of a CD step share and nothing changes in between.
+// A no-op for float64 or when the thread's precision is Float32.
+class PinnedBf16 {
+ public:
+  explicit PinnedBf16(CMat<float> x);
+  explicit PinnedBf16(CMat<double>) {}
+  ~PinnedBf16();
+  PinnedBf16(const PinnedBf16&) = delete;
+  PinnedBf16& operator=(const PinnedBf16&) = delete;
+
+ private:
+  bool active_ = false;
+};
+
 // C = alpha * op(A) op(B) + beta * C, with op(X) = X or X^T; all row-major.
 // C is computed as the tiles of gemm_tiles(m, n, k), one single-threaded BLAS call per
 // tile over the whole of k; OpenMP threads share the tiles. OpenBLAS rounds a product
@@ -19,6 +44,7 @@ void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat
 // elements (the last row and column of tiles may be smaller), numbered row-major.
 struct GemmTiles {
   index_t m = 0, n = 0, tm = 0, tn = 0, rows = 0, cols = 0;
+  Precision precision = Precision::Float32;  // the calling thread's, for gemm_tile
   index_t count() const { return rows * cols; }
   index_t row0(index_t t) const { return (t / cols) * tm; }
   index_t col0(index_t t) const { return (t % cols) * tn; }
@@ -26,7 +52,8 @@ struct GemmTiles {
   index_t width(index_t t) const { return col0(t) + tn < n ? tn : n - col0(t); }
 };
 
-// A function of the shape only, never of the thread count.
+// A function of the shape only, never of the thread count (and of the calling thread's
+// precision).
 GemmTiles gemm_tiles(index_t m, index_t n, index_t k);
 
 // Tile t of gemm's C = alpha op(A) op(B) + beta C, single-threaded, written to dst

@@ -25,6 +25,7 @@ double cd_gradient(CMat<T> v0, CMat<T> w, CVec<T> b_visible, CVec<T> b_hidden, M
   Mat<T> vm(buf_vm.get(), b, nv), h0(buf_h0.get(), b, nh);
   const std::uint64_t base = step * 256u;
   auto rng = [&](std::uint64_t j) { return CounterRNG{cfg.seed, base + j, row_offset}; };
+  PinnedBf16 w16(w);  // bfloat16 products: the weights rounded once for the step's 2k + 1
 
   // Positive phase; h0 starts the chain for CD and gives the reconstruction error.
   gibbs_hidden<T>(v0, w, b_hidden, cfg.clip, rng(0), ph0, h0);

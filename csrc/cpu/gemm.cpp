@@ -2,8 +2,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+#include <stdexcept>
+#include <type_traits>
 
 #include "blas.h"
+#include "onednn.h"
 #include "pymdbn/ops.h"
 
 // OpenBLAS runs single-threaded (set when the module loads) and the GEMMs are split
@@ -69,13 +76,42 @@ index_t side(index_t len, index_t p, index_t min_side) {
 
 }  // namespace
 
+namespace {
+thread_local Precision precision_ = Precision::Float32;
+}  // namespace
+
+void set_matmul_precision(Precision p) {
+  if (p == Precision::BFloat16 && !onednn::loaded())
+    throw std::invalid_argument("bfloat16 products need oneDNN, which is not loaded");
+  precision_ = p;
+}
+Precision matmul_precision() { return precision_; }
+
+
 GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
   GemmTiles g;
+  g.precision = precision_;
   g.m = m;
   g.n = n;
   g.tm = std::max<index_t>(m, 1);
   g.tn = std::max<index_t>(n, 1);
   const double work = double(m) * double(n) * double(k);
+  if (g.precision == Precision::BFloat16) {
+    // Row tiles only: oneDNN runs its AMX/AVX512_BF16 kernels (brgemm) on dense outputs
+    // and falls back to slower ones for a strided tile of C (seen with ONEDNN_VERBOSE=1:
+    // gemm:jit or ref:any instead of brg:avx512_core_amx). Rows in whole 16-row blocks.
+    for (index_t count : {12, 8, 6, 4, 2}) {
+      if (work < double(count) * kTileFlops) continue;
+      const index_t tm = side(m, count, kAlign);
+      if (tm) {
+        g.tm = tm;
+        break;
+      }
+    }
+    g.rows = (m + g.tm - 1) / g.tm;
+    g.cols = 1;
+    return g;
+  }
   // Tile counts tried, most first: all even, so that 2 threads always get equal shares;
   // 12 also splits evenly over 3, 4 and 6 threads. One tile when none fits.
   for (index_t count : {12, 8, 6, 4, 2}) {
@@ -100,6 +136,62 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
 
 namespace {
 
+// bfloat16 bits of x, rounded to nearest even (NaN stays NaN).
+inline std::uint16_t to_bf16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  const std::uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? std::uint16_t((u >> 16) | 0x40u) : std::uint16_t(r);
+}
+
+// Rows [r0, r0 + rows) of op(X) (X if !trans, else X^T; k = its width) as bfloat16,
+// dense row-major (ld = k), into buf (kept by the caller: a fresh allocation per product
+// costs its page faults every time). Integer arithmetic only: FTZ/DAZ do not matter.
+const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t rows,
+                                  bool parallel, std::vector<std::uint16_t>& buf) {
+  const index_t k = trans ? x.rows : x.cols;
+  if (buf.size() < std::size_t(rows * k)) buf.resize(std::size_t(rows * k));
+  std::uint16_t* o = buf.data();
+#pragma omp parallel for schedule(static) if (parallel && rows > 1 && rows * k >= (1 << 15))
+  for (index_t i = 0; i < rows; ++i) {
+    std::uint16_t* oi = o + i * k;
+    if (trans) {
+      for (index_t j = 0; j < k; ++j) oi[j] = to_bf16(x(j, r0 + i));
+    } else {
+      const float* xi = x.row(r0 + i);
+#pragma omp simd
+      for (index_t j = 0; j < k; ++j) oi[j] = to_bf16(xi[j]);
+    }
+  }
+  return o;
+}
+
+// The operands pinned by PinnedBf16 on this thread (a CD step pins one: the weights).
+struct Pinned {
+  const float* data;
+  index_t rows, cols, ld;
+  std::vector<std::uint16_t> bits;
+};
+thread_local std::vector<Pinned> pinned;
+
+// x as stored, rounded: the pinned copy when x is pinned, else converted into buf.
+const std::uint16_t* stored_bf16(CMat<float> x, std::vector<std::uint16_t>& buf) {
+  for (const Pinned& p : pinned)
+    if (p.data == x.data && p.rows == x.rows && p.cols == x.cols && p.ld == x.ld)
+      return p.bits.data();
+  return op_rows_bf16(x, false, 0, x.rows, true, buf);
+}
+
+// One row tile of a bfloat16 product: a holds op(A)'s rows from a_r0 on (dense, k wide),
+// b all of B as stored (bt = its transposition, ldb = its width).
+void tile_bf16(const GemmTiles& g, index_t t, const std::uint16_t* a, index_t a_r0, bool tb,
+               const std::uint16_t* b, index_t ldb, index_t k, float alpha, float beta,
+               Mat<float> dst) {
+  const index_t c0 = g.col0(t);
+  onednn::gemm(false, tb, g.height(t), g.width(t), k, alpha, a + (g.row0(t) - a_r0) * k, k,
+               tb ? b + c0 * ldb : b + c0, ldb, beta, dst.data, dst.ld);
+}
+
 template <class T>
 void tile_impl(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b,
                T beta, Mat<T> dst) {
@@ -120,10 +212,23 @@ void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c
   }
   const GemmTiles g = gemm_tiles(m, n, k);
   const index_t count = g.count();
-  auto tile = [&](index_t t) {
-    tile_impl<T>(g, t, ta, tb, alpha, a, b, beta,
-                 Mat<T>(c.data + g.row0(t) * c.ld + g.col0(t), g.height(t), g.width(t), c.ld));
+  auto dst = [&](index_t t) {
+    return Mat<T>(c.data + g.row0(t) * c.ld + g.col0(t), g.height(t), g.width(t), c.ld);
   };
+  std::function<void(index_t)> tile = [&](index_t t) {
+    tile_impl<T>(g, t, ta, tb, alpha, a, b, beta, dst(t));
+  };
+  // bfloat16: both operands rounded once, then the same tiles from the rounded copies.
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.precision == Precision::BFloat16) {
+      thread_local std::vector<std::uint16_t> abuf, bbuf;
+      const std::uint16_t* a16 = op_rows_bf16(a, ta, 0, m, true, abuf);
+      const std::uint16_t* b16 = stored_bf16(b, bbuf);
+      tile = [&, a16, b16](index_t t) {
+        tile_bf16(g, t, a16, 0, tb, b16, b.cols, k, alpha, beta, dst(t));
+      };
+    }
+  }
   const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), count));
   if (nt <= 1) {
     for (index_t t = 0; t < count; ++t) tile(t);
@@ -135,6 +240,18 @@ void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c
 
 }  // namespace
 
+PinnedBf16::PinnedBf16(CMat<float> x) {
+  if (precision_ != Precision::BFloat16) return;
+  std::vector<std::uint16_t> bits;
+  op_rows_bf16(x, false, 0, x.rows, true, bits);
+  pinned.push_back(Pinned{x.data, x.rows, x.cols, x.ld, std::move(bits)});
+  active_ = true;
+}
+
+PinnedBf16::~PinnedBf16() {
+  if (active_) pinned.pop_back();
+}
+
 template <class T>
 void gemm(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) {
   gemm_impl<T>(ta, tb, alpha, a, b, beta, c);
@@ -143,6 +260,17 @@ void gemm(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) {
 template <class T>
 void gemm_tile(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b,
                T beta, Mat<T> dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.precision == Precision::BFloat16) {
+      // Only this tile's panels, rounded as gemm rounds them: the same bits.
+      const index_t k = ta ? a.rows : a.cols;
+      thread_local std::vector<std::uint16_t> abuf, bbuf;
+      const std::uint16_t* a16 = op_rows_bf16(a, ta, g.row0(t), g.height(t), false, abuf);
+      const std::uint16_t* b16 = op_rows_bf16(b, false, 0, b.rows, false, bbuf);
+      tile_bf16(g, t, a16, g.row0(t), tb, b16, b.cols, k, alpha, beta, dst);
+      return;
+    }
+  }
   tile_impl<T>(g, t, ta, tb, alpha, a, b, beta, dst);
 }
 

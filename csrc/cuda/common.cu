@@ -128,6 +128,24 @@ cublasStatus_t call(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
   return cublasDgemm(blas(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+thread_local bool bf16_products = false;
+
+// bfloat16 products: cublasGemmEx with float32 storage and a compute type that lets the
+// library round the operands to bfloat16 for the tensor cores.
+template <class T>
+cublasStatus_t call_bf16(cublasOperation_t, cublasOperation_t, int, int, int, const T*,
+                         const T*, int, const T*, int, const T*, T*, int) {
+  return CUBLAS_STATUS_NOT_SUPPORTED;  // float64 products keep their precision
+}
+template <>
+cublasStatus_t call_bf16<float>(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                const float* alpha, const float* a, int lda, const float* b,
+                                int ldb, const float* beta, float* c, int ldc) {
+  return cublasGemmEx(blas(), ta, tb, m, n, k, alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb,
+                      beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                      CUBLAS_GEMM_DEFAULT);
+}
+
 int as_int(index_t v, const char* what) {
   if (v > index_t(INT32_MAX)) throw std::invalid_argument(std::string(what) + " exceeds 2^31 - 1");
   return int(v);
@@ -159,11 +177,19 @@ void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat
   // matrix read column-major is its transpose, so the operands swap and keep their flags.
   const cublasOperation_t ob = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t oa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  PYMDBN_CUDA_CHECK(call(ob, oa, as_int(c.cols, "gemm n"), as_int(c.rows, "gemm m"),
-                         as_int(k, "gemm k"), &alpha, b.data, as_int(b.ld > 0 ? b.ld : 1, "ldb"),
-                         a.data, as_int(a.ld > 0 ? a.ld : 1, "lda"), &beta, c.data,
-                         as_int(c.ld, "ldc")));
+  const int m_ = as_int(c.cols, "gemm n"), n_ = as_int(c.rows, "gemm m"), k_ = as_int(k, "gemm k"),
+            ldb = as_int(b.ld > 0 ? b.ld : 1, "ldb"), lda = as_int(a.ld > 0 ? a.ld : 1, "lda"),
+            ldc = as_int(c.ld, "ldc");
+  if (bf16_products && std::is_same<T, float>::value) {
+    PYMDBN_CUDA_CHECK(call_bf16<T>(ob, oa, m_, n_, k_, &alpha, b.data, ldb, a.data, lda, &beta,
+                                   c.data, ldc));
+    return;
+  }
+  PYMDBN_CUDA_CHECK(call(ob, oa, m_, n_, k_, &alpha, b.data, ldb, a.data, lda, &beta, c.data, ldc));
 }
+
+void set_bfloat16_products(bool on) { bf16_products = on; }
+bool bfloat16_products() { return bf16_products; }
 
 // --- column sums ---------------------------------------------------------------------
 

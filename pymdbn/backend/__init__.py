@@ -24,12 +24,15 @@ in :data:`BACKENDS` and one module that defines :data:`OPS`; see docs/architectu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import warnings
 
-__all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "ops", "get", "available", "host_backend",
-           "device_of", "unavailable_reason", "check_device", "to_device", "namespace",
-           "DeviceUnavailableError"]
+__all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "PRECISIONS", "ops", "get", "available",
+           "host_backend", "device_of", "unavailable_reason", "check_device", "to_device",
+           "namespace", "DeviceUnavailableError", "matmul_precision", "bfloat16_status",
+           "BFloat16FallbackWarning", "storage_dtype", "precision_of"]
 
 #: The devices estimators compute on (their ``device`` parameter).
 DEVICES = ("cpu", "cuda")
@@ -54,6 +57,9 @@ OPS = (
 )
 
 ENV_VAR = "PYMDBN_BACKEND"
+
+#: Operand precisions of float32 matrix products (:func:`matmul_precision`).
+PRECISIONS = ("float32", "bfloat16")
 
 _loaded = {}
 _failed = {}
@@ -222,3 +228,66 @@ class _Ops:
 
 
 ops = _Ops()
+
+
+class BFloat16FallbackWarning(UserWarning):
+    """``dtype='bfloat16'`` was asked for where bfloat16 products are unavailable: the
+    products run in float32 instead (the message says why)."""
+
+
+_fallback_warned = set()
+
+
+def storage_dtype(dtype):
+    """The NumPy dtype of an estimator's arrays for its ``dtype`` parameter: float32 for
+    ``'bfloat16'`` (float32 master weights and updates), else ``numpy.dtype(dtype)``."""
+    import numpy
+
+    return numpy.dtype(numpy.float32 if dtype == "bfloat16" else dtype)
+
+
+def precision_of(dtype):
+    """The product precision an estimator's ``dtype`` parameter asks for."""
+    return "bfloat16" if dtype == "bfloat16" else "float32"
+
+
+def bfloat16_status(device="cpu"):
+    """``(available, detail)`` for bfloat16 products on ``device``'s backend: the library
+    and CPU feature used when available, the reason when not."""
+    check_device(device)
+    name = host_backend() if device == "cpu" else _backend_for(device)
+    return get(name).bfloat16_status()
+
+
+@contextlib.contextmanager
+def matmul_precision(precision, device="cpu"):
+    """Run the float32 matrix products of ops called in this block, on this thread and
+    ``device``, with operands in ``precision``.
+
+    ``'bfloat16'`` rounds both operands of each float32 product to bfloat16 (to nearest
+    even) and sums in float32; element-wise maths, float64 ops and the parameters stay
+    as they are (float32 master weights). Where the backend cannot (no oneDNN, or a CPU
+    without AVX512_BF16/AMX), the products stay float32 and a
+    :class:`BFloat16FallbackWarning` says why, once per reason.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    name = host_backend() if device == "cpu" else _backend_for(device)
+    module = get(name)
+    if precision == "bfloat16":
+        ok, detail = module.bfloat16_status()
+        if not ok:
+            if detail not in _fallback_warned:
+                _fallback_warned.add(detail)
+                warnings.warn(f"bfloat16 products are unavailable on {name!r} ({detail}); "
+                              f"computing in float32", BFloat16FallbackWarning, stacklevel=3)
+            precision = "float32"
+    previous = module.get_matmul_precision()
+    if previous == precision:
+        yield
+        return
+    module.set_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        module.set_matmul_precision(previous)

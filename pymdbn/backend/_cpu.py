@@ -57,3 +57,54 @@ def get_num_threads():
 def set_num_threads(n):
     """Threads of the kernels' single OpenMP pool (GEMMs included)."""
     _core.set_num_threads(n)
+
+
+_onednn = None  # (available, detail), probed on the first bfloat16 request
+
+
+def _find_onednn():
+    """Path of oneDNN's libdnnl.so.3 from the onednn-cpu-gomp wheel, or None."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("onednn-cpu-gomp") or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == "libdnnl.so.3":
+            path = str(f.locate())
+            if os.path.isfile(path):
+                return os.path.realpath(path)
+    return None
+
+
+def bfloat16_status():
+    """``(available, detail)``: bfloat16 products through oneDNN, loaded on first call."""
+    global _onednn
+    if _onednn is None:
+        if not _core.build_info()["onednn_compiled"]:
+            _onednn = (False, _core.load_onednn(""))
+        else:
+            path = _find_onednn()
+            if path is None:
+                _onednn = (False, "oneDNN is not installed (pip install 'pymdbn[bf16]', "
+                                  "i.e. onednn-cpu-gomp, on x86_64 Linux)")
+            else:
+                reason = _core.load_onednn(path)
+                _onednn = (True, _core.onednn_info()) if not reason else (False, reason)
+    return _onednn
+
+
+def get_matmul_precision():
+    """This thread's operand precision of float32 products."""
+    return _core.get_matmul_precision()
+
+
+def set_matmul_precision(precision):
+    """Set this thread's operand precision of float32 products ('bfloat16' needs
+    :func:`bfloat16_status` to be available)."""
+    if precision == "bfloat16":
+        ok, detail = bfloat16_status()
+        if not ok:
+            raise ValueError(f"bfloat16 products are unavailable: {detail}")
+    _core.set_matmul_precision(precision)

@@ -146,3 +146,19 @@ def set_stream(stream):
 def synchronize():
     """Wait for the ops queued on the current stream."""
     _core.synchronize()
+
+
+def bfloat16_status():
+    """cuBLAS rounds float32 operands to bfloat16 on tensor cores (compute capability
+    8.0 and newer, which this build's architectures start at)."""
+    return True, "cuBLAS CUBLAS_COMPUTE_32F_FAST_16BF"
+
+
+def get_matmul_precision():
+    """This thread's operand precision of float32 products."""
+    return _core.get_matmul_precision()
+
+
+def set_matmul_precision(precision):
+    """Set this thread's operand precision of float32 products."""
+    _core.set_matmul_precision(precision)

@@ -8,13 +8,15 @@ is to be the specification, and to run the package where the core does not load.
 
 import numpy as np
 
+from pymdbn import _matmul
 from pymdbn.backend import reference as ref
 
 __all__ = ["build_info", "get_num_threads", "set_num_threads", "affine", "affine_sigmoid",
            "sample_bernoulli", "sample_gaussian", "random_bits", "gibbs_hidden",
            "gibbs_visible", "cd_epoch", "cd_gradient", "cd_apply", "free_energy", "ais_log_weights", "dense_forward",
            "dense_backward", "softmax_cross_entropy", "sgd_momentum_update", "adam_update",
-           "lrp_dense", "standardize"]
+           "lrp_dense", "standardize", "bfloat16_status", "get_matmul_precision",
+           "set_matmul_precision"]
 
 affine = ref.affine
 affine_sigmoid = ref.affine_sigmoid
@@ -97,3 +99,12 @@ def set_num_threads(n):
     """Nothing to set: NumPy's BLAS threads are threadpoolctl's business."""
     if int(n) < 1:
         raise ValueError("n_threads must be >= 1")
+
+
+def bfloat16_status():
+    """The twins round operands to bfloat16 themselves: always available."""
+    return True, "NumPy twin (operands rounded to bfloat16, float32 products)"
+
+
+get_matmul_precision = _matmul.get_precision
+set_matmul_precision = _matmul.set_precision

@@ -393,12 +393,22 @@ def _shares(totals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: Any,
          composite: Any, return_layers: bool, batch_size: Any, owned: bool,
-         reference: dict[str, np.ndarray] | None = None, device: str = "cpu") -> Explanation:
+         reference: dict[str, np.ndarray] | None = None, device: str = "cpu",
+         dtype: str | None = None) -> Explanation:
     """``owned``: ``x`` holds this call's own z-scored copies, which the input layers'
     relevance may overwrite. ``reference``: validated (1, D) inputs or None. ``device``:
-    where the passes run; the inputs go there once, each chunk's results come back."""
+    where the passes run; the inputs go there once, each chunk's results come back.
+    ``dtype``: 'bfloat16' runs the products with bfloat16 operands."""
     composite = get_composite(composite)
     backend.check_device(device)
+    with backend.matmul_precision(backend.precision_of(dtype), device):
+        return _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
+                           owned, reference, device)
+
+
+def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size, owned,
+                reference, device):
+    """The passes of :func:`_run`, in the product precision it set."""
     if device != "cpu":
         net.to(device)
         x, reference = backend.to_device((x, reference), device)
@@ -453,7 +463,7 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
 def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
             composite: str | Composite = "epsilon", return_layers: bool = False,
             batch_size: int | None = None, reference: Any = None,
-            device: str = "cpu") -> Explanation:
+            device: str = "cpu", dtype: str | None = None) -> Explanation:
     """Explain a network given as a dict, on already z-scored inputs.
 
     Parameters
@@ -469,6 +479,8 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
         As for :func:`pymdbn.lrp.explain`, but z-scored like ``X_scaled``.
     device : {'cpu', 'cuda'}, default 'cpu'
         As for :func:`pymdbn.lrp.explain`.
+    dtype : {None, 'float32', 'float64', 'bfloat16'}, default None
+        As for :func:`pymdbn.lrp.explain`; None computes in the weights' dtype.
 
     Returns
     -------
@@ -478,13 +490,13 @@ def explain(model_dict: Mapping[str, Any], X_scaled: Any, target: Any = None,
     x, shapes, n = _inputs(net, X_scaled, scale=False)
     ref = _reference_inputs(net, reference, scale=False)
     return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=False,
-                reference=ref, device=device)
+                reference=ref, device=device, dtype=dtype)
 
 
 def explain_model(model: Any, X: Any, target: Any = None, composite: str | Composite = "epsilon",
                   return_layers: bool = False, batch_size: int | None = None,
                   reference: Any = None, scaled: bool = False,
-                  device: str | None = None) -> Explanation:
+                  device: str | None = None, dtype: str | None = None) -> Explanation:
     """Explain a (multimodal) DBN's decisions by layer-wise relevance propagation.
 
     Relevance starts at the target logit (the others set to 0) and is
@@ -535,6 +547,10 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
         Where the forward and backward passes run; None: the model's ``device``
         (``'cpu'`` for a dict). Inputs are checked and z-scored on the host, uploaded
         once, and the relevance comes back as NumPy arrays.
+    dtype : {None, 'float32', 'float64', 'bfloat16'}, default None
+        ``'bfloat16'`` rounds the operands of the passes' matrix products to bfloat16
+        (float32 sums and weights; see :class:`pymdbn.RBM`); other values leave the
+        weights' dtype in charge. None: the model's ``dtype`` parameter.
 
     Returns
     -------
@@ -566,6 +582,8 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
     """
     if device is None:
         device = getattr(model, "device", "cpu") if not isinstance(model, Mapping) else "cpu"
+    if dtype is None and not isinstance(model, Mapping):
+        dtype = getattr(model, "dtype", None)
     if isinstance(model, Mapping):
         model_dict = model
     elif callable(getattr(model, "to_dict", None)):
@@ -575,9 +593,9 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
                          f"{type(model).__name__}")
     if scaled:
         return explain(model_dict, X, target, composite, return_layers, batch_size, reference,
-                       device)
+                       device, dtype)
     net = _Network(model_dict)
     x, shapes, n = _inputs(net, X, scale=True)
     ref = _reference_inputs(net, reference, scale=True)
     return _run(net, x, shapes, n, target, composite, return_layers, batch_size, owned=True,
-                reference=ref, device=device)
+                reference=ref, device=device, dtype=dtype)

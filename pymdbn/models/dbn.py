@@ -120,8 +120,9 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         epoch shuffles; an int makes ``fit`` reproducible.
     verbose : int, default=0
         Show a progress bar on stderr per pretrained layer and for fine-tuning.
-    dtype : {'float32', 'float64'}, default='float32'
-        Working precision.
+    dtype : {'float32', 'float64', 'bfloat16'}, default='float32'
+        Working precision; ``'bfloat16'``: float32 parameters with bfloat16 operands of
+        the products (see :class:`pymdbn.RBM`).
     device : {'cpu', 'cuda'}, default='cpu'
         Where pretraining, fine-tuning and inference run (see :class:`pymdbn.RBM`):
         with ``'cuda'`` the data is uploaded once and every epoch stays on the GPU;
@@ -312,7 +313,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         rng = check_random_state(self.random_state)
         n_layers = len(layer_sizes("hidden_layers", self.hidden_layers, type(self).__name__))
         device = backend.check_device(self.device)
-        X = validated(self, X, reset=True, dtype=np.dtype(self.dtype), device=device)
+        X = validated(self, X, reset=True, dtype=backend.storage_dtype(self.dtype), device=device)
         for name in ("classes_", "output_", "fine_tune_history_", "n_iter_",
                      "stopped_early_", "best_epoch_"):
             self.__dict__.pop(name, None)

@@ -42,7 +42,8 @@ def is_device_array(X):
 
 @contextmanager
 def arrays_on(estimator, names, device, keep=False):
-    """The estimator's array attributes ``names`` on ``device`` inside the block.
+    """The estimator's array attributes ``names`` on ``device`` inside the block, and the
+    products in its ``dtype``'s precision (:func:`pymdbn.backend.matmul_precision`).
 
     With ``keep`` (training) their values at the end of the block are brought back to
     the host; without it (inference, or host copies taken inside a device block) the
@@ -53,7 +54,10 @@ def arrays_on(estimator, names, device, keep=False):
     for name, value in saved.items():
         setattr(estimator, name, backend.to_device(value, device))
     try:
-        yield
+        # The products in the estimator's precision ('bfloat16' for dtype='bfloat16').
+        with backend.matmul_precision(backend.precision_of(getattr(estimator, "dtype", None)),
+                                      device):
+            yield
     finally:
         for name in names:
             value = backend.to_device(getattr(estimator, name), "cpu") if keep else saved[name]

@@ -125,7 +125,10 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
     verbose : int, default=0
         Progress bars on stderr, one per pretrained layer and one for fine-tuning,
         with the running loss.
-    dtype : {'float32', 'float64'}, default='float32'
+    dtype : {'float32', 'float64', 'bfloat16'}, default='float32'
+        Working precision; ``'bfloat16'``: float32 parameters with bfloat16 operands of
+        the products (see :class:`pymdbn.RBM`), in pretraining, fine-tuning, prediction
+        and :meth:`explain`.
     device : {'cpu', 'cuda'}, default='cpu'
         Where pretraining, fine-tuning, prediction and :meth:`explain` run. With
         ``'cuda'`` the scaled modalities are uploaded once and every epoch stays on
@@ -388,7 +391,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
                     else "")
             raise ValueError(f"missing modality {absent[0]!r}; X must hold all of "
                              f"{self.modalities_}{hint}")
-        return self.scaler_._transform(X, dtype=np.dtype(self.dtype))
+        return self.scaler_._transform(X, dtype=backend.storage_dtype(self.dtype))
 
     # -- fitting --------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -448,7 +451,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         n_code = (self.joint_[-1] if self.joint_ else None)
         n_code = n_code["W"].shape[1] if n_code else sum(t.shape[1] for t in tops.values())
         self.output_ = finetune.new_layer(n_code, len(self.classes_),
-                                     np.random.default_rng(seeds[-2]), np.dtype(self.dtype))
+                                     np.random.default_rng(seeds[-2]), backend.storage_dtype(self.dtype))
         self.seed_ = int(seeds[-1])
         self.history_ = []
         self._fine_tune(Z, y_idx, None)
@@ -531,7 +534,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         """Fused code with absent modalities' codes inferred in the first joint RBM."""
         widths = {m: self.pathways_[m][-1]["W"].shape[1] for m in self.modalities_}
         xp = backend.namespace(self.output_["W"])
-        v = xp.full((n, sum(widths.values())), 0.5, dtype=self.dtype)
+        v = xp.full((n, sum(widths.values())), 0.5, dtype=backend.storage_dtype(self.dtype))
         missing, start = [], 0
         for m in self.modalities_:
             if m in tops:
@@ -686,7 +689,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         """
         meta = d["meta"]
         model = cls(**io.decode_params(meta["params"]))
-        dtype = np.dtype(meta["dtype"])
+        dtype = backend.storage_dtype(meta["dtype"])
 
         def layers(items):
             return [{"W": np.ascontiguousarray(x["W"], dtype=dtype),

@@ -91,9 +91,15 @@ class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         Target mean activation of the hidden units, in (0, 1).
     sparsity_cost : float, default=0.0
         Strength of the pull towards ``sparsity_target`` (0 disables it).
-    dtype : {None, numpy.float32, numpy.float64}, default=None
+    dtype : {None, numpy.float32, numpy.float64, 'bfloat16'}, default=None
         Working precision. ``None`` keeps float32 and float64 inputs and uses float64
         for others, as ``BernoulliRBM`` does. float32 is about twice as fast.
+        ``'bfloat16'`` keeps float32 parameters, data and updates (small updates rounded
+        into bfloat16 weights would be lost) and rounds the operands of the matrix
+        products to bfloat16 with float32 sums: binary Gibbs states are exact in
+        bfloat16. It needs oneDNN (``pip install 'pymdbn[bf16]'``) and a CPU with
+        AVX512_BF16 or AMX, or a CUDA device; elsewhere the products stay float32 and a
+        :class:`~pymdbn.backend.BFloat16FallbackWarning` says why.
     device : {'cpu', 'cuda'}, default='cpu'
         Where training and inference run. ``'cuda'`` uploads the data once and keeps
         every epoch on the GPU; fitted attributes are NumPy arrays either way, so a
@@ -157,7 +163,7 @@ class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         "sparsity_target": [UNIT_OPEN],
         "sparsity_cost": [NONNEGATIVE],
         "dtype": [None, Options(type, {np.float32, np.float64}),
-                  StrOptions({"float32", "float64"}),
+                  StrOptions({"float32", "float64", "bfloat16"}),
                   Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
         "device": [StrOptions(set(backend.DEVICES))],
     }
@@ -187,7 +193,7 @@ class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, Transforme
     def _dtypes(self):
         if self.dtype is None:
             return [np.float64, np.float32]
-        return np.dtype(self.dtype).type
+        return backend.storage_dtype(self.dtype).type
 
     def _validate_X(self, X, reset):
         """X checked on the host (a device array is brought there: for the CPU-only

@@ -22,6 +22,12 @@ void set_stream(std::uintptr_t stream);
 std::uintptr_t get_stream();
 void synchronize();
 
+// The operand precision of float32 products for ops called from this host thread: false
+// float32 (no TF32), true bfloat16 (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF: operands
+// rounded to bfloat16 on tensor cores, float32 accumulation and output).
+void set_bfloat16_products(bool on);
+bool bfloat16_products();
+
 // Host <-> device copies on the ops' stream; the host side waits for the copy.
 void copy_to_host(const void* src, void* dst, std::size_t bytes);
 
