@@ -1,6 +1,7 @@
 // GEMM on views through the scipy-openblas32 CBLAS (symbols scipy_cblas_*); internal
 // to the CPU backend.
 #pragma once
+#include <functional>
 #include <stdexcept>
 
 #include "pymdbn/view.h"
@@ -39,6 +40,15 @@ class PinnedBf16 {
 // result bit-identical whatever the number of threads.
 template <class T>
 void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c);
+
+// C = alpha op(A) B, (m x n), computed in column chunks of `chunk` columns, each into a
+// dense m x width scratch that consume(c0, scratch) reads on the same thread while it is
+// in cache; chunks are shared by the OpenMP threads (scratch is the thread's own). The
+// chunks depend on the arguments only, so the result does not depend on the thread
+// count. consume runs with FTZ/DAZ set, the products without (as gemm's).
+template <class T>
+void gemm_column_chunks(bool trans_a, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
+                        const std::function<void(index_t, CMat<T>)>& consume);
 
 // The tiles of an (m x n) product over k: a grid of rows x cols tiles of tm x tn
 // elements (the last row and column of tiles may be smaller), numbered row-major.

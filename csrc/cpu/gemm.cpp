@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "blas.h"
+#include "ftz.h"
 #include "onednn.h"
 #include "pymdbn/ops.h"
 
@@ -166,6 +167,17 @@ const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t
   return o;
 }
 
+// Columns [c0, c0 + w) of x (all rows), rounded, dense (x.rows x w), into buf.
+void to_bf16_block(CMat<float> x, index_t c0, index_t w, std::vector<std::uint16_t>& buf) {
+  if (buf.size() < std::size_t(x.rows * w)) buf.resize(std::size_t(x.rows * w));
+  for (index_t i = 0; i < x.rows; ++i) {
+    const float* xi = x.row(i) + c0;
+    std::uint16_t* o = buf.data() + i * w;
+#pragma omp simd
+    for (index_t j = 0; j < w; ++j) o[j] = to_bf16(xi[j]);
+  }
+}
+
 // The operands pinned by PinnedBf16 on this thread (a CD step pins one: the weights).
 struct Pinned {
   const float* data;
@@ -274,10 +286,56 @@ void gemm_tile(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T>
   tile_impl<T>(g, t, ta, tb, alpha, a, b, beta, dst);
 }
 
+template <class T>
+void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
+                        const std::function<void(index_t, CMat<T>)>& consume) {
+  const index_t m = ta ? a.cols : a.rows, k = b.rows, n = b.cols;
+  if (m == 0 || n == 0) return;
+  chunk = std::max<index_t>(1, std::min(chunk, n));
+  const index_t count = (n + chunk - 1) / chunk;
+  bool bf16 = false;
+  if constexpr (std::is_same_v<T, float>) bf16 = precision_ == Precision::BFloat16 && k > 0;
+  // bfloat16: op(A), which every chunk multiplies, rounded once on this thread.
+  std::vector<std::uint16_t> a16;
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16) op_rows_bf16(a, ta, 0, m, true, a16);
+  const int nt = omp_in_parallel() || double(m) * double(n) * double(k) < 2 * kTileFlops
+                     ? 1
+                     : int(std::min<index_t>(omp_get_max_threads(), count));
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<T> scratch(std::size_t(m * chunk));
+    std::vector<std::uint16_t> b16;
+#pragma omp for schedule(static)
+    for (index_t t = 0; t < count; ++t) {
+      const index_t c0 = t * chunk, w = std::min(chunk, n - c0);
+      Mat<T> sc(scratch.data(), m, w);
+      if (k == 0) {
+        std::fill(scratch.begin(), scratch.end(), T(0));
+      } else if constexpr (std::is_same_v<T, float>) {
+        if (bf16) {
+          // B's columns [c0, c0 + w), rounded, dense (k x w).
+          to_bf16_block(b, c0, w, b16);
+          onednn::gemm(false, false, m, w, k, alpha, a16.data(), k, b16.data(), w, 0.0f,
+                       sc.data, w);
+        } else {
+          call(ta, false, m, w, k, alpha, a.data, a.ld, b.data + c0, b.ld, T(0), sc.data, w);
+        }
+      } else {
+        call(ta, false, m, w, k, alpha, a.data, a.ld, b.data + c0, b.ld, T(0), sc.data, w);
+      }
+      ScopedFTZ ftz;
+      consume(c0, CMat<T>(sc.data, m, w, w));
+    }
+  }
+}
+
 // Each type needs its BLAS `call` overload above.
 #define PYMDBN_INSTANTIATE(T)                                                                   \
   template void gemm<T>(bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>);                            \
-  template void gemm_tile<T>(const GemmTiles&, index_t, bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>);
+  template void gemm_tile<T>(const GemmTiles&, index_t, bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>); \
+  template void gemm_column_chunks<T>(bool, T, CMat<T>, CMat<T>, index_t,                       \
+                                      const std::function<void(index_t, CMat<T>)>&);
 PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
 #undef PYMDBN_INSTANTIATE
 
