@@ -739,7 +739,10 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pymdbn.benchmark", mode, json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
-            env=env, bufsize=1)
+            env=env, bufsize=1,
+            # Not the caller's folder: `-m` puts it first on sys.path, and a source checkout
+            # there would shadow the installed package (which has the compiled core).
+            cwd=tempfile.gettempdir())
 
     def read(self):
         for line in self.proc.stdout:
