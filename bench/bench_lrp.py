@@ -54,6 +54,9 @@ def _parser():
                    help="time pymdbn through the dict API (pymdbn.lrp.explain on the dict, "
                         "z-scoring + Network.logits) instead of an MDBN")
     p.add_argument("--no-torch", action="store_true", help="skip the torch and zennit columns")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile pymdbn: time per kernel (op and shape) and the Python "
+                        "around them, of forward and explain at N and at N=1")
     p.add_argument("--json")
     return p
 
@@ -410,6 +413,44 @@ def _load():
     return os.getloadavg()[0]
 
 
+def profile(calls, repeat):
+    """Mean time per call of each kernel (op and input shape) inside each of ``calls``
+    (name -> function, run ``repeat`` times), and the rest (Python: checks, dispatch,
+    allocation, bookkeeping). The kernels are timed through ``pymdbn.backend.ops``, which
+    every model calls."""
+    import collections
+
+    from pymdbn.backend import ops
+
+    spent = collections.defaultdict(float)
+    names = ("standardize", "dense_forward", "affine", "affine_sigmoid", "lrp_dense")
+    originals = {name: getattr(ops, name) for name in names}
+
+    def timed(name, fn):
+        def call(x, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(x, *args, **kwargs)
+            finally:
+                spent[f"{name} {'x'.join(map(str, x.shape))}"] += time.perf_counter() - t0
+        return call
+
+    for name, fn in originals.items():
+        setattr(ops, name, timed(name, fn))
+    try:
+        for label, f in calls.items():
+            f()  # warm-up
+            spent.clear()
+            total = sum(best_of(f, repeat=repeat, warmup=0))
+            print(f"{label}: {1e3 * total / repeat:.2f} ms per call")
+            for key, v in sorted(spent.items(), key=lambda kv: -kv[1]):
+                print(f"  {key:28s} {1e3 * v / repeat:8.3f} ms")
+            print(f"  {'Python and the rest':28s} {1e3 * (total - sum(spent.values())) / repeat:8.3f} ms")
+    finally:
+        for name in names:  # ops caches its dispatchers as attributes: drop the wrappers
+            delattr(ops, name)
+
+
 def main():
     args = _parser().parse_args()
     pymdbn.set_num_threads(args.threads)
@@ -433,6 +474,13 @@ def main():
 
         def pym_explain(x):
             return est.explain(x, composite=args.composite)
+
+    if args.profile:
+        profile({f"pymdbn forward, N={args.n}": lambda: pym_forward(X),
+                 f"pymdbn explain, N={args.n}": lambda: pym_explain(X)}, args.repeat)
+        profile({"pymdbn forward, N=1": lambda: pym_forward(X1),
+                 "pymdbn explain, N=1": lambda: pym_explain(X1)}, max(args.latency_calls, 1))
+        return
 
     # Same numbers every way before timing anything.
     ex = pym_explain(X)
