@@ -589,11 +589,11 @@ def main():
         result["torch_over_forward"] = med["torch_forward"] / med["forward"]
         result["versions"] = {"torch": torch.__version__}
     if "zennit_explain" in med:
-        import zennit
+        from importlib import metadata
 
         result["zennit_over_explain"] = med["zennit_explain"] / med["explain"]
         result["zennit_explain_over_torch_forward"] = med["zennit_explain"] / med["torch_forward"]
-        result["versions"]["zennit"] = getattr(zennit, "__version__", "?")
+        result["versions"]["zennit"] = metadata.version("zennit")
     if "zennit" in latency:
         result["latency_zennit_over_pymdbn"] = latency["zennit"] / latency["pymdbn"]
 
