@@ -451,6 +451,30 @@ def test_one_sample_matches_twin_and_its_batch(kernels_dtype, rng, rule, shape):
     assert np.abs(one - exact).max() <= worst + 1e-5 * np.abs(exact).max()
 
 
+@pytest.mark.parametrize("rule", list(KERNEL_RULES))
+def test_no_samples_give_no_relevance(kernels_dtype, rng, rule):
+    kern, dtype = kernels_dtype
+    _, w, b, _ = layer(rng, 1, 6, 4, dtype)
+    x, r = np.zeros((0, 6), dtype), np.zeros((0, 4), dtype)
+    kw = dict(KERNEL_RULES[rule])
+    if rule == "zbox":
+        kw.update(low=np.zeros(6, dtype), high=np.ones(6, dtype))
+    z = np.zeros((0, 4), dtype) if rule == "epsilon" else None
+    out = kernel(kern, x, w, b, r, rule, z=z, **kw)
+    assert out.shape == (0, 6) and out.dtype == dtype
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_epsilon_of_a_layer_without_outputs_is_zero(kernels_dtype, rng, batch, in_place):
+    kern, dtype = kernels_dtype
+    x = rng.standard_normal((batch, 6)).astype(dtype)
+    w, b, r = np.zeros((6, 0), dtype), np.zeros(0, dtype), np.zeros((batch, 0), dtype)
+    out = kern.lrp_dense(x.copy() if in_place else x, w, b, r, "epsilon", 1e-6, 0.25, 1.0,
+                         0.0, None, None, True, np.zeros((batch, 0), dtype), False, in_place)
+    np.testing.assert_array_equal(out, np.zeros((batch, 6), dtype))
+
+
 def test_overwrite_x_is_ignored_by_rules_that_read_x_throughout(rules_on, rng):
     x, w, b, r = layer(rng, 4, 9, 5, np.float64)
     buf = x.copy()

@@ -103,7 +103,11 @@ void times_x_by_tiles(Mat<T> s, FillS fill_s, CMat<T> w, CMat<T> x, Mat<T> out,
                                                                          out.ld);
       // The GEMM without FTZ/DAZ, as gemm runs it: flushed denormal products would change
       // the sums. The product with x flushes, as the element-wise loops do.
-      gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), dst);
+      if (n_out == 0) {  // BLAS leaves C untouched for k = 0; the product is zero.
+        for (index_t i = 0; i < rb; ++i) std::fill_n(dst.row(i), cb, T(0));
+      } else {
+        gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), dst);
+      }
       ScopedFTZ ftz;
       for (index_t i = 0; i < rb; ++i) {
         T* o = out.row(i0 + i) + j0;
@@ -182,6 +186,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
         for (index_t j = 0; j < n_out; ++j)
           si[j] = r[j] / stabilize(zi[j] - (prm.use_bias ? T(0) : b[j]), eps);
       };
+      if (n == 0) return;
       const bool have_z = !z_in.empty();
       if (!have_z) {
         product<T>(x, w, false, s);
