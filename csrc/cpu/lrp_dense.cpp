@@ -71,11 +71,11 @@ inline void row_totals(const T* o, index_t n, double* t) {
 }
 
 // out = x * (s w^T) element-wise (out may be x itself), and each row's totals, over gemm's
-// tiles of s w^T: every tile is multiplied by x while it is in cache, and the first rows
-// of s are filled by fill_s(i) in the same parallel region, so a layer costs one region
-// (on the shared 2-core machines each region can wait for a descheduled thread). The
-// tiles and their calls are gemm's own, so the product is gemm's bit for bit, whatever
-// the thread count; in place, each tile goes through a scratch first.
+// tiles of s w^T: every tile is multiplied by x right after its product, and the rows of s
+// are first filled by fill_s(i) in the same parallel region, so a layer costs one region
+// (on the shared 2-core machines each region can wait a scheduler tick for a descheduled
+// thread). The tiles and their calls are gemm's own, so the product is gemm's bit for
+// bit, whatever the thread count; in place, each tile goes through a scratch first.
 template <class T, class FillS>
 void times_x_by_tiles(Mat<T> s, FillS fill_s, CMat<T> w, CMat<T> x, Mat<T> out,
                       double* totals) {
