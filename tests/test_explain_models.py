@@ -101,6 +101,24 @@ def test_dbn_and_early_fusion_explain(data):
     np.testing.assert_allclose(total, explained, rtol=1e-4, atol=1e-6)  # eps 1e-6 absorbs
 
 
+@pytest.mark.parametrize("per_image", [False, True])
+def test_mdbn_explain_is_the_explanation_of_its_dict(data, per_image):
+    # MDBN.explain hands the engine its arrays without to_dict's metadata encoding: the
+    # same explanation as explaining to_dict(), ZBox bounds from the data range included.
+    from pymdbn.lrp import explain
+
+    X, y = data
+    model = _small_mdbn(fusion="joint", per_image=per_image).fit(X, y)
+    for composite in ("epsilon", "epsilon_gamma_box"):
+        got = model.explain(X, composite=composite)
+        want = explain(model.to_dict(), X, composite=composite)
+        assert got.classes == want.classes == ("0", "1")
+        for m in X:
+            np.testing.assert_array_equal(got.relevance[m], want.relevance[m])
+            np.testing.assert_array_equal(got.shares[m], want.shares[m])
+        np.testing.assert_array_equal(got.logits, want.logits)
+
+
 def test_per_image_models_explain_and_persist(data, tmp_path):
     from pymdbn import load
     from pymdbn.lrp import ZBox, zbox_bounds

@@ -45,6 +45,40 @@ def test_dense_forward_backward_match_twin(kernels_dtype, rng, n, n_in, n_out, c
                 np.testing.assert_allclose(gk, wk, **TOL[dtype])
 
 
+# A batch of one sample is computed by GEMVs over blocks of columns (one block for the
+# small layer, 2 for 4100 x 520, over 2^21 weights); without inputs it is the bias.
+@pytest.mark.parametrize("n_in,n_out", [(37, 11), (4100, 520), (0, 4)])
+@pytest.mark.parametrize("activation", ["sigmoid", "linear"])
+def test_dense_forward_of_one_sample_matches_twin_and_its_batch(kernels_dtype, rng, n_in,
+                                                                n_out, activation):
+    kern, dtype = kernels_dtype
+    x, w, b = _layer(rng, 3, n_in, n_out, dtype)
+    w /= np.sqrt(max(n_in, 1))  # pre-activations of order 1 whatever n_in
+    z, a = kern.dense_forward(x[:1], w, b, 2.0, activation)
+    rz, ra = ref.dense_forward(x[:1], w, b, 2.0, activation)
+    # The float32 sums of 4100 products round to a few 1e-6 of their terms.
+    t = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else TOL[dtype]
+    for got, want in ((z, rz), (a, ra), (z, kern.dense_forward(x, w, b, 2.0, activation)[0][:1])):
+        assert got.dtype == dtype and got.shape == (1, n_out)
+        np.testing.assert_allclose(got, want, **t)
+    if n_in == 0:
+        np.testing.assert_array_equal(z, b[None])
+
+
+def test_propagate_one_sample_is_the_explanations_forward_pass(rng):
+    # Inference on one sample takes the one-row kernel that an explanation's forward pass
+    # (which keeps the pre-activations) runs: the same activations, bit for bit.
+    from pymdbn.models.network import propagate
+
+    layers = [new_layer(n_in, n_out, rng, np.dtype(np.float32)) for n_in, n_out in
+              ((300, 40), (40, 7))]
+    x = rng.standard_normal((1, 300)).astype(np.float32)
+    steps = []
+    kept = propagate(x, layers, 3.0, steps)
+    np.testing.assert_array_equal(propagate(x, layers, 3.0), kept)
+    np.testing.assert_array_equal(steps[-1][2], kept)
+
+
 @pytest.mark.parametrize("n,k", [(1, 1), (1, 2), (5, 3), (64, 10)])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_softmax_cross_entropy_matches_twin(kernels_dtype, rng, n, k, weighted):

@@ -50,6 +50,14 @@ for name, dt in cases:
     x4 = rng.standard_normal((4100, 40)).astype(dt)                # 4 tiles, 2 x 2
     w4 = rng.standard_normal((4200, 40)).astype(dt)
     out[f"affine_big_{name}"] = cpu.affine(x4, w4, np.zeros(4200, dt), True)
+    # One sample: GEMVs over 2 blocks of 4100 x 520 weights, forward and epsilon-LRP.
+    x5 = rng.standard_normal((1, 4100)).astype(dt)
+    w5 = (rng.standard_normal((4100, 520)) / 64).astype(dt)
+    b5 = rng.standard_normal(520).astype(dt)
+    z5, out[f"affine_row_{name}"] = cpu.dense_forward(x5, w5, b5, 4.0, "sigmoid")
+    r5 = rng.standard_normal((1, 520)).astype(dt)
+    out[f"affine_row_lrp_{name}"] = cpu.lrp_dense(x5.copy(), w5, b5, r5, "epsilon", z=z5,
+                                                  overwrite_x=True)
 
     # An RBM fit (Gaussian visible units, CD-2) and a Bernoulli one with sparsity.
     X = rng.standard_normal((512, 300)).astype(dt)

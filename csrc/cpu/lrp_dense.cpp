@@ -70,36 +70,50 @@ inline void row_totals(const T* o, index_t n, double* t) {
   t[1] = abs_sum;
 }
 
-// out = out * (s w^T), tile by tile: each of gemm's tiles of this product is computed
-// into a scratch and multiplied into out while it is in cache, so out needs no second
-// buffer (it holds x on entry). The tiles and their calls are gemm's own, so the result
-// equals the out-of-place path's bit for bit, whatever the thread count.
-template <class T>
-void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) {
+// out = x * (s w^T) element-wise (out may be x itself), and each row's totals, over gemm's
+// tiles of s w^T: every tile is multiplied by x right after its product, and the rows of s
+// are first filled by fill_s(i) in the same parallel region, so a layer costs one region
+// (on the shared 2-core machines each region can wait a scheduler tick for a descheduled
+// thread). The tiles and their calls are gemm's own, so the product is gemm's bit for
+// bit, whatever the thread count; in place, each tile goes through a scratch first.
+template <class T, class FillS>
+void times_x_by_tiles(Mat<T> s, FillS fill_s, CMat<T> w, CMat<T> x, Mat<T> out,
+                      double* totals) {
   const index_t n = out.rows, n_in = out.cols, n_out = s.cols;
+  const bool in_place = out.data == x.data;
   const GemmTiles g = gemm_tiles(n, n_in, n_out);
   const index_t count = g.count();
-  const int nt = count > 1 && n * n_in >= kParallelWork
-                     ? int(std::min<index_t>(omp_get_max_threads(), count))
-                     : 1;
+  const bool parallel = count > 1 || n * std::max(n_in, n_out) >= kParallelWork;
+  const int nt = omp_in_parallel() || !parallel || n < 2 ? 1 : omp_get_max_threads();
   // Row totals per column of tiles, added in column order afterwards.
   std::vector<double> part(totals ? std::size_t(g.cols * n * 2) : 0);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    std::unique_ptr<T[]> scratch(new T[std::size_t(g.tm * g.tn)]);
+    {
+      ScopedFTZ ftz;
+#pragma omp for schedule(static)
+      for (index_t i = 0; i < n; ++i) fill_s(i);
+    }
+    std::unique_ptr<T[]> scratch;  // for the threads that get a tile
 #pragma omp for schedule(static)
     for (index_t t = 0; t < count; ++t) {
       const index_t i0 = g.row0(t), j0 = g.col0(t), rb = g.height(t), cb = g.width(t);
-      Mat<T> sc(scratch.get(), rb, cb);
-      // The GEMM without FTZ/DAZ, as gemm runs it for the out-of-place path: flushed
-      // denormal products would change the sums. The product with x flushes, like there.
-      gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), sc);
+      if (in_place && !scratch) scratch.reset(new T[std::size_t(g.tm * g.tn)]);
+      Mat<T> dst = in_place ? Mat<T>(scratch.get(), rb, cb) : Mat<T>(out.row(i0) + j0, rb, cb,
+                                                                         out.ld);
+      // The GEMM without FTZ/DAZ, as gemm runs it: flushed denormal products would change
+      // the sums. The product with x flushes, as the element-wise loops do.
+      if (n_out == 0) {  // BLAS leaves C untouched for k = 0; the product is zero.
+        for (index_t i = 0; i < rb; ++i) std::fill_n(dst.row(i), cb, T(0));
+      } else {
+        gemm_tile<T>(g, t, false, true, T(1), s, w, T(0), dst);
+      }
       ScopedFTZ ftz;
       for (index_t i = 0; i < rb; ++i) {
         T* o = out.row(i0 + i) + j0;
-        const T* p = sc.row(i);
+        const T* other = in_place ? dst.row(i) : x.row(i0 + i) + j0;
 #pragma omp simd
-        for (index_t j = 0; j < cb; ++j) o[j] *= p[j];
+        for (index_t j = 0; j < cb; ++j) o[j] *= other[j];
         if (totals) row_totals(o, cb, part.data() + 2 * ((t % g.cols) * n + i0 + i));
       }
     }
@@ -114,6 +128,25 @@ void backward_times_x_inplace(CMat<T> s, CMat<T> w, Mat<T> out, double* totals) 
       totals[2 * i] = sum;
       totals[2 * i + 1] = abs_sum;
     }
+  }
+}
+
+// dst = x op(w), op(w) = w^T when trans: gemm, or for one row the GEMVs of row_blocks
+// (a GEMM of one row packs all of w first).
+template <class T>
+void product(CMat<T> x, CMat<T> w, bool trans, Mat<T> dst) {
+  if (x.rows != 1) {
+    gemm<T>(false, trans, T(1), x, w, T(0), dst);
+    return;
+  }
+  const RowBlocks rb = row_blocks(dst.cols, w.rows * w.cols);
+  const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), rb.count));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (index_t i = 0; i < rb.count; ++i) {
+    const index_t c0 = rb.begin(i), cols = std::min(rb.width, dst.cols - c0);
+    const CMat<T> block = trans ? CMat<T>(w.row(c0), cols, w.cols, w.ld)
+                                : CMat<T>(w.data + c0, w.rows, cols, w.ld);
+    row_product<T>(trans, block, x.row(0), dst.row(0) + c0);
   }
 }
 
@@ -141,34 +174,45 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
   std::vector<T> buf_back;
   if (prm.rule != LrpRule::Epsilon) buf_back.resize(n * n_in);
   Mat<T> s(buf_s.get(), n, n_out), back(buf_back.data(), n, n_in);
-  auto backward = [&](CMat<T> sv, CMat<T> wv, Mat<T> dst) { gemm<T>(false, true, T(1), sv, wv, T(0), dst); };
+  auto backward = [&](CMat<T> sv, CMat<T> wv, Mat<T> dst) { product<T>(sv, wv, true, dst); };
 
   switch (prm.rule) {
     case LrpRule::Epsilon: {
-      if (!z_in.empty()) {  // reuse the forward pre-activation (it includes the bias)
-        for_rows(n, n_out, [&](index_t i) {
-          const T* zi = z_in.row(i);
-          const T* r = relevance.row(i);
-          T* si = s.row(i);
-          for (index_t j = 0; j < n_out; ++j)
-            si[j] = r[j] / stabilize(zi[j] - (prm.use_bias ? T(0) : b[j]), eps);
-        });
-      } else {
-        gemm<T>(false, false, T(1), x, w, T(0), s);
+      // s = relevance / stabilize(z), z the forward pre-activation (it includes the bias).
+      auto fill_s = [&](index_t i) {
+        const T* zi = z_in.row(i);
+        const T* r = relevance.row(i);
+        T* si = s.row(i);
+        for (index_t j = 0; j < n_out; ++j)
+          si[j] = r[j] / stabilize(zi[j] - (prm.use_bias ? T(0) : b[j]), eps);
+      };
+      if (n == 0) return;
+      const bool have_z = !z_in.empty();
+      if (!have_z) {
+        product<T>(x, w, false, s);
         divide<T>(relevance, s, bias, eps);
       }
-      if (out.data == x.data) {  // in place over x: blocks of columns through a scratch
-        backward_times_x_inplace<T>(s, w, out, totals);
+      if (n > 1) {  // out (or x itself) *= s w^T, tile by tile
+        if (have_z)
+          times_x_by_tiles<T>(s, fill_s, w, x, out, totals);
+        else
+          times_x_by_tiles<T>(s, [](index_t) {}, w, x, out, totals);
         return;
       }
-      backward(s, w, out);  // then out *= x in place: no second n x n_in buffer
-      for_rows(n, n_in, [&](index_t i) {
-        const T* xi = x.row(i);
-        T* o = out.row(i);
+      if (have_z) {
+        ScopedFTZ ftz;
+        fill_s(0);
+      }
+      // One sample: u = s w^T by GEMVs, into out or, in place, a scratch; then out *= x.
+      std::vector<T> scratch(out.data == x.data ? std::size_t(n_in) : 0);
+      T* u = scratch.empty() ? out.row(0) : scratch.data();
+      product<T>(s, w, true, Mat<T>(u, 1, n_in));
+      ScopedFTZ ftz;
+      T* o = out.row(0);
+      const T* other = scratch.empty() ? x.row(0) : u;
 #pragma omp simd
-        for (index_t j = 0; j < n_in; ++j) o[j] *= xi[j];
-        if (totals) row_totals(o, n_in, totals + 2 * i);
-      });
+      for (index_t j = 0; j < n_in; ++j) o[j] *= other[j];
+      if (totals) row_totals(o, n_in, totals);
       return;
     }
     case LrpRule::Gamma: {
@@ -179,7 +223,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
       }
       for (index_t j = 0; j < n_out; ++j) bg[j] = bias[j] + prm.gamma * (bias[j] > T(0) ? bias[j] : T(0));
       CMat<T> wgv(wg.data(), n_in, n_out);
-      gemm<T>(false, false, T(1), x, wgv, T(0), s);
+      product<T>(x, wgv, false, s);
       divide<T>(relevance, s, bg.data(), eps);
       backward(s, wgv, back);
       multiply_into<T>(x, back, T(1), false, out);
@@ -212,7 +256,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
       }
       // One part: z = xp wa + xn wb + bias_part; out += scale (xp (s wa^T) + xn (s wb^T)).
       auto part = [&](CMat<T> wa, CMat<T> wb, const T* bias_part, T scale, bool accumulate) {
-        gemm<T>(false, false, T(1), xp, wa, T(0), s);
+        product<T>(xp, wa, false, s);
         if (has_negative) gemm<T>(false, false, T(1), xn, wb, T(1), s);
         divide<T>(relevance, s, bias_part, eps);
         backward(s, wa, back);
@@ -239,7 +283,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
           acc -= double(prm.low[i]) * double(wp(i, j)) + double(prm.high[i]) * double(wn(i, j));
         shift[j] = T(acc);
       }
-      gemm<T>(false, false, T(1), x, w, T(0), s);
+      product<T>(x, w, false, s);
       divide<T>(relevance, s, shift.data(), eps);
       backward(s, w, back);
       multiply_into<T>(x, back, T(1), false, out);
@@ -274,7 +318,7 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
         }
       for (index_t i = 0; i < n_in; ++i)
         for (index_t j = 0; j < n_out; ++j) w2[i * n_out + j] /= stabilize(col[j], eps);
-      gemm<T>(false, true, T(1), relevance, CMat<T>(w2.data(), n_in, n_out), T(0), out);
+      product<T>(relevance, CMat<T>(w2.data(), n_in, n_out), true, out);
       return;
     }
   }

@@ -24,6 +24,7 @@ one forward pass plus one matrix product per layer.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -154,7 +155,9 @@ def _scaler(net: _Network, m: str) -> tuple[np.ndarray, np.ndarray]:
     n = net.n_features(m)
     mean = _per_feature(entry["mean"], n, f"scalers[{m!r}]['mean']")
     scale = _per_feature(entry["scale"], n, f"scalers[{m!r}]['scale']")
-    if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+    # A sum is finite unless some entry is not (or it overflows: then check each).
+    finite = all(np.isfinite(a.sum()) or np.isfinite(a).all() for a in (mean, scale))
+    if not (finite and scale.min() > 0):
         raise ValueError(f"scalers[{m!r}] needs finite means and positive scales")
     return mean, scale
 
@@ -208,8 +211,8 @@ def _inputs(net: _Network, X: Any, scale: bool) -> tuple[dict[str, np.ndarray], 
         if x.ndim > 2 and image is not None and x.shape[1:] != image:
             raise ValueError(f"X[{m!r}] has images of shape {x.shape[1:]}, the model expects "
                              f"{image}")
-        if int(np.prod(x.shape[1:])) != d:
-            raise ValueError(f"X[{m!r}] has {int(np.prod(x.shape[1:]))} features per sample "
+        if math.prod(x.shape[1:]) != d:
+            raise ValueError(f"X[{m!r}] has {math.prod(x.shape[1:])} features per sample "
                              f"(shape {x.shape}), the model expects {d}")
         if n is None:
             n = x.shape[0]
@@ -316,10 +319,11 @@ def _backward(layers, rules, steps, r, record, totals=False, overwrite_input=Fal
         if ref is not None and isinstance(rule, Epsilon):
             # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
             x, z, b, owned = x - ref[0], z - ref[1], backend.namespace(b).zeros_like(b), True
+        # The arrays are the validated network's and the forward pass's own: no checks.
         if totals and k == last:
-            r, sums = rule(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
+            r, sums = rule.apply(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
         else:
-            r = rule(x, w, b, r, z=z)
+            r = rule.apply(x, w, b, r, z=z)
         if record is not None:
             record.append(r)
     return (r, sums) if totals else r
@@ -342,10 +346,10 @@ def _explain_batch(net, rules, x, target, record_layers, owned=False, ref=None):
 
     joint_rec = [r_out] if record_layers else None
     if out_ref:
-        r = rules["output"](top - ref["output"][0], net.w_out, xp.zeros_like(net.b_out), r_out,
-                            z=logits - ref["output"][1])
+        r = rules["output"].apply(top - ref["output"][0], net.w_out, xp.zeros_like(net.b_out),
+                                  r_out, z=logits - ref["output"][1])
     else:
-        r = rules["output"](top, net.w_out, net.b_out, r_out, z=logits)
+        r = rules["output"].apply(top, net.w_out, net.b_out, r_out, z=logits)
     if joint_rec is not None:
         joint_rec.append(r)
     code_r = _backward(net.joint, rules["joint"], fw["joint"], r, joint_rec,
@@ -431,11 +435,13 @@ def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
     chunks = []
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
-        chunks.append(backend.to_device(
-            _explain_batch(net, rules, {m: x[m][rows] for m in net.modalities},
-                           None if t is None else t[rows], return_layers, owned, ref), "cpu"))
-    out = _concat(chunks)
-    ref = backend.to_device(ref, "cpu")
+        whole = start == 0 and batch_size >= n
+        chunk = _explain_batch(net, rules, x if whole else {m: x[m][rows] for m in net.modalities},
+                               None if t is None else t[rows], return_layers, owned, ref)
+        chunks.append(chunk if device == "cpu" else backend.to_device(chunk, "cpu"))
+    out = chunks[0] if len(chunks) == 1 else _concat(chunks)
+    if device != "cpu":
+        ref = backend.to_device(ref, "cpu")
 
     relevance = out["relevance"]
     sums = {m: out["totals"][m][:, 0] for m in net.modalities}

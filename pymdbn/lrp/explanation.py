@@ -14,16 +14,12 @@ from pymdbn.lrp.composites import Composite
 __all__ = ["Explanation", "shares_from_totals"]
 
 
-def _ratio(parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each entry over the sum of all entries; NaN where that sum is 0."""
-    total = np.sum(list(parts.values()), axis=0)
-    nonzero = total != 0
-    out = {}
-    for m, v in parts.items():
-        share = np.full(np.shape(total), np.nan)
-        np.divide(v, total, out=share, where=nonzero)
-        out[m] = share
-    return out
+def _ratio(names: list[str], parts: np.ndarray) -> dict[str, np.ndarray]:
+    """Each row of ``parts`` (one per name) over the column sums; NaN where a sum is 0."""
+    total = parts.sum(axis=0)
+    share = np.full(parts.shape, np.nan)
+    np.divide(parts, total, out=share, where=total != 0)
+    return dict(zip(names, share))
 
 
 def shares_from_totals(sums: Mapping[str, Any], abs_sums: Mapping[str, Any]
@@ -42,16 +38,17 @@ def shares_from_totals(sums: Mapping[str, Any], abs_sums: Mapping[str, Any]
         ``|R|``) and ``'net_shares'`` (of the signed sum), each a dict of
         str -> ndarray of float64, shape (N,); see :class:`Explanation`.
     """
-    sums = {m: np.asarray(v, dtype=np.float64) for m, v in sums.items()}
-    abs_sums = {m: np.asarray(abs_sums[m], dtype=np.float64) for m in sums}
+    # One (modalities, N) array per kind: for one sample, per-modality NumPy calls
+    # cost more than the LRP kernels.
+    names = list(sums)
+    signed = np.stack([np.asarray(sums[m], dtype=np.float64) for m in names])
+    absolute = np.stack([np.asarray(abs_sums[m], dtype=np.float64) for m in names])
     # sum R+ = (sum R + sum |R|) / 2; what is left of a modality without positive
     # relevance is rounding (both sums carry ~1e-16 |R| of it), so it counts as 0.
-    positive = {}
-    for m in sums:
-        p = 0.5 * (sums[m] + abs_sums[m])
-        positive[m] = np.where(p > 1e-12 * abs_sums[m], p, 0.0)
-    return {"shares": _ratio(positive), "abs_shares": _ratio(abs_sums),
-            "net_shares": _ratio(sums)}
+    p = 0.5 * (signed + absolute)
+    positive = np.where(p > 1e-12 * absolute, p, 0.0)
+    return {"shares": _ratio(names, positive), "abs_shares": _ratio(names, absolute),
+            "net_shares": _ratio(names, signed)}
 
 
 @dataclass(frozen=True, eq=False)

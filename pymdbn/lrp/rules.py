@@ -143,16 +143,34 @@ class Rule(ABC):
             z = _as(backend.to_device(z, device), dtype)
             if z.shape != relevance.shape:
                 raise ValueError(f"z shape {z.shape} differs from relevance {relevance.shape}")
-        kwargs = self._kernel_args(w.shape[0], dtype)
-        for bound in ("low", "high"):
-            if kwargs.get(bound) is not None:
-                kwargs[bound] = backend.to_device(kwargs[bound], device)
         # CuPy's flags have no writeable: device arrays are always writeable.
         writeable = getattr(x.flags, "writeable", True)
-        return _lrp_dense(x, w, b, relevance, self.kernel_rule, z=z, totals=return_totals,
-                          overwrite_x=overwrite_x and writeable, **kwargs)
+        return self.apply(x, w, b, relevance, z, return_totals, overwrite_x and writeable)
 
     __call__ = backward
+
+    def apply(
+        self,
+        x: Any,
+        w: Any,
+        b: Any,
+        relevance: Any,
+        z: Any = None,
+        return_totals: bool = False,
+        overwrite_x: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`backward` without its conversions: for callers that already hold
+        C-contiguous arrays of one float dtype on one device, shaped as there (the LRP
+        engine's are). Explaining one sample, the conversions cost as much as the
+        kernel. ``overwrite_x`` needs a writeable ``x``; anything else the kernel
+        rejects (ValueError or TypeError naming the argument)."""
+        kwargs = self._kernel_args(w.shape[0], x.dtype)
+        if kwargs.get("low") is not None:
+            device = backend.device_of(x)
+            kwargs["low"], kwargs["high"] = backend.to_device((kwargs["low"], kwargs["high"]),
+                                                              device)
+        return _lrp_dense(x, w, b, relevance, self.kernel_rule, z=z, totals=return_totals,
+                          overwrite_x=overwrite_x, **kwargs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{p}={_fmt(getattr(self, p))}" for p in self._params)

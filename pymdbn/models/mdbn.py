@@ -623,7 +623,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         from pymdbn.lrp import explain
 
         check_is_fitted(self, "output_")
-        return explain(self.to_dict(copy=False), X,
+        return explain(self._layout(), X,
                        target=finetune.target_indices(target, self.classes_), composite=composite,
                        return_layers=return_layers, batch_size=batch_size, reference=reference,
                        device=self.device)
@@ -643,12 +643,8 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         dict
         """
         check_is_fitted(self, "output_")
-        take = np.copy if copy else np.asarray
-
-        def copy_layers(layers):
-            return [{"W": take(layer["W"]), "b": take(layer["b"])} for layer in layers]
-        meta = {"classes": self.classes_.tolist(),
-                "image_shapes": {m: list(s) for m, s in self.scaler_.shapes_.items()},
+        d = self._layout(copy)
+        meta = {"classes": d["meta"]["classes"], "image_shapes": d["meta"]["image_shapes"],
                 "fusion": self.fusion, "version": __version__,
                 "params": io.encode_params(self.get_params(deep=False)),
                 "dtype": self.dtype, "per_feature": bool(self.per_feature),
@@ -662,6 +658,20 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
                 "fine_tune_summary": {"n_iter": self.n_iter_,
                                       "stopped_early": self.stopped_early_,
                                       "best_epoch": self.best_epoch_}}
+        if "data_range" in d["meta"]:
+            meta["data_range"] = d["meta"]["data_range"]
+        return {**d, "meta": meta}
+
+    def _layout(self, copy=False):
+        """:meth:`to_dict`'s arrays with only the metadata that explaining reads
+        (classes, image shapes, data range): encoding the parameters and histories
+        costs more than explaining one sample."""
+        take = np.copy if copy else np.asarray
+
+        def copy_layers(layers):
+            return [{"W": take(layer["W"]), "b": take(layer["b"])} for layer in layers]
+        meta = {"classes": self.classes_.tolist(),
+                "image_shapes": {m: list(s) for m, s in self.scaler_.shapes_.items()}}
         if self.per_image:  # normalised images have no fixed range: the training one
             meta["data_range"] = {m: list(r) for m, r in self.scaler_.data_range_.items()}
         return {"modalities": list(self.modalities_),
