@@ -75,7 +75,8 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
     }
   };
   if (z.empty()) return;
-  if (x.rows == 1) {  // one sample: GEMVs over blocks of columns
+  // One sample: GEMVs over blocks of columns (bfloat16 products go through gemm).
+  if (x.rows == 1 && matmul_precision() == Precision::Float32) {
     const RowBlocks rb = row_blocks(w.cols, w.rows * w.cols);
     const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), rb.count));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
