@@ -105,7 +105,7 @@ def _cmd_demo(args):
     run_demo(args.out, n_patients=args.n_patients, size=args.size, model_size=args.model_size,
              difficulty=args.difficulty, random_state=args.seed,
              pretrain_epochs=args.pretrain_epochs, verbose=not args.quiet,
-             overwrite=args.overwrite, device=args.device)
+             overwrite=args.overwrite, device=args.device, dtype=args.dtype)
 
 
 def _cmd_train(args):
@@ -463,6 +463,9 @@ def build_parser():
     phantom_args(sp, DEMO_PATIENTS)
     overwrite(sp)
     device(sp)
+    sp.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="bfloat16: bfloat16 operands of the products, float32 weights "
+                         "(needs pymdbn[bf16] and AVX512_BF16/AMX; else float32 with a warning)")
     common(sp)
     sp.set_defaults(func=_cmd_demo)
 

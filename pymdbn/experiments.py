@@ -298,7 +298,7 @@ def _explanation_quality(model, X, masks, lesion_labels, composite="epsilon", re
 
 def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, difficulty=0.5,
              random_state=0, n_heatmaps=4, pretrain_epochs=DEMO_PRETRAIN_EPOCHS, verbose=True,
-             overwrite=False, device="cpu"):
+             overwrite=False, device="cpu", dtype="float32"):
     """Generate phantoms, train the proposed model, evaluate and explain it.
 
     Writes to ``out``: ``model.npz`` (saved right after training, before anything
@@ -321,6 +321,9 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
         presence raises ``FileExistsError`` before any work.
     device : {'cpu', 'cuda'}, default='cpu'
         Where the model trains, predicts and is explained (checked before any work).
+    dtype : {'float32', 'bfloat16'}, default='float32'
+        The model's ``dtype``: 'bfloat16' trains, predicts and explains with bfloat16
+        operands of the products (float32 weights; see :class:`pymdbn.MDBN`).
 
     Returns
     -------
@@ -342,7 +345,8 @@ def run_demo(out, n_patients=DEMO_PATIENTS, size=64, model_size=MODEL_SIZE, diff
     labels = np.asarray(data.classes)[data.y]
     train, test = split_indices(data.y, random_state=random_state)
     Xtr, Xte = _take(data.X, train), _take(data.X, test)
-    model = _make_system("proposed", random_state, verbose, pretrain_epochs, device=device)
+    model = _make_system("proposed", random_state, verbose, pretrain_epochs, device=device,
+                         dtype=dtype)
     _log(verbose, f"Training the proposed model on {len(train)} patients")
     model.fit(Xtr, labels[train])
     model.save(os.path.join(out, "model.npz"))  # before anything after training can fail

@@ -135,3 +135,19 @@ def test_mdbn_bfloat16_accuracy_save_load_and_explain(tmp_path):
         scale = np.abs(e_fp.relevance[m]).max()
         np.testing.assert_allclose(e_bf.relevance[m], e_fp.relevance[m], rtol=0,
                                    atol=0.05 * scale, err_msg=m)
+
+
+def test_demo_dtype_reaches_the_model(tmp_path, monkeypatch):
+    import pymdbn.experiments as ex
+
+    def stop(*args, **kwargs):  # the model is saved before the evaluation: stop there
+        raise RuntimeError("stop after training")
+
+    monkeypatch.setattr(ex, "sensitivity_by_lesion_subset", stop)
+    monkeypatch.setattr("pymdbn.metrics.classification_report", stop)
+    with pytest.warns(BFloat16FallbackWarning) if not BF16_OK else _nothing():
+        with pytest.raises(RuntimeError, match="stop after training"):
+            ex.run_demo(tmp_path / "d", n_patients=40, size=16, model_size=8,
+                        pretrain_epochs=1, verbose=False, dtype="bfloat16")
+    model = pymdbn.load(tmp_path / "d" / "model.npz")
+    assert model.dtype == "bfloat16" and model.output_["W"].dtype == np.float32
