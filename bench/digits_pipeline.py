@@ -88,10 +88,18 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--bfloat16", action="store_true",
+                   help="also pymdbn.RBM(dtype='bfloat16') (bfloat16 products, float32 weights)")
     args = p.parse_args()
+
+    import functools
 
     import pymdbn
     from pymdbn import RBM
+
+    systems = [("sklearn", BernoulliRBM), ("pymdbn", RBM)]
+    if args.bfloat16:
+        systems.append(("pymdbn-bf16", functools.partial(RBM, dtype="bfloat16")))
 
     X_train, X_test, Y_train, Y_test = load()
     print(f"digits nudged: train {X_train.shape}, test {X_test.shape}, dtype {X_train.dtype}")
@@ -122,9 +130,9 @@ def main():
               f"{rb:>11}")
 
     # over seeds
-    runs = {"sklearn": [], "pymdbn": []}
+    runs = {name: [] for name, _ in systems}
     for seed in args.seeds:
-        for name, cls in (("sklearn", BernoulliRBM), ("pymdbn", RBM)):
+        for name, cls in systems:
             clf, _ = make_pipeline(cls, seed)
             r = evaluate(clf, X_train, Y_train, X_test, Y_test)
             r["seed"] = seed
@@ -143,7 +151,7 @@ def main():
                       "sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                       "values": vals.tolist()}
         summary[name] = s
-        print(f"{name:8} {s['accuracy']['mean']:8.4f} +/- {s['accuracy']['sd']:.4f} "
+        print(f"{name:11} {s['accuracy']['mean']:8.4f} +/- {s['accuracy']['sd']:.4f} "
               f"{s['macro_f1']['mean']:8.4f} +/- {s['macro_f1']['sd']:.4f} "
               f"{s['fit_s']['mean']:8.2f} +/- {s['fit_s']['sd']:.2f} "
               f"{s['rbm_fit_s']['mean']:6.2f} +/- {s['rbm_fit_s']['sd']:.2f}")

@@ -567,6 +567,7 @@ def _bound_torch(spec):
 
 def _pymdbn(spec):
     import pymdbn
+    from pymdbn import backend
     from pymdbn.models.rbm import RBM
 
     X, order = _data(spec)
@@ -585,9 +586,17 @@ def _pymdbn(spec):
 
     def info():
         return {"num_threads": pymdbn.get_num_threads(),
-                "dtype": str(rbm.components_.dtype)}
-    # The raw epoch, as RBM.fit runs it (no scoring, no validation).
-    return prepare, _timed("pymdbn", lambda: rbm._run_epoch(X, order)), info
+                "dtype": str(rbm.components_.dtype),
+                "products": backend.bfloat16_status()[1] if precision == "bfloat16"
+                else "float32"}
+
+    precision = backend.precision_of(spec["dtype"])
+
+    def epoch():  # the raw epoch, as RBM.fit runs it (no scoring, no validation)
+        with backend.matmul_precision(precision):
+            rbm._run_epoch(X, order)
+
+    return prepare, _timed("pymdbn", epoch), info
 
 
 def _numpy(spec):
