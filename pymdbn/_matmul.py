@@ -12,12 +12,15 @@ def round_bfloat16(x):
     """float32 ``x`` rounded to the nearest bfloat16 (ties to even), as float32.
 
     bfloat16 is float32's upper 16 bits, so this is the bit pattern
-    ``(u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000``; NaN stays NaN.
+    ``(u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000``; NaN stays NaN, and denormals become
+    zeros of their sign, as the x86 conversion instruction (VCVTNEPS2BF16) makes them.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     u = x.view(np.uint32)
     r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
          & np.uint32(0xFFFF0000))
+    denormal = (u & np.uint32(0x7F800000)) == 0
+    r = np.where(denormal, u & np.uint32(0x80000000), r)
     return np.where(np.isnan(x), x, r.view(np.float32))
 
 

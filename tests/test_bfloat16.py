@@ -26,11 +26,12 @@ def bits(x):
 def test_round_bfloat16_to_nearest_even():
     ulp = np.float32(2.0**-7)  # bfloat16's spacing at 1
     x = np.array([1, 1 + ulp / 2, 1 + 3 * ulp / 2, 1 + ulp / 2 + 2.0**-20, -(1 + ulp / 2),
-                  3.4e38, 0.0, -0.0, np.inf, -np.inf], np.float32)
+                  3.4e38, 0.0, -0.0, np.inf, -np.inf, 1e-40, -1e-40], np.float32)
     # Ties go to the even neighbour (1 + ulp/2 -> 1, 1 + 3ulp/2 -> 1 + 2ulp); above the
-    # largest bfloat16 (3.3895e38) and the midpoint to 2^128 rounds to inf, as IEEE rounding does.
-    want = np.array([1, 1, 1 + 2 * ulp, 1 + ulp, -1, np.inf, 0.0, -0.0, np.inf, -np.inf],
-                    np.float32)
+    # largest bfloat16 (3.3895e38) and the midpoint to 2^128 rounds to inf, as IEEE
+    # rounding does; denormals become zeros of their sign (as VCVTNEPS2BF16 makes them).
+    want = np.array([1, 1, 1 + 2 * ulp, 1 + ulp, -1, np.inf, 0.0, -0.0, np.inf, -np.inf,
+                     0.0, -0.0], np.float32)
     got = round_bfloat16(x)
     np.testing.assert_array_equal(bits(got), bits(want))
     assert np.isnan(round_bfloat16(np.array([np.nan], np.float32)))[0]
@@ -38,6 +39,7 @@ def test_round_bfloat16_to_nearest_even():
 
 def test_round_bfloat16_is_the_nearest():
     x = np.random.default_rng(0).standard_normal(10000).astype(np.float32)
+    x = x[np.abs(x) >= np.finfo(np.float32).tiny]  # denormals flush (previous test)
     r = round_bfloat16(x).astype(np.float64)
     # The neighbours one bfloat16 ulp away are never closer.
     ulp = 2.0 ** (np.floor(np.log2(np.abs(r))) - 7)
@@ -151,3 +153,23 @@ def test_demo_dtype_reaches_the_model(tmp_path, monkeypatch):
                         pretrain_epochs=1, verbose=False, dtype="bfloat16")
     model = pymdbn.load(tmp_path / "d" / "model.npz")
     assert model.dtype == "bfloat16" and model.output_["W"].dtype == np.float32
+
+
+@needs_bf16
+@pytest.mark.parametrize("cols", [1, 15, 16, 17, 100])
+def test_kernel_rounding_equals_the_twin_bit_for_bit(cols):
+    # x times the identity: one exact product per output, so the result is the kernel's
+    # rounding of x itself (the AVX512_BF16 instruction where the CPU has it).
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, cols)).astype(np.float32)
+    ulp = np.float32(2.0**-7)
+    # (No values that round to inf: inf times the identity's zeros is NaN.)
+    specials = np.array([1 + ulp / 2, 1 + 3 * ulp / 2, -(1 + ulp / 2), 3.3e38, -3.3e38,
+                         1e-40, -1e-40, np.finfo(np.float32).tiny, 0.0, -0.0], np.float32)
+    flat = x.reshape(-1)
+    flat[:len(specials)] = specials[:flat.size]
+    eye = np.eye(cols, dtype=np.float32)
+    with backend.matmul_precision("bfloat16"):
+        got = backend.ops.affine(x, eye, np.zeros(cols, np.float32), False)
+    # + 0: the sum turns -0 into +0 (-0 * 1 + 0 * ... = +0), as the GEMM's sums do.
+    np.testing.assert_array_equal(bits(got), bits(round_bfloat16(x) + np.float32(0)))

@@ -1,4 +1,5 @@
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -65,6 +66,7 @@ constexpr index_t kMinSideMany = 2048;
 // Tile sides are multiples of 16: whole register blocks of OpenBLAS's kernels (4 to 16
 // wide), so no tile but the last of a row or column runs the slower edge kernels.
 constexpr index_t kAlign = 16;
+constexpr index_t kMinRowsBf16 = 128;
 
 index_t round_up(index_t x, index_t a) { return (x + a - 1) / a * a; }
 
@@ -100,11 +102,14 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
   if (g.precision == Precision::BFloat16) {
     // Row tiles only: oneDNN runs its AMX/AVX512_BF16 kernels (brgemm) on dense outputs
     // and falls back to slower ones for a strided tile of C (seen with ONEDNN_VERBOSE=1:
-    // gemm:jit or ref:any instead of brg:avx512_core_amx). Rows in whole 16-row blocks.
+    // gemm:jit or ref:any instead of brg:avx512_core_amx). And few of them: each tile
+    // reorders all of op(B) into the kernels' layout, so tiles of 32 rows made the
+    // (4096, 1024, 256) epoch's products reorder W eight times each. Tiles of at least
+    // kMinRowsBf16 rows (2 tiles from 64 rows on), in whole 16-row blocks.
     for (index_t count : {12, 8, 6, 4, 2}) {
       if (work < double(count) * kTileFlops) continue;
       const index_t tm = side(m, count, kAlign);
-      if (tm) {
+      if (tm >= kMinRowsBf16 || (count == 2 && tm >= kAlign * 2)) {
         g.tm = tm;
         break;
       }
@@ -138,11 +143,42 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
 namespace {
 
 // bfloat16 bits of x, rounded to nearest even (NaN stays NaN).
+// Denormal inputs become zeros of their sign, as AVX512_BF16's VCVTNEPS2BF16 (used
+// below where the CPU has it) makes them.
 inline std::uint16_t to_bf16(float x) {
   std::uint32_t u;
   std::memcpy(&u, &x, sizeof(u));
   const std::uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  return (u & 0x7fffffffu) > 0x7f800000u ? std::uint16_t((u >> 16) | 0x40u) : std::uint16_t(r);
+  const std::uint16_t nan = std::uint16_t((u >> 16) | 0x40u), zero = std::uint16_t((u >> 16) & 0x8000u);
+  return (u & 0x7fffffffu) > 0x7f800000u ? nan
+         : (u & 0x7f800000u) == 0        ? zero
+                                         : std::uint16_t(r);
+}
+
+// n floats to bfloat16: VCVTNEPS2BF16, 16 at a time, where the CPU has AVX512_BF16 (as
+// every CPU oneDNN's bfloat16 path runs on does), else to_bf16; the same bits either way.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void row_bf16_avx512(
+    const float* x, std::uint16_t* o, index_t n) {
+  index_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + j)));
+  for (; j < n; ++j) o[j] = to_bf16(x[j]);
+}
+const bool has_avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+#else
+void row_bf16_avx512(const float*, std::uint16_t*, index_t) {}
+const bool has_avx512_bf16 = false;
+#endif
+
+inline void row_bf16(const float* x, std::uint16_t* o, index_t n) {
+  if (has_avx512_bf16) {
+    row_bf16_avx512(x, o, n);
+    return;
+  }
+#pragma omp simd
+  for (index_t j = 0; j < n; ++j) o[j] = to_bf16(x[j]);
 }
 
 // Rows [r0, r0 + rows) of op(X) (X if !trans, else X^T; k = its width) as bfloat16,
@@ -159,9 +195,7 @@ const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t
     if (trans) {
       for (index_t j = 0; j < k; ++j) oi[j] = to_bf16(x(j, r0 + i));
     } else {
-      const float* xi = x.row(r0 + i);
-#pragma omp simd
-      for (index_t j = 0; j < k; ++j) oi[j] = to_bf16(xi[j]);
+      row_bf16(x.row(r0 + i), oi, k);
     }
   }
   return o;
@@ -171,10 +205,7 @@ const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t
 void to_bf16_block(CMat<float> x, index_t c0, index_t w, std::vector<std::uint16_t>& buf) {
   if (buf.size() < std::size_t(x.rows * w)) buf.resize(std::size_t(x.rows * w));
   for (index_t i = 0; i < x.rows; ++i) {
-    const float* xi = x.row(i) + c0;
-    std::uint16_t* o = buf.data() + i * w;
-#pragma omp simd
-    for (index_t j = 0; j < w; ++j) o[j] = to_bf16(xi[j]);
+    row_bf16(x.row(i) + c0, buf.data() + i * w, w);
   }
 }
 
