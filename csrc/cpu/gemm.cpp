@@ -226,7 +226,7 @@ const std::uint16_t* stored_bf16(CMat<float> x, std::vector<std::uint16_t>& buf)
 }
 
 // One row tile of a bfloat16 product: a holds op(A)'s rows from a_r0 on (dense, k wide),
-// b all of B as stored (bt = its transposition, ldb = its width).
+// b all of B as stored (tb: B is op(B) transposed; ldb = its width).
 void tile_bf16(const GemmTiles& g, index_t t, const std::uint16_t* a, index_t a_r0, bool tb,
                const std::uint16_t* b, index_t ldb, index_t k, float alpha, float beta,
                Mat<float> dst) {
