@@ -162,3 +162,8 @@ def test_device_of_reads_the_cuda_interface_and_dlpack():
     assert backend.device_of(DLPack(1)) == "cpu"   # kDLCPU
     assert backend.device_of(np.zeros(3)) == "cpu"  # NumPy has __dlpack_device__ too
     assert backend.device_of([1.0]) == "cpu"
+
+
+def test_show_config_reports_openblas_core():
+    info = pymdbn.show_config("dicts")
+    assert isinstance(info["blas_core"], str) and info["blas_core"]

@@ -114,6 +114,10 @@ void cd_apply(CMat<T> h, CMat<T> v, RBMState<T> s, const CDConfig<T>& cfg) {
   // product before the update pass wrote v_w out and read it back (about 16 MB each way
   // at (V, H) = (4096, 1024)).
   const T decay = lr * cfg.weight_decay;
+  // The update streams w and v_w through memory once per step (32 MB each way at (4096,
+  // 1024)), the largest cost after the products: without momentum and decay the read of
+  // v_w is skipped (0 * v_w added nothing but the sign of a zero).
+  const bool plain = mom == T(0) && decay == T(0);
   gemm_column_chunks<T>(true, lr * inv_b, h, v, update_chunk(nh, sizeof(T)),
                         [&](index_t c0, CMat<T> g) {
     for (index_t j = 0; j < nh; ++j) {
@@ -122,6 +126,15 @@ void cd_apply(CMat<T> h, CMat<T> v, RBMState<T> s, const CDConfig<T>& cfg) {
       const T* gj = g.row(j);
       const T* vb = vbar.data() + c0;
       const T pj = sp[j];
+      if (plain) {  // no momentum, no decay: v_w is written, not read
+#pragma omp simd
+        for (index_t i = 0; i < g.cols; ++i) {
+          const T vij = flush_denormal(gj[i] + pj * vb[i]);
+          vw[i] = vij;
+          wj[i] += vij;
+        }
+        continue;
+      }
 #pragma omp simd
       for (index_t i = 0; i < g.cols; ++i) {
         const T vij = flush_denormal(mom * vw[i] + gj[i] + pj * vb[i] - decay * wj[i]);

@@ -322,8 +322,12 @@ void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
                         const std::function<void(index_t, CMat<T>)>& consume) {
   const index_t m = ta ? a.cols : a.rows, k = b.rows, n = b.cols;
   if (m == 0 || n == 0) return;
-  chunk = std::max<index_t>(1, std::min(chunk, n));
-  const index_t count = (n + chunk - 1) / chunk;
+  // An even number of chunks of equal width (16-column multiples), near `chunk` wide:
+  // 2 threads then get equal shares (784 columns in 512 + 272 made one thread wait).
+  index_t count = (n + std::max<index_t>(chunk, 1) - 1) / std::max<index_t>(chunk, 1);
+  if (count > 1) count += count % 2;
+  chunk = std::max<index_t>(1, std::min(n, round_up((n + count - 1) / count, kAlign)));
+  count = (n + chunk - 1) / chunk;
   bool bf16 = false;
   if constexpr (std::is_same_v<T, float>) bf16 = precision_ == Precision::BFloat16 && k > 0;
   // bfloat16: op(A), which every chunk multiplies, rounded once on this thread.
@@ -335,14 +339,16 @@ void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
                      : int(std::min<index_t>(omp_get_max_threads(), count));
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<T> scratch(std::size_t(m * chunk));
-    std::vector<std::uint16_t> b16;
+    // Kept per thread: a fresh (zero-filled) 1 MB scratch per step cost its page faults.
+    thread_local std::vector<T> scratch;
+    thread_local std::vector<std::uint16_t> b16;
+    if (scratch.size() < std::size_t(m * chunk)) scratch.resize(std::size_t(m * chunk));
 #pragma omp for schedule(static)
     for (index_t t = 0; t < count; ++t) {
       const index_t c0 = t * chunk, w = std::min(chunk, n - c0);
       Mat<T> sc(scratch.data(), m, w);
       if (k == 0) {
-        std::fill(scratch.begin(), scratch.end(), T(0));
+        std::fill_n(scratch.begin(), m * w, T(0));
       } else if constexpr (std::is_same_v<T, float>) {
         if (bf16) {
           // B's columns [c0, c0 + w), rounded, dense (k x w).

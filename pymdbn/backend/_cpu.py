@@ -16,6 +16,10 @@ _blas = ctypes.CDLL(
     os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"),
     mode=ctypes.RTLD_GLOBAL,
 )
+# The kernels OpenBLAS picked when it loaded: from OPENBLAS_CORETYPE of the process's
+# initial environment when set (an os.environ change made before this load is not seen:
+# tried), else from the CPU.
+_blas.scipy_openblas_get_corename.restype = ctypes.c_char_p
 
 
 def _missing_core_message(package_dir):
@@ -45,8 +49,11 @@ globals().update({name: getattr(_core, name) for name in OPS})
 
 
 def build_info():
-    """The compiled core's build description (compiler, OpenMP, BLAS, CUDA)."""
-    return dict(_core.build_info())
+    """The compiled core's build description (compiler, OpenMP, BLAS, CUDA) and the
+    kernels OpenBLAS picked (``blas_core``)."""
+    info = dict(_core.build_info())
+    info["blas_core"] = _blas.scipy_openblas_get_corename().decode()
+    return info
 
 
 def get_num_threads():
