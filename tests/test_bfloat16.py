@@ -92,7 +92,8 @@ def test_fallback_warns_once_and_computes_in_float32(monkeypatch):
         pass
 
 
-def test_rbm_bfloat16_keeps_float32_parameters_and_learns_like_float32():
+def test_rbm_bfloat16_keeps_float32_parameters_and_learns_like_float32(monkeypatch):
+    monkeypatch.setattr(backend, "_fallback_warned", set())  # warned once per reason
     rng = np.random.default_rng(3)
     protos = rng.random((4, 64)) < 0.3
     X = (protos[rng.integers(0, 4, 800)] ^ (rng.random((800, 64)) < 0.05)).astype(np.float32)
@@ -147,6 +148,7 @@ def test_demo_dtype_reaches_the_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ex, "sensitivity_by_lesion_subset", stop)
     monkeypatch.setattr("pymdbn.metrics.classification_report", stop)
+    monkeypatch.setattr(backend, "_fallback_warned", set())  # warned once per reason
     with pytest.warns(BFloat16FallbackWarning) if not BF16_OK else _nothing():
         with pytest.raises(RuntimeError, match="stop after training"):
             ex.run_demo(tmp_path / "d", n_patients=40, size=16, model_size=8,
