@@ -12,16 +12,9 @@ OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def binary_data(n, v, seed=0, ones=0.3, width=9):
-    """Structured-ish binary data: Gaussian noise smoothed along the feature axis with a
-    box filter of ``width``, thresholded so that a fraction ``ones`` of entries are 1.
-    float32, C-contiguous."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, v + width), dtype=np.float32)
-    c = np.cumsum(x, axis=1, dtype=np.float32)
-    smooth = c[:, width:] - c[:, :-width]
-    thr = np.quantile(smooth[: min(n, 1000)], 1.0 - ones)
-    return np.ascontiguousarray(smooth > thr, dtype=np.float32)
+# The data recipe of every CD benchmark, kept in the package (pymdbn bench runs without
+# this folder).
+from pymdbn.benchmark import binary_data  # noqa: E402,F401
 
 
 def gaussian_data(n, v, seed=0):

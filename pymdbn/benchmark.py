@@ -88,7 +88,7 @@ def binary_data(n_samples, n_features, seed=0, ones=0.3, width=9):
     """Binary float32 data with some structure: Gaussian noise smoothed along the features
     by a box filter of ``width``, thresholded so that a fraction ``ones`` are 1.
 
-    The recipe of bench/_common.py, so that both benchmarks time the same data.
+    bench/_common.py takes it from here, so every CD benchmark times the same data.
     """
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, n_features + width), dtype=np.float32)
