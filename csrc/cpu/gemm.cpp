@@ -201,14 +201,6 @@ const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t
   return o;
 }
 
-// Columns [c0, c0 + w) of x (all rows), rounded, dense (x.rows x w), into buf.
-void to_bf16_block(CMat<float> x, index_t c0, index_t w, std::vector<std::uint16_t>& buf) {
-  if (buf.size() < std::size_t(x.rows * w)) buf.resize(std::size_t(x.rows * w));
-  for (index_t i = 0; i < x.rows; ++i) {
-    row_bf16(x.row(i) + c0, buf.data() + i * w, w);
-  }
-}
-
 // The operands pinned by PinnedBf16 on this thread (a CD step pins one: the weights).
 struct Pinned {
   const float* data;
@@ -352,7 +344,7 @@ void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
       } else if constexpr (std::is_same_v<T, float>) {
         if (bf16) {
           // B's columns [c0, c0 + w), rounded, dense (k x w).
-          to_bf16_block(b, c0, w, b16);
+          op_rows_bf16(CMat<float>(b.data + c0, k, w, b.ld), false, 0, k, false, b16);
           onednn::gemm(false, false, m, w, k, alpha, a16.data(), k, b16.data(), w, 0.0f,
                        sc.data, w);
         } else {
