@@ -8,7 +8,7 @@ attribute access, as SciPy does.
 from pymdbn._version import __version__
 
 __all__ = ["__version__", "RBM", "show_config", "set_num_threads", "get_num_threads",
-           "DBN", "MDBN", "EarlyFusionDBN", "load"]
+           "DBN", "MDBN", "EarlyFusionDBN", "ConvRBM", "Conv", "Pool", "ImageAugmenter", "load"]
 
 _LAZY = {
     "RBM": ("pymdbn.models.rbm", "RBM"),
@@ -18,13 +18,17 @@ _LAZY = {
     "DBN": ("pymdbn.models.dbn", "DBN"),
     "MDBN": ("pymdbn.models.mdbn", "MDBN"),
     "EarlyFusionDBN": ("pymdbn.models.early_fusion", "EarlyFusionDBN"),
+    "ConvRBM": ("pymdbn.models.conv_rbm", "ConvRBM"),
+    "Conv": ("pymdbn.layers", "Conv"),
+    "Pool": ("pymdbn.layers", "Pool"),
+    "ImageAugmenter": ("pymdbn.augment", "ImageAugmenter"),
     "load": ("pymdbn.io", "load"),
 }
 
 
 # Public submodules, imported on first access (``pymdbn.lrp.explain`` after ``import pymdbn``).
-_SUBMODULES = ("baselines", "cuda", "data", "datasets", "experiments", "io", "lrp", "metrics",
-               "models", "plot", "preprocessing", "presets")
+_SUBMODULES = ("augment", "baselines", "cuda", "data", "datasets", "experiments", "io", "layers",
+               "lrp", "metrics", "models", "plot", "preprocessing", "presets")
 
 
 def __getattr__(name):
