@@ -15,7 +15,8 @@ __all__ = ["build_info", "get_num_threads", "set_num_threads", "affine", "affine
            "sample_bernoulli", "sample_gaussian", "random_bits", "gibbs_hidden",
            "gibbs_visible", "cd_epoch", "cd_gradient", "cd_apply", "free_energy", "ais_log_weights", "dense_forward",
            "dense_backward", "softmax_cross_entropy", "sgd_momentum_update", "adam_update",
-           "lrp_dense", "standardize", "bfloat16_status", "get_matmul_precision",
+           "lrp_dense", "standardize", "im2col", "col2im", "pool_forward", "pool_backward",
+           "bfloat16_status", "get_matmul_precision",
            "set_matmul_precision"]
 
 affine = ref.affine
@@ -32,6 +33,10 @@ dense_backward = ref.dense_backward
 softmax_cross_entropy = ref.softmax_cross_entropy
 sgd_momentum_update = ref.sgd_momentum_update
 adam_update = ref.adam_update
+im2col = ref.im2col
+col2im = ref.col2im
+pool_forward = ref.pool_forward
+pool_backward = ref.pool_backward
 
 
 def cd_epoch(x, order, batch_size, w, b_visible, b_hidden, v_w, v_b_visible, v_b_hidden, chain,

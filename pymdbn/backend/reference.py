@@ -36,6 +36,10 @@ __all__ = [
     "lrp_dense",
     "relevance_totals",
     "standardize",
+    "im2col",
+    "col2im",
+    "pool_forward",
+    "pool_backward",
 ]
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -456,3 +460,190 @@ def standardize(x, mean, scale, dtype, per_row=False):
         xt = (xt - m.astype(dtype)) / sd.astype(dtype)
     out = (xt - np.asarray(mean, dtype)) / np.asarray(scale, dtype)
     return out, bool(np.isfinite(out).all())
+
+
+# Convolutional pathways (pymdbn.layers): images are channels-last and flattened, an
+# (n, H * W * C) array whose column (y * W + x) * C + c holds pixel (y, x), channel c.
+
+
+def _conv_dims(shape, kernel):
+    """Checked (H, W, C) and (kh, kw) of an im2col/col2im call, and (Ho, Wo)."""
+    shape, kernel = tuple(shape), tuple(kernel)
+    if len(shape) != 3 or any(int(s) < 1 for s in shape):
+        raise ValueError(f"shape must be three positive ints (H, W, C), got {shape}")
+    if len(kernel) != 2 or any(int(k) < 1 for k in kernel):
+        raise ValueError(f"kernel must be two positive ints (kh, kw), got {kernel}")
+    (h, w, c), (kh, kw) = map(int, shape), map(int, kernel)
+    if kh > h or kw > w:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image")
+    return h, w, c, kh, kw, h - kh + 1, w - kw + 1
+
+
+def _pool_dims(shape, size, mode):
+    """Checked (H, W, C), size and (Ho, Wo) of a pool_forward/pool_backward call."""
+    shape = tuple(shape)
+    if len(shape) != 3 or any(int(s) < 1 for s in shape):
+        raise ValueError(f"shape must be three positive ints (H, W, C), got {shape}")
+    h, w, c = map(int, shape)
+    if int(size) < 1:
+        raise ValueError(f"pool size must be >= 1, got {size}")
+    p = int(size)
+    if p > h or p > w:
+        raise ValueError(f"a {p}x{p} pool does not fit a {h}x{w} image")
+    if mode not in ("max", "avg"):
+        raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
+    return h, w, c, p, h // p, w // p
+
+
+def _images(x, h, w, c):
+    """``x`` (n, H * W * C) as an (n, H, W, C) view, its width checked."""
+    if np.ndim(x) != 2:
+        raise ValueError(f"x: expected a 2-d array (n, H*W*C), got shape {np.shape(x)}")
+    if x.shape[1] != h * w * c:
+        raise ValueError(f"x has {x.shape[1]} columns, expected H*W*C = {h * w * c} for "
+                         f"shape ({h}, {w}, {c})")
+    return x.reshape(len(x), h, w, c)
+
+
+def im2col(x, shape, kernel):
+    """The patch matrix of a valid, stride-1 convolution.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, H * W * C)
+        Channels-last flattened images.
+    shape : tuple (H, W, C)
+    kernel : tuple (kh, kw)
+
+    Returns
+    -------
+    cols : ndarray of shape (n * Ho * Wo, kh * kw * C), ``x.dtype``
+        Row ``(i * Ho + oy) * Wo + ox`` is the patch at output pixel (oy, ox) of image i;
+        column ``(dy * kw + dx) * C + c`` holds input pixel (oy + dy, ox + dx), channel c
+        (Ho = H - kh + 1, Wo = W - kw + 1). ``cols @ W`` is then the convolution with
+        filters ``W`` of shape (kh * kw * C, F).
+    """
+    h, w, c, kh, kw, ho, wo = _conv_dims(shape, kernel)
+    img = _images(x, h, w, c)
+    cols = np.empty((len(img), ho, wo, kh, kw, c), dtype=x.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            cols[:, :, :, dy, dx, :] = img[:, dy:dy + ho, dx:dx + wo, :]
+    return cols.reshape(len(img) * ho * wo, kh * kw * c)
+
+
+def col2im(cols, shape, kernel):
+    """The adjoint of :func:`im2col`: each patch entry added back to the pixel it copied.
+
+    Parameters
+    ----------
+    cols : ndarray of shape (n * Ho * Wo, kh * kw * C)
+    shape : tuple (H, W, C)
+    kernel : tuple (kh, kw)
+
+    Returns
+    -------
+    x : ndarray of shape (n, H * W * C), ``cols.dtype``
+        Pixel (y, x), channel c, is the sum over (dy, dx), ascending dy then dx, of the
+        entries of ``cols`` that copied it (the kernels sum in the same order, so they
+        match bit for bit). With ``cols`` the gradient of a convolution's patch matrix,
+        this is the gradient of its input.
+    """
+    h, w, c, kh, kw, ho, wo = _conv_dims(shape, kernel)
+    if np.ndim(cols) != 2:
+        raise ValueError(f"cols: expected a 2-d array, got shape {np.shape(cols)}")
+    if cols.shape[0] % (ho * wo):
+        raise ValueError(f"cols has {cols.shape[0]} rows, not a multiple of Ho*Wo = "
+                         f"{ho * wo}")
+    if cols.shape[1] != kh * kw * c:
+        raise ValueError(f"cols has {cols.shape[1]} columns, expected kh*kw*C = "
+                         f"{kh * kw * c}")
+    n = cols.shape[0] // (ho * wo)
+    patches = cols.reshape(n, ho, wo, kh, kw, c)
+    img = np.zeros((n, h, w, c), dtype=cols.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            img[:, dy:dy + ho, dx:dx + wo, :] += patches[:, :, :, dy, dx, :]
+    return img.reshape(n, h * w * c)
+
+
+def _windows(img, p, ho, wo):
+    """The (dy, dx) views of non-overlapping p x p windows, row-major: each
+    (n, Ho, Wo, C), holding element (dy, dx) of every window."""
+    return [img[:, dy:ho * p:p, dx:wo * p:p, :] for dy in range(p) for dx in range(p)]
+
+
+def pool_forward(x, shape, size, mode):
+    """Non-overlapping ``size`` x ``size`` pooling; the border that fills no window is
+    dropped.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, H * W * C)
+    shape : tuple (H, W, C)
+    size : int
+    mode : {'max', 'avg'}
+
+    Returns
+    -------
+    y : ndarray of shape (n, Ho * Wo * C), ``x.dtype``
+        Ho = H // size, Wo = W // size. 'max': the window's first element, replaced by
+        each later one (row-major) that compares ``>`` (a NaN is kept only in first
+        place). 'avg': the window's sum, row-major, divided by size**2.
+    """
+    h, w, c, p, ho, wo = _pool_dims(shape, size, mode)
+    img = _images(x, h, w, c)
+    views = _windows(img, p, ho, wo)
+    out = views[0].copy()
+    for v in views[1:]:
+        if mode == "max":
+            np.copyto(out, v, where=v > out)
+        else:
+            out += v
+    if mode == "avg":
+        out /= x.dtype.type(p * p)
+    return out.reshape(len(img), ho * wo * c)
+
+
+def pool_backward(grad_y, x, shape, size, mode):
+    """The gradient of :func:`pool_forward` with respect to ``x``.
+
+    Parameters
+    ----------
+    grad_y : ndarray of shape (n, Ho * Wo * C)
+    x : ndarray of shape (n, H * W * C)
+        The forward input ('max' recomputes each window's argmax from it).
+    shape : tuple (H, W, C)
+    size : int
+    mode : {'max', 'avg'}
+
+    Returns
+    -------
+    grad_x : ndarray of shape (n, H * W * C), ``grad_y.dtype``
+        'max': each window's gradient at its first maximal element in row-major order
+        (the element :func:`pool_forward` returned), 0 elsewhere; 'avg': the gradient
+        divided by size**2 at every element of the window. The dropped border gets 0.
+    """
+    h, w, c, p, ho, wo = _pool_dims(shape, size, mode)
+    img = _images(x, h, w, c)
+    n = len(img)
+    if np.shape(grad_y) != (n, ho * wo * c):
+        raise ValueError(f"grad_y has shape {np.shape(grad_y)}, expected (n, Ho*Wo*C) = "
+                         f"({n}, {ho * wo * c})")
+    g = grad_y.reshape(n, ho, wo, c)
+    grad = np.zeros((n, h, w, c), dtype=grad_y.dtype)
+    gviews = _windows(grad, p, ho, wo)  # views: writing them writes grad
+    if mode == "avg":
+        share = g / grad_y.dtype.type(p * p)
+        for gv in gviews:
+            gv[...] = share
+    else:
+        views = _windows(img, p, ho, wo)
+        best, arg = views[0].copy(), np.zeros(g.shape, dtype=np.intp)
+        for k, v in enumerate(views[1:], start=1):
+            better = v > best
+            np.copyto(best, v, where=better)
+            arg[better] = k
+        for k, gv in enumerate(gviews):
+            gv[...] = np.where(arg == k, g, 0)
+    return grad.reshape(n, h * w * c)
