@@ -14,4 +14,5 @@ PYBIND11_MODULE(PYMDBN_MODULE, m) {
   pymdbn::bind::bind_nn(m);
   pymdbn::bind::bind_lrp(m);
   pymdbn::bind::bind_prep(m);
+  pymdbn::bind::bind_conv(m);
 }

@@ -54,6 +54,7 @@ OPS = (
     "ais_log_weights",
     "dense_forward", "dense_backward", "softmax_cross_entropy", "sgd_momentum_update",
     "adam_update", "lrp_dense", "standardize",
+    "im2col", "col2im", "pool_forward", "pool_backward",
 )
 
 ENV_VAR = "PYMDBN_BACKEND"

@@ -51,3 +51,10 @@
 #define PYMDBN_INSTANTIATE_LRP(T)                                                              \
   template void lrp_dense<T>(CMat<T>, CMat<T>, CVec<T>, CMat<T>, CMat<T>, const LrpParams<T>&, \
                              Mat<T>, double*);
+
+#define PYMDBN_INSTANTIATE_CONV(T)                                                            \
+  template void im2col<T>(CMat<T>, index_t, index_t, index_t, index_t, index_t, Mat<T>);      \
+  template void col2im<T>(CMat<T>, index_t, index_t, index_t, index_t, index_t, Mat<T>);      \
+  template void pool_forward<T>(CMat<T>, index_t, index_t, index_t, index_t, Pooling, Mat<T>); \
+  template void pool_backward<T>(CMat<T>, CMat<T>, index_t, index_t, index_t, index_t, Pooling, \
+                                 Mat<T>);

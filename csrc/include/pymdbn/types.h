@@ -51,6 +51,9 @@ struct EpochStats {
 
 enum class Activation : int { Sigmoid = 0, Linear = 1 };
 
+// Non-overlapping pooling of convolutional pathways: the window's maximum or mean.
+enum class Pooling : int { Max = 0, Avg = 1 };
+
 enum class LrpRule : int { Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, Flat, WSquare };
 
 template <class T>
