@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["Conv", "Pool", "conv_output_shape", "pool_output_shape", "layer_type"]
+__all__ = ["Conv", "Pool", "conv_output_shape", "pool_output_shape", "layer_type", "layer_specs",
+           "is_convolutional", "image_shape3", "input_shapes", "from_json"]
 
 
 def _positive_int(value, name):
@@ -139,3 +140,68 @@ def pool_output_shape(shape, size):
 def layer_type(layer):
     """'dense', 'conv' or 'pool' for a network layer dict."""
     return layer.get("type", "dense")
+
+
+def layer_specs(name, value, caller):
+    """Pathway layer specs as a tuple of int, :class:`Conv` and :class:`Pool`.
+
+    An int is one dense layer of that many units (scikit-learn's
+    ``hidden_layer_sizes``); a sequence must be non-empty, with every convolutional
+    and pooling layer before the first dense one.
+    """
+    from pymdbn._constraints import layer_sizes
+
+    if isinstance(value, (Conv, Pool)):
+        value = [value]
+    if not isinstance(value, (tuple, list)) or not any(isinstance(v, (Conv, Pool))
+                                                        for v in value):
+        return layer_sizes(name, value, caller)
+    specs, dense_seen = [], False
+    for i, spec in enumerate(value):
+        if isinstance(spec, (Conv, Pool)):
+            if dense_seen:
+                raise ValueError(f"{name}[{i}] is {spec!r} after a dense layer: convolutional "
+                                 f"and pooling layers must come first")
+            specs.append(spec)
+        else:
+            specs.append(layer_sizes(f"{name}[{i}]", spec, caller)[0])
+            dense_seen = True
+    return tuple(specs)
+
+
+def is_convolutional(specs):
+    """Whether a pathway's specs hold a :class:`Conv` or :class:`Pool`."""
+    return any(isinstance(s, (Conv, Pool)) for s in specs)
+
+
+def image_shape3(shape, what="image shape"):
+    """``(H, W, C)`` from an image shape ``(H, W)`` or ``(H, W, C)``."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        shape += (1,)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"convolutional layers need images of shape (H, W) or (H, W, C); "
+                         f"the {what} is {shape}")
+    return shape
+
+
+def input_shapes(specs, image_shape):
+    """The input shape ``(H, W, C)`` of each conv or pool spec (None for dense ones),
+    and the shape of the last one's output; a ValueError names a spec that does not fit."""
+    shape, shapes = image_shape3(image_shape), []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, Conv):
+            shapes.append(shape)
+            try:
+                shape = conv_output_shape(shape, spec.kernel_size, spec.filters)
+            except ValueError as exc:
+                raise ValueError(f"layer {i} {spec!r}: {exc}") from None
+        elif isinstance(spec, Pool):
+            shapes.append(shape)
+            try:
+                shape = pool_output_shape(shape, spec.size)
+            except ValueError as exc:
+                raise ValueError(f"layer {i} {spec!r}: {exc}") from None
+        else:
+            shapes.append(None)
+    return shapes, shape

@@ -16,7 +16,9 @@ from pymdbn.io import (SaveMixin, decode_params, encode_params, get_state, nest,
                        set_state, to_json, unnest)
 from pymdbn.models import finetune
 from pymdbn.models.device import DeviceMixin, arrays_on, to_caller, validated
-from pymdbn.models.network import Network, layer_from_rbm, propagate
+from pymdbn.backend import ops
+from pymdbn.layers import Conv, Pool, image_shape3, input_shapes, is_convolutional, layer_specs
+from pymdbn.models.network import Network, copy_layer, layer_from_rbm, propagate
 from pymdbn.models.rbm import RBM
 
 __all__ = ["DBN"]
@@ -48,9 +50,14 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
 
     Parameters
     ----------
-    hidden_layers : int or tuple of int, default=(512, 256)
+    hidden_layers : int or tuple of int, Conv and Pool, default=(512, 256)
         Hidden units of each RBM, bottom first; an int is one layer of that many
-        units, as scikit-learn's ``hidden_layer_sizes``.
+        units, as scikit-learn's ``hidden_layer_sizes``. :class:`~pymdbn.Conv` and
+        :class:`~pymdbn.Pool` specs before the dense sizes make a convolutional DBN
+        (Lee et al. 2009): each ``Conv`` is a :class:`~pymdbn.ConvRBM` pretrained on the
+        layer below, each ``Pool`` a parameter-free pooling of its feature maps, e.g.
+        ``[Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), 256]``. ``X`` is then a batch of
+        images, see ``image_shape``.
     visible : {'gaussian', 'bernoulli'}, default='gaussian'
         Visible units of the first RBM: 'gaussian' (unit variance) for z-scored
         real-valued input, 'bernoulli' for data in [0, 1]. Higher RBMs are
@@ -84,7 +91,14 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         transform and fine-tuning alike). None is the plain sigmoid.
     layer_params : list of dict or None, default=None
         Per-layer overrides of any :class:`~pymdbn.RBM` parameter, one dict per
-        layer, applied last (e.g. ``[{'learning_rate': 0.001, 'n_iter': 20}, {}]``).
+        layer, applied last (e.g. ``[{'learning_rate': 0.001, 'n_iter': 20}, {}]``);
+        for a ``Conv`` layer, of :class:`~pymdbn.ConvRBM` parameters (the spec's own
+        keyword arguments apply before them); ignored for a ``Pool``. Per-layer
+        ``learning_rate`` and ``n_iter`` sequences count every spec, pools included.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or channels-last ``(H, W, C)`` of the images when ``hidden_layers``
+        is convolutional and ``X`` comes flattened, ``(n_samples, H * W * C)``; None
+        takes it from ``X`` of shape (n_samples, H, W) or (n_samples, H, W, C).
     fine_tune : bool, default=True
         Supervised fit: backpropagate through all layers. False trains only the
         softmax layer on the frozen codes.
@@ -193,6 +207,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         "sparsity_cost": [NONNEGATIVE],
         "clip": [None, POSITIVE],
         "layer_params": [None, list, tuple],
+        "image_shape": [None, tuple, list],
         **fine_tune_constraints("fine_tune_", max_epochs="fine_tune_epochs"),
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -203,7 +218,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
     def __init__(self, hidden_layers=(512, 256), *, visible="gaussian", learning_rate=None,
                  n_iter=10, batch_size=32, k=1, persistent=False, momentum=0.5,
                  weight_decay=0.0, sparsity_target=0.1, sparsity_cost=0.0, clip=None,
-                 layer_params=None, fine_tune=True,
+                 layer_params=None, image_shape=None, fine_tune=True,
                  optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
                  fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False,
@@ -223,6 +238,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         self.sparsity_cost = sparsity_cost
         self.clip = clip
         self.layer_params = layer_params
+        self.image_shape = image_shape
         self.fine_tune = fine_tune
         self.optimizer = optimizer
         self.fine_tune_learning_rate = fine_tune_learning_rate
@@ -243,57 +259,116 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         self.device = device
 
     # -- configuration ----------------------------------------------------------------
+    def _specs(self):
+        return layer_specs("hidden_layers", self.hidden_layers, type(self).__name__)
+
     def _rbm_params(self, seeds):
-        """RBM parameters of every layer, defaults first, overrides last.
+        """Parameters of every layer's model, defaults first, overrides last: an
+        :class:`RBM`'s for a dense size, a :class:`~pymdbn.ConvRBM`'s for a ``Conv``,
+        None for a ``Pool``.
 
         The scalar parameters are validated (``_parameter_constraints``) by ``fit``;
         here the per-layer ones and the ``layer_params`` overrides are.
         """
         name = type(self).__name__
-        sizes = layer_sizes("hidden_layers", self.hidden_layers, name)
-        n = len(sizes)
+        specs = self._specs()
+        n = len(specs)
         rates = per_layer("learning_rate", self.learning_rate, n, [None, POSITIVE], name)
         epochs = per_layer("n_iter", self.n_iter, n, [NONNEGATIVE_INT], name)
         overrides = self.layer_params if self.layer_params is not None else [{}] * n
         if len(overrides) != n or not all(isinstance(o, dict) for o in overrides):
             raise ValueError(f"layer_params must be a list of {n} dicts, got "
                              f"{self.layer_params!r}")
-        rbm_names = set(RBM().get_params())
         params = []
-        for i in range(n):
+        for i, spec in enumerate(specs):
+            if isinstance(spec, Pool):
+                params.append(None)
+                continue
             visible = self.visible if i == 0 else "bernoulli"
-            p = dict(n_components=sizes[i], visible=visible,
-                     learning_rate=_DEFAULT_LR[visible] if rates[i] is None else rates[i],
-                     n_iter=epochs[i], batch_size=self.batch_size, k=self.k,
-                     persistent=self.persistent, momentum=self.momentum,
-                     weight_decay=self.weight_decay, sparsity_target=self.sparsity_target,
-                     sparsity_cost=self.sparsity_cost, clip=self.clip, dtype=self.dtype,
-                     device=self.device, random_state=int(seeds[i]))
-            unknown = sorted(set(overrides[i]) - rbm_names)
+            p = dict(visible=visible, n_iter=epochs[i], batch_size=self.batch_size,
+                     k=self.k, momentum=self.momentum, weight_decay=self.weight_decay,
+                     sparsity_target=self.sparsity_target, sparsity_cost=self.sparsity_cost,
+                     clip=self.clip, dtype=self.dtype, device=self.device,
+                     random_state=int(seeds[i]))
+            if isinstance(spec, Conv):
+                from pymdbn.models.conv_rbm import ConvRBM as cls
+                p.update(filters=spec.filters, kernel_size=spec.kernel_size,
+                         learning_rate=rates[i], **spec.params)
+            else:
+                cls = RBM
+                p.update(n_components=spec, persistent=self.persistent,
+                         learning_rate=_DEFAULT_LR[visible] if rates[i] is None else rates[i])
+            unknown = sorted(set(overrides[i]) - set(cls().get_params()))
             if unknown:
-                raise ValueError(f"layer_params[{i}] sets {unknown[0]!r}, which is not an "
-                                 f"RBM parameter")
+                raise ValueError(f"layer_params[{i}] sets {unknown[0]!r}, which is not "
+                                 f"a{'n' if cls is RBM else ''} {cls.__name__} parameter")
             p.update(overrides[i])
             try:  # DBN's own values passed its constraints: an error is an override's
-                RBM(**p)._validate_params()
+                cls(**p)._validate_params()
             except InvalidParameterError as exc:
                 raise InvalidParameterError(f"layer_params[{i}]: {exc}") from None
             params.append(p)
         return params
 
     # -- fitting ------------------------------------------------------------------------
-    def pretrain(self, X, seeds, desc="pretrain"):
-        """Greedy layer-wise pretraining on validated X; sets ``rbms_``, ``layers_``."""
-        self.rbms_, self.history_ = [], []
+    def pretrain(self, X, seeds, desc="pretrain", image_shape=None):
+        """Greedy layer-wise pretraining on validated, flattened X; sets ``rbms_`` (the
+        trained models, an RBM or ConvRBM per dense or Conv spec) and ``layers_`` (a
+        network layer dict per spec, see :mod:`pymdbn.layers`). ``image_shape`` is the
+        ``(H, W[, C])`` of X's rows, needed by convolutional specs."""
+        self.rbms_, self.history_, self.layers_ = [], [], []
+        specs = self._specs()
         params = self._rbm_params(seeds)
-        for i, p in enumerate(params):
-            rbm = fit_rbm(RBM(**p), X, f"{desc} layer {i + 1}/{len(params)}", self.verbose)
+        shapes = (input_shapes(specs, image_shape)[0] if is_convolutional(specs)
+                  else [None] * len(specs))
+        for i, (spec, p) in enumerate(zip(specs, params)):
+            what = f"{desc} layer {i + 1}/{len(params)}"
+            last = i + 1 == len(params)
+            if isinstance(spec, Pool):
+                layer = {"type": "pool", "size": spec.size, "mode": spec.mode,
+                         "shape": shapes[i]}
+                self.layers_.append(layer)
+                if not last:
+                    X = ops.pool_forward(X, shapes[i], spec.size, spec.mode)
+                continue
+            if isinstance(spec, Conv):
+                from pymdbn.models.conv_rbm import ConvRBM, conv_layer
+
+                rbm = fit_rbm(ConvRBM(**p), X.reshape((len(X),) + shapes[i]), what,
+                              self.verbose)
+                self.layers_.append(conv_layer(rbm))
+                if not last:
+                    X = propagate(X, backend.to_device(self.layers_[-1:], backend.device_of(X)),
+                                  self.clip)
+            else:
+                rbm = fit_rbm(RBM(**p), X, what, self.verbose)
+                self.layers_.append(layer_from_rbm(rbm))
+                if not last:
+                    X = rbm.transform(X)
             self.rbms_.append(rbm)
             self.history_.append(rbm.history_)
-            if i + 1 < len(params):
-                X = rbm.transform(X)
-        self.layers_ = [layer_from_rbm(rbm) for rbm in self.rbms_]
         return self
+
+    def _input(self, X):
+        """(X flattened channels-last, its image shape or None) for a convolutional
+        stack; X unchanged otherwise."""
+        if not is_convolutional(self._specs()):
+            return X, None
+        shape = self.image_shape
+        if shape is None:
+            ndim = np.ndim(X) if not hasattr(X, "ndim") else X.ndim
+            if ndim not in (3, 4):
+                raise ValueError(f"a convolutional DBN needs X of shape (n_samples, H, W) or "
+                                 f"(n_samples, H, W, C), or image_shape with flattened X; "
+                                 f"got X with {ndim} dimensions")
+            shape = tuple(X.shape[1:])
+        shape = image_shape3(shape)
+        if hasattr(X, "ndim") and X.ndim in (3, 4):
+            if tuple(X.shape[1:]) not in (shape, shape[:2] if shape[2] == 1 else shape):
+                raise ValueError(f"X has images of shape {tuple(X.shape[1:])}, expected "
+                                 f"{shape}")
+            X = X.reshape(len(X), -1)
+        return X, shape
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -311,19 +386,26 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         self : DBN
         """
         rng = check_random_state(self.random_state)
-        n_layers = len(layer_sizes("hidden_layers", self.hidden_layers, type(self).__name__))
+        n_layers = len(self._specs())
         device = backend.check_device(self.device)
+        X, shape = self._input(X)
         X = validated(self, X, reset=True, dtype=backend.storage_dtype(self.dtype), device=device)
+        if shape is not None:
+            input_shapes(self._specs(), shape)  # a spec that does not fit fails here
+            if X.shape[1] != int(np.prod(shape)):
+                raise ValueError(f"X has {X.shape[1]} features but image_shape {shape} has "
+                                 f"{int(np.prod(shape))} pixels")
+        self.image_shape_ = shape
         for name in ("classes_", "output_", "fine_tune_history_", "n_iter_",
                      "stopped_early_", "best_epoch_"):
             self.__dict__.pop(name, None)
         seeds = rng.randint(0, 2**31 - 1, size=n_layers + 2)
-        self.pretrain(X, seeds[:n_layers])
+        self.pretrain(X, seeds[:n_layers], image_shape=shape)
         if y is None:
             return self
         self.classes_, y_idx = finetune.encode_labels(y, len(X))
         sw = finetune.class_sample_weight(self.class_weight, self.classes_, y_idx)
-        self.output_ = finetune.new_layer(self.layers_[-1]["W"].shape[1], len(self.classes_),
+        self.output_ = finetune.new_layer(self._code_width(), len(self.classes_),
                                      np.random.default_rng(seeds[-2]), X.dtype)
         with arrays_on(self, ("layers_", "output_"), device, keep=True):
             self.fine_tune_history_, summary = finetune.fit_supervised(
@@ -345,6 +427,14 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
             rbm.to(device)
         return super().to(device)
 
+    def _code_width(self):
+        """Units of the top layer (a flattened feature map for a conv or pool top)."""
+        top = self.layers_[-1]
+        if "W" in top and top.get("type") != "conv":
+            return top["W"].shape[1]
+        shape = input_shapes(self._specs(), self.image_shape_)[1]
+        return int(np.prod(shape))
+
     def _set_summary(self, summary):
         self.n_iter_ = int(summary["n_iter"])
         self.stopped_early_ = bool(summary["stopped_early"])
@@ -356,7 +446,10 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
     # -- inference ------------------------------------------------------------------------
     def _validate(self, X, device="cpu"):
         check_is_fitted(self, "layers_")
-        return validated(self, X, reset=False, dtype=self.layers_[0]["W"].dtype,
+        if getattr(self, "image_shape_", None) is not None and getattr(X, "ndim", 2) in (3, 4):
+            X = self._input(X)[0]
+        return validated(self, X, reset=False, dtype=self.layers_[0]["W"].dtype
+                         if "W" in self.layers_[0] else self.rbms_[0].components_.dtype,
                          device=device)
 
     def transform(self, X):
@@ -394,15 +487,16 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         dict
         """
         check_is_fitted(self, "output_")
-        n_in = self.layers_[0]["W"].shape[0]
+        shape = getattr(self, "image_shape_", None)
+        shape = [self.n_features_in_] if shape is None else list(shape[:2] if shape[2] == 1
+                                                                 else shape)
         return {"modalities": ["x"],
-                "pathways": {"x": [{"W": lay["W"].copy(), "b": lay["b"].copy()}
-                                   for lay in self.layers_]},
+                "pathways": {"x": [copy_layer(lay) for lay in self.layers_]},
                 "joint": [],
                 "output": {"W": self.output_["W"].copy(), "b": self.output_["b"].copy()},
                 "clip": None if self.clip is None else float(self.clip),
                 "scalers": {"x": {"mean": np.float64(0.0), "scale": np.float64(1.0)}},
-                "meta": {"classes": self.classes_.tolist(), "image_shapes": {"x": [n_in]}}}
+                "meta": {"classes": self.classes_.tolist(), "image_shapes": {"x": shape}}}
 
     def explain(self, X, target=None, composite="epsilon", return_layers=False,
                 batch_size=None, reference=None):

@@ -12,6 +12,7 @@ from pymdbn import backend, io
 from pymdbn._constraints import (DTYPES, GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, InvalidParameterError,
                                  StrOptions, fine_tune_constraints, layer_sizes)
+from pymdbn.layers import Conv, Pool, input_shapes, is_convolutional, layer_specs
 from pymdbn.backend import ops
 from pymdbn._version import __version__
 from pymdbn.models import finetune
@@ -331,7 +332,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         for name in mods:
             if not isinstance(name, str):
                 raise InvalidParameterError(f"modality names must be str, got {name!r}")
-        return {name: layer_sizes(f"modalities[{name!r}]", sizes, "MDBN")
+        return {name: layer_specs(f"modalities[{name!r}]", sizes, "MDBN")
                 for name, sizes in mods.items()}
 
     def _joint_sizes(self):
@@ -426,13 +427,21 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.modalities_ = names
         self.scaler_ = ModalityScaler(per_feature=self.per_feature,
                                       per_image=self.per_image).fit(X)
+        for name in names:  # a convolutional spec that does not fit its images fails now
+            if is_convolutional(sizes[name]):
+                try:
+                    input_shapes(sizes[name], self.scaler_.shapes_[name])
+                except ValueError as exc:
+                    raise ValueError(f"modalities[{name!r}]: {exc}") from None
         # Scaled on the host, uploaded once: pretraining and fine-tuning run on the device.
         Z = backend.to_device(self._scaled(X), device)
         self.pathways_, self.pretrain_history_, tops = {}, {}, {}
         for i, name in enumerate(names):
             dbn = self._stack(sizes[name], "gaussian", name)
             layer_seeds = np.random.RandomState(seeds[i]).randint(0, 2**31 - 1, len(sizes[name]))
-            dbn.pretrain(Z[name], layer_seeds, desc=f"pretrain {name}")
+            dbn.pretrain(Z[name], layer_seeds, desc=f"pretrain {name}",
+                         image_shape=self.scaler_.shapes_[name] if is_convolutional(sizes[name])
+                         else None)
             self.pathways_[name] = dbn.layers_
             self.pretrain_history_[name] = dbn.history_
             tops[name] = propagate(Z[name], backend.to_device(dbn.layers_, device), self.clip)
@@ -669,7 +678,8 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         take = np.copy if copy else np.asarray
 
         def copy_layers(layers):
-            return [{"W": take(layer["W"]), "b": take(layer["b"])} for layer in layers]
+            return [{k: take(v) if k in ("W", "b") else v for k, v in layer.items()}
+                    for layer in layers]
         meta = {"classes": self.classes_.tolist(),
                 "image_shapes": {m: list(s) for m, s in self.scaler_.shapes_.items()}}
         if self.per_image:  # normalised images have no fixed range: the training one
@@ -701,11 +711,33 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         model = cls(**io.decode_params(meta["params"]))
         dtype = backend.storage_dtype(meta["dtype"])
 
-        def layers(items):
-            return [{"W": np.ascontiguousarray(x["W"], dtype=dtype),
-                     "b": np.ascontiguousarray(x["b"], dtype=dtype)} for x in items]
+        def layers(items, specs=None, shapes=None):
+            # Conv and pool metadata come from the parameters, not from the dict: a
+            # file stores only W and b (io checks their shapes against the same specs).
+            out = []
+            for i, x in enumerate(items):
+                spec = None if specs is None else specs[i]
+                if isinstance(spec, Pool):
+                    out.append({"type": "pool", "size": spec.size, "mode": spec.mode,
+                                "shape": shapes[i]})
+                    continue
+                layer = {"W": np.ascontiguousarray(x["W"], dtype=dtype),
+                         "b": np.ascontiguousarray(x["b"], dtype=dtype)}
+                if isinstance(spec, Conv):
+                    layer = {"type": "conv", **layer, "shape": shapes[i],
+                             "kernel": spec.kernel_size}
+                out.append(layer)
+            return out
+
         model.modalities_ = list(d["modalities"])
-        model.pathways_ = {m: layers(d["pathways"][m]) for m in model.modalities_}
+        specs = model._modality_sizes()
+        model.pathways_ = {}
+        for m in model.modalities_:
+            if is_convolutional(specs[m]):
+                shapes = input_shapes(specs[m], meta["image_shapes"][m])[0]
+                model.pathways_[m] = layers(d["pathways"][m], specs[m], shapes)
+            else:
+                model.pathways_[m] = layers(d["pathways"][m])
         model.joint_ = layers(d["joint"])
         model.output_ = layers([d["output"]])[0]
         bias = meta["joint_visible_bias"]
@@ -731,8 +763,9 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         d = self.to_dict()
         arrays = {}
         for m in d["modalities"]:
-            for i, layer in enumerate(d["pathways"][m]):
-                arrays.update(io.nest(f"pathways/{m}/{i}", layer))
+            for i, layer in enumerate(d["pathways"][m]):  # shapes and kinds: from params
+                arrays.update(io.nest(f"pathways/{m}/{i}",
+                                      {k: v for k, v in layer.items() if k in ("W", "b")}))
             arrays.update(io.nest(f"scalers/{m}", d["scalers"][m]))
         for i, layer in enumerate(d["joint"]):
             arrays.update(io.nest(f"joint/{i}", layer))

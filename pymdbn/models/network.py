@@ -18,10 +18,13 @@ import numpy as np
 
 from pymdbn import backend
 from pymdbn.backend import ops
+from pymdbn.layers import conv_output_shape, layer_type
 
-__all__ = ["Network", "propagate", "layer_from_rbm"]
+__all__ = ["Network", "propagate", "layer_from_rbm", "conv_chunk", "layer_backward",
+           "copy_layer"]
 
 _PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
+_IM2COL_BYTES = 64 << 20  # im2col matrix per inference chunk: a few L3-sized GEMM panels
 
 
 def propagate(x, layers, clip, steps=None, masks=None):
@@ -32,12 +35,15 @@ def propagate(x, layers, clip, steps=None, masks=None):
     x : ndarray of shape (n_samples, n_in)
         C-contiguous, the layers' dtype.
     layers : list of dict
-        ``{'W': (n_in, n_out), 'b': (n_out,)}``, bottom first.
+        ``{'W': (n_in, n_out), 'b': (n_out,)}``, bottom first; convolutional and
+        pooling layers (:mod:`pymdbn.layers`) may come first.
     clip : float or None
         Pre-activations are clipped to [-clip, clip].
     steps : list or None
         When given, ``(x, z, a)`` (input, pre-activation, activation) of each layer is
-        appended to it (backpropagation and LRP need them).
+        appended to it (backpropagation and LRP need them); a convolution records its
+        im2col matrix as ``x`` and ``z`` of shape (n * Ho * Wo, F), a pooling layer
+        ``(x, None, a)``.
     masks : Dropout or None
         A dropout draw: the next layer sees the masked activation.
 
@@ -60,7 +66,14 @@ def propagate(x, layers, clip, steps=None, masks=None):
     which are those of an explanation's forward pass.
     """
     for layer in layers:
-        if steps is None and len(x) > _PREDICT_ROWS:
+        kind = layer_type(layer)
+        if kind == "pool":
+            a = ops.pool_forward(x, tuple(layer["shape"]), layer["size"], layer["mode"])
+            if steps is not None:
+                steps.append((x, None, a))
+        elif kind == "conv":
+            a = _conv_forward(x, layer, clip, steps)
+        elif steps is None and len(x) > _PREDICT_ROWS:
             a = ops.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
         elif steps is None:
             a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")[1]
@@ -69,6 +82,40 @@ def propagate(x, layers, clip, steps=None, masks=None):
             steps.append((x, z, a))
         x = a if masks is None else masks.apply(a)
     return x
+
+
+def conv_chunk(n_positions, n_cols, itemsize):
+    """Images per im2col chunk at inference: the im2col matrix stays near
+    ``_IM2COL_BYTES`` (all images at once would need n * Ho * Wo * kh * kw * C values)."""
+    return max(1, _IM2COL_BYTES // max(1, n_positions * n_cols * itemsize))
+
+
+def _conv_forward(x, layer, clip, steps):
+    """A convolution as im2col then the dense kernel: rows are (image, position), so
+    the GEMM output (n * Ho * Wo, F) is the channels-last feature map with no copy."""
+    shape, kernel, w, b = tuple(layer["shape"]), tuple(layer["kernel"]), layer["W"], layer["b"]
+    n = len(x)
+    if steps is not None:
+        cols = ops.im2col(x, shape, kernel)
+        z, a = ops.dense_forward(cols, w, b, clip, "sigmoid")
+        a = a.reshape(n, -1)
+        steps.append((cols, z, a))
+        return a
+    ho, wo, _ = conv_output_shape(shape, kernel, w.shape[1])
+    step = conv_chunk(ho * wo, w.shape[0], x.dtype.itemsize)
+    parts = []
+    for s in range(0, n, step):
+        cols = ops.im2col(x[s:s + step], shape, kernel)
+        parts.append(ops.dense_forward(cols, w, b, clip, "sigmoid")[1].reshape(len(cols) // (ho * wo), -1))
+    return parts[0] if len(parts) == 1 else backend.namespace(parts[0]).concatenate(parts)
+
+
+def copy_layer(layer):
+    """A layer dict with its arrays copied (to host NumPy when on a device) and its
+    shape metadata as plain tuples."""
+    return {k: (tuple(v) if k in ("shape", "kernel") else
+                backend.to_device(v, "cpu").copy() if k in ("W", "b") else v)
+            for k, v in layer.items()}
 
 
 def layer_from_rbm(rbm):
@@ -110,7 +157,8 @@ class Network:
         """Trainable arrays, pathways in ``order`` then joint then output, W before b."""
         layers = [] if output_only else (
             [layer for name in self.order for layer in self.pathways[name]] + self.joint)
-        return [p for layer in layers + [self.output] for p in (layer["W"], layer["b"])]
+        return [p for layer in layers + [self.output] if "W" in layer
+                for p in (layer["W"], layer["b"])]
 
     def codes(self, X, steps=None, masks=None):
         """Top activation of each pathway; ``steps`` (a dict) collects (x, z, a) per layer;
@@ -200,10 +248,27 @@ class Network:
             start += width
             local = []
             for i in range(len(steps) - 1, -1, -1):
-                x, z, a = steps[i]
-                gp, gw, gb = ops.dense_backward(undrop(gp, a), z, a, x,
-                                                  self.pathways[name][i]["W"], self.clip,
-                                                  "sigmoid", i > 0)
-                local = [gw, gb] + local
+                gp, grads_i = layer_backward(self.pathways[name][i], steps[i],
+                                             undrop(gp, steps[i][2]), self.clip, i > 0)
+                local = grads_i + local
             pathway_grads += local
         return pathway_grads + grads
+
+
+def layer_backward(layer, step, grad_a, clip, need_x):
+    """Backpropagation through one pathway layer from its recorded ``step`` (see
+    :func:`propagate`): (gradient w.r.t. its input or None, [grad W, grad b] or [])."""
+    x, z, a = step
+    kind = layer_type(layer)
+    if kind == "pool":
+        gx = (ops.pool_backward(grad_a, x, tuple(layer["shape"]), layer["size"], layer["mode"])
+              if need_x else None)
+        return gx, []
+    if kind == "conv":
+        n, f = len(grad_a), layer["W"].shape[1]
+        gcols, gw, gb = ops.dense_backward(grad_a.reshape(-1, f), z, a.reshape(-1, f), x,
+                                           layer["W"], clip, "sigmoid", need_x)
+        gx = ops.col2im(gcols, tuple(layer["shape"]), tuple(layer["kernel"])) if need_x else None
+        return (None if gx is None else gx.reshape(n, -1)), [gw, gb]
+    gx, gw, gb = ops.dense_backward(grad_a, z, a, x, layer["W"], clip, "sigmoid", need_x)
+    return gx, [gw, gb]
