@@ -118,6 +118,10 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         ``1 / (1 - p)``, so inference uses every unit unchanged).
     fine_tune_input_dropout : float, default=0.0
         Probability of dropping each input feature in the fine-tuning batches.
+    augment : callable or None, default=None
+        Augmentation of the fine-tuning batches (e.g. :class:`pymdbn.ImageAugmenter`),
+        see :class:`pymdbn.MDBN`; needs images: X of shape (n_samples, H, W[, C]) or
+        ``image_shape``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the samples (stratified) and stop when
         the validation loss has not improved by ``tol`` for ``n_iter_no_change``
@@ -208,6 +212,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         "clip": [None, POSITIVE],
         "layer_params": [None, list, tuple],
         "image_shape": [None, tuple, list],
+        "augment": [None, callable],
         **fine_tune_constraints("fine_tune_", max_epochs="fine_tune_epochs"),
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -221,7 +226,8 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
                  layer_params=None, image_shape=None, fine_tune=True,
                  optimizer="sgd", fine_tune_learning_rate=0.1, fine_tune_momentum=0.9,
                  fine_tune_weight_decay=1e-4, fine_tune_batch_size=32, fine_tune_epochs=30,
-                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, early_stopping=False,
+                 fine_tune_dropout=0.0, fine_tune_input_dropout=0.0, augment=None,
+                 early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, random_state=None, verbose=0, dtype="float32",
                  device="cpu"):
@@ -248,6 +254,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         self.fine_tune_epochs = fine_tune_epochs
         self.fine_tune_dropout = fine_tune_dropout
         self.fine_tune_input_dropout = fine_tune_input_dropout
+        self.augment = augment
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -350,25 +357,23 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         return self
 
     def _input(self, X):
-        """(X flattened channels-last, its image shape or None) for a convolutional
-        stack; X unchanged otherwise."""
-        if not is_convolutional(self._specs()):
-            return X, None
+        """(X flattened channels-last, its image shape or None). Images (n_samples, H, W)
+        or (n_samples, H, W, C) are flattened; flattened X takes ``image_shape``, which
+        a convolutional stack needs."""
+        ndim = X.ndim if hasattr(X, "ndim") else np.ndim(X)
         shape = self.image_shape
-        if shape is None:
-            ndim = np.ndim(X) if not hasattr(X, "ndim") else X.ndim
-            if ndim not in (3, 4):
-                raise ValueError(f"a convolutional DBN needs X of shape (n_samples, H, W) or "
-                                 f"(n_samples, H, W, C), or image_shape with flattened X; "
-                                 f"got X with {ndim} dimensions")
-            shape = tuple(X.shape[1:])
-        shape = image_shape3(shape)
-        if hasattr(X, "ndim") and X.ndim in (3, 4):
-            if tuple(X.shape[1:]) not in (shape, shape[:2] if shape[2] == 1 else shape):
-                raise ValueError(f"X has images of shape {tuple(X.shape[1:])}, expected "
-                                 f"{shape}")
+        if ndim in (3, 4):
+            X = X if hasattr(X, "reshape") else np.asarray(X)
+            shape = image_shape3(X.shape[1:], "shape of X's images")
+            if self.image_shape is not None and image_shape3(self.image_shape) != shape:
+                raise ValueError(f"X has images of shape {tuple(X.shape[1:])}, image_shape "
+                                 f"is {tuple(self.image_shape)}")
             X = X.reshape(len(X), -1)
-        return X, shape
+        elif is_convolutional(self._specs()) and shape is None:
+            raise ValueError(f"a convolutional DBN needs X of shape (n_samples, H, W) or "
+                             f"(n_samples, H, W, C), or image_shape with flattened X; got X "
+                             f"with {ndim} dimensions")
+        return X, (None if shape is None else image_shape3(shape))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -410,7 +415,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         with arrays_on(self, ("layers_", "output_"), device, keep=True):
             self.fine_tune_history_, summary = finetune.fit_supervised(
                 self._network(), {"x": X}, y_idx, sw, fine_tune=self.fine_tune,
-                seed=int(seeds[-1]), verbose=self.verbose,
+                seed=int(seeds[-1]), verbose=self.verbose, augment=self._augmentation(),
                 **finetune.options_of(self, finetune.DBN_NAMES))
         self._set_summary(summary)
         return self
@@ -426,6 +431,15 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         for rbm in getattr(self, "rbms_", []):
             rbm.to(device)
         return super().to(device)
+
+    def _augmentation(self):
+        if self.augment is None:
+            return None
+        shape = self.image_shape_
+        if shape is None:
+            raise ValueError("augment needs images: pass X of shape (n_samples, H, W[, C]) "
+                             "or set image_shape")
+        return finetune.image_augmentation(self.augment, {"x": image_shape3(shape)})
 
     def _code_width(self):
         """Units of the top layer (a flattened feature map for a conv or pool top)."""
@@ -446,7 +460,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
     # -- inference ------------------------------------------------------------------------
     def _validate(self, X, device="cpu"):
         check_is_fitted(self, "layers_")
-        if getattr(self, "image_shape_", None) is not None and getattr(X, "ndim", 2) in (3, 4):
+        if getattr(X, "ndim", 2) in (3, 4):
             X = self._input(X)[0]
         return validated(self, X, reset=False, dtype=self.layers_[0]["W"].dtype
                          if "W" in self.layers_[0] else self.rbms_[0].components_.dtype,

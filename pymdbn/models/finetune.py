@@ -17,7 +17,7 @@ from pymdbn.models.network import Network
 
 __all__ = ["new_layer", "Dropout", "Optimizer", "train", "fit_supervised", "fresh_state", "best_epoch",
            "stop_note", "validation_split", "encode_labels", "class_sample_weight",
-           "target_indices", "OPTIONS", "DBN_NAMES", "options_of"]
+           "target_indices", "OPTIONS", "DBN_NAMES", "options_of", "image_augmentation"]
 
 _ADAM = dict(beta1=0.9, beta2=0.999, epsilon=1e-8)
 
@@ -137,7 +137,7 @@ def validation_split(y, fraction, seed):
 def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, momentum,
           weight_decay, batch_size, max_epochs, early_stopping, validation_fraction,
           n_iter_no_change, tol, seed, progress, state=None, on_epoch=None, dropout=0.0,
-          input_dropout=0.0):
+          input_dropout=0.0, augment=None):
     """Minimise the softmax cross-entropy of ``net`` by mini-batch gradient descent.
 
     Each epoch visits the training rows in the order ``default_rng([seed, epoch])``
@@ -176,6 +176,10 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
     batches of a full fine-tuning (:class:`Dropout`, masks seeded by ``[seed, epoch,
     batch]``; not with ``output_only``); the validation loss and the trained network
     use every unit.
+
+    ``augment``, a callable ``(batch, [seed, epoch, batch_index]) -> batch`` on the dict
+    of a training batch's inputs, replaces each training batch by a random variation of
+    it (:func:`image_augmentation`); validation batches are not augmented.
     """
     params = net.parameters(output_only)
     device = backend.device_of(params[0])
@@ -213,7 +217,10 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
             idx_dev = order_dev[start:start + batch_size]
             masks = (Dropout(dropout, input_dropout, [seed, epoch, start // batch_size])
                      if drop else None)
-            cache = net.forward({k: v[idx_dev] for k, v in X.items()}, masks)
+            batch = {k: v[idx_dev] for k, v in X.items()}
+            if augment is not None:
+                batch = augment(batch, [seed, epoch, start // batch_size])
+            cache = net.forward(batch, masks)
             sw = None if sample_weight is None else sw_dev[idx_dev]
             loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y_dev[idx_dev], sw)
             if not np.isfinite(loss):
@@ -291,7 +298,8 @@ def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=
         ``best_epoch`` (the epoch whose weights early stopping restored; None without
         early stopping).
     """
-    if not fine_tune:
+    if not fine_tune:  # codes of the unaugmented inputs: augmentation needs images
+        options = {**options, "augment": None}
         X = {"code": net.encode(X)}
         net = Network({"code": []}, ["code"], [], net.output, net.clip)
     progress = Progress(options["max_epochs"], "fine-tune" if fine_tune else "softmax",
@@ -305,6 +313,30 @@ def fit_supervised(net, X, y, sample_weight, *, fine_tune, seed, verbose, state=
     restored = options["early_stopping"] and state["best_params"] is not None
     return history, {"n_iter": int(state["epoch"]), "stopped_early": bool(state["stopped"]),
                      "best_epoch": int(best_epoch(state)) if restored else None}
+
+
+def image_augmentation(augment, shapes):
+    """The ``augment`` callable of :func:`train` for an estimator's ``augment``
+    parameter: an augmenter (e.g. :class:`pymdbn.ImageAugmenter`) applied to every
+    input in ``shapes``, or a dict input name -> augmenter; None for None.
+
+    ``shapes`` maps each input that holds images to its ``(H, W[, C])``; an augmenter
+    is called as ``augmenter(x, seed, shape=(H, W, C))`` on the flattened channels-last
+    batch ``x``, with seed ``[seed, epoch, batch, input index]``.
+    """
+    if augment is None:
+        return None
+    per = dict(augment) if isinstance(augment, dict) else {name: augment for name in shapes}
+    unknown = sorted(set(per) - set(shapes))
+    if unknown:
+        raise ValueError(f"augment names {unknown[0]!r}, which is not an image input; "
+                         f"image inputs: {sorted(shapes)}")
+    shapes = {name: tuple(shapes[name]) + (1,) * (3 - len(shapes[name])) for name in per}
+
+    def apply(batch, seed):
+        return {name: (per[name](x, [*seed, i], shape=shapes[name]) if name in per else x)
+                for i, (name, x) in enumerate(batch.items())}
+    return apply
 
 
 def encode_labels(y, n_samples):

@@ -120,6 +120,13 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         Save a resumable checkpoint to ``checkpoint_path`` every this many
         fine-tuning epochs (and at the last one).
     checkpoint_path : str or None, default=None
+    augment : callable, dict or None, default=None
+        Augmentation of the fine-tuning batches, e.g. ``ImageAugmenter(shift=0.1,
+        rotation=10)`` (:class:`pymdbn.ImageAugmenter`): applied to every image
+        modality, or a dict modality -> augmenter. It transforms the z-scored images of
+        each training batch, seeded by ``[seed, epoch, batch, modality index]``, so fits
+        stay reproducible; pretraining and validation batches are not augmented, nor is
+        a softmax trained on frozen codes (``fine_tune=False``).
     random_state : int, RandomState instance or None, default=None
         Seeds every RBM, the softmax initialisation, the validation split and the
         epoch shuffles; an int makes ``fit`` reproducible.
@@ -267,6 +274,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         "n_gibbs": [POSITIVE_INT],
         "checkpoint_every": [None, POSITIVE_INT],
         "checkpoint_path": [None, str, os.PathLike],
+        "augment": [None, callable, dict],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "dtype": [DTYPES],
@@ -282,8 +290,8 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
                  input_dropout=0.0, batch_size=32, max_epochs=30, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
                  class_weight=None, missing="error", n_gibbs=10, checkpoint_every=None,
-                 checkpoint_path=None, random_state=None, verbose=0, dtype="float32",
-                 device="cpu"):
+                 checkpoint_path=None, augment=None, random_state=None, verbose=0,
+                 dtype="float32", device="cpu"):
         self.modalities = modalities
         self.fusion = fusion
         self.joint_units = joint_units
@@ -317,6 +325,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         self.n_gibbs = n_gibbs
         self.checkpoint_every = checkpoint_every
         self.checkpoint_path = checkpoint_path
+        self.augment = augment
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
@@ -482,6 +491,8 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
             self.history_, summary = finetune.fit_supervised(
                 self._network(), Z, y_idx, sw, fine_tune=self.fine_tune, seed=self.seed_,
                 verbose=self.verbose, state=state, on_epoch=on_epoch,
+                augment=finetune.image_augmentation(self.augment, {
+                    m: s for m, s in self.scaler_.shapes_.items() if len(s) >= 2}),
                 **finetune.options_of(self))
         self._set_summary(summary)
 
