@@ -13,9 +13,15 @@ factory                        fusion       training of the top    sigmoid
 :func:`mdbn`                   concat       softmax, frozen codes  plain
 :func:`e_mdbn`                 joint RBM    full fine-tuning       plain
 :func:`proposed`               joint RBM    full fine-tuning       clipped (c = 4)
+:func:`convolutional`          joint RBM    full fine-tuning       clipped (c = 4)
 ============================  ===========  =====================  ===============
+
+:func:`convolutional` is the proposed model with convolutional pathways
+(:data:`CONV_PATHWAY`) and augmented fine-tuning batches, for real scans where lesions
+move between images.
 """
 
+from pymdbn.layers import Conv, Pool
 from pymdbn.models import finetune
 from pymdbn.models.dbn import DBN
 from pymdbn.models.early_fusion import EarlyFusionDBN
@@ -23,7 +29,8 @@ from pymdbn.models.mdbn import DEFAULT_MODALITIES, MDBN
 
 __all__ = ["EarlyFusionDBN", "early_fusion_dbn", "mdbn", "e_mdbn", "proposed",
            "PATHWAY", "PROPOSED_CLIP", "FINE_TUNE", "PRETRAIN_EPOCHS", "SPARSITY",
-           "PER_FEATURE", "PER_IMAGE"]
+           "PER_FEATURE", "PER_IMAGE", "convolutional", "CONV_PATHWAY", "CONV_PRETRAIN_EPOCHS",
+           "CONV_AUGMENT"]
 
 #: Default hidden layer sizes of every modality pathway.
 PATHWAY = (512, 256)
@@ -181,4 +188,42 @@ def proposed(modalities=None, pathway=PATHWAY, joint_units=(256,), clip=PROPOSED
     -------
     MDBN
     """
+    return e_mdbn(modalities, pathway, joint_units, clip=clip, **params)
+
+
+#: Pathway of :func:`convolutional`: two convolutional RBMs of 5x5 filters with 2x2
+#: max-pooling after each (Lee et al. 2009 used two such layers), then one dense layer.
+CONV_PATHWAY = (Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), 256)
+#: Pretraining epochs of every RBM of :func:`convolutional`.
+CONV_PRETRAIN_EPOCHS = 10
+#: Augmentation of :func:`convolutional`'s fine-tuning batches.
+CONV_AUGMENT = dict(shift=0.1, flip="horizontal", rotation=10.0)
+
+
+def convolutional(modalities=None, pathway=CONV_PATHWAY, joint_units=(256,),
+                  clip=PROPOSED_CLIP, augment=True, **params):
+    """The proposed model with convolutional pathways, for real scans.
+
+    Each modality's pathway is :data:`CONV_PATHWAY`: convolutional RBMs (shared filters,
+    Lee et al. 2009) learn local features that are the same at every position, where a
+    dense first layer has to learn a lesion at every position separately; max-pooling
+    makes the code tolerant to small shifts. The rest is :func:`proposed`: a joint RBM,
+    clipped sigmoid (c = 4) and full fine-tuning with :data:`FINE_TUNE`, here on batches
+    augmented by :data:`CONV_AUGMENT` (random shifts of up to a tenth of the image,
+    horizontal flips, rotations of up to 10 degrees).
+
+    Parameters are those of :func:`proposed`, plus ``augment``: True for
+    :data:`CONV_AUGMENT`, False for none, or an augmenter (``MDBN``'s ``augment``).
+
+    Returns
+    -------
+    MDBN
+    """
+    if augment is True:
+        from pymdbn.augment import ImageAugmenter
+
+        augment = ImageAugmenter(**CONV_AUGMENT)
+    elif augment is False:
+        augment = None
+    params = {"pretrain_epochs": CONV_PRETRAIN_EPOCHS, "augment": augment, **params}
     return e_mdbn(modalities, pathway, joint_units, clip=clip, **params)
