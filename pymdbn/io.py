@@ -35,11 +35,13 @@ each member's size and ``.npy`` header (shape, dtype, memory order) must agree w
 the manifest, the total size must stay under :data:`MAX_TOTAL_BYTES`, and every
 array's shape must be the one the estimator's hyperparameters and fitted state imply.
 Only then are the arrays read, one at a time, and compared with their SHA-256.
-The estimator class is looked up by name among the registered ones (RBM, DBN, MDBN,
-EarlyFusionDBN, ModalityScaler: each registers itself with :func:`register` where it is
-defined, so this module imports no model), constructed from the decoded parameters
-(unknown ones rejected) and its hyperparameters are validated as ``fit`` validates
-them. Every failure is a ``ValueError`` that names the file and the field or array at
+The estimator class is looked up by name among the registered ones (RBM, ConvRBM,
+DBN, MDBN, EarlyFusionDBN, ModalityScaler: each registers itself with :func:`register`
+where it is defined, so this module imports no model), constructed from the decoded
+parameters (unknown ones rejected) and its hyperparameters are validated as ``fit``
+validates them. Layer specs (:class:`~pymdbn.Conv`, :class:`~pymdbn.Pool`) are stored
+as ``{"__layer__": spec.to_json()}`` and the shapes of a convolutional pathway's arrays
+follow from its specs and image shape (a pooling layer stores none). Every failure is a ``ValueError`` that names the file and the field or array at
 fault.
 
 Files are written with :func:`pymdbn._atomic.atomic_write`: a crash or an interrupt
@@ -62,6 +64,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from pymdbn._atomic import atomic_write
 from pymdbn._version import __version__
+from pymdbn.layers import Conv, Pool, conv_output_shape, image_shape3, pool_output_shape
 
 __all__ = ["save", "load", "register", "FORMAT_NAME", "FORMAT_VERSION", "MAX_HEADER_BYTES",
            "MAX_TOTAL_BYTES"]
@@ -107,7 +110,7 @@ class _Invalid(ValueError):
 _REGISTRY = {}
 #: Modules whose import registers the stock estimators; :func:`load` imports them on
 #: first use, so loading works without the caller importing a model first.
-_PROVIDERS = ("pymdbn.models", "pymdbn.preprocessing")
+_PROVIDERS = ("pymdbn.models", "pymdbn.models.conv_rbm", "pymdbn.preprocessing")
 
 
 def register(cls):
@@ -161,6 +164,11 @@ def encode_params(params):
             return [enc(name, x) for x in v]
         if isinstance(v, dict):
             return {"__dict__": [[enc(name, k), enc(name, x)] for k, x in v.items()]}
+        if isinstance(v, (Conv, Pool)):  # a layer spec of a convolutional pathway
+            d = v.to_json()
+            if isinstance(v, Conv):
+                d["params"] = {str(k): enc(f"{name}: {v!r}", x) for k, x in v.params.items()}
+            return {"__layer__": d}
         if isinstance(v, BaseEstimator) and type(v).__name__ in _registry():
             return {"__estimator__": type(v).__name__,
                     "params": encode_params(v.get_params(deep=False))}
@@ -204,6 +212,8 @@ def decode_params(params, cls=None):
                         raise ValueError(f"unhashable dict key {k!r} in model file")
                     out[k] = dec(x)
                 return out
+            if set(v) == {"__layer__"}:
+                return _decode_layer(v["__layer__"], dec)
             if set(v) == {"__estimator__", "params"}:
                 name = v["__estimator__"]
                 if not isinstance(name, str) or name not in registry:
@@ -221,6 +231,32 @@ def decode_params(params, cls=None):
         if unknown:
             raise ValueError(f"unknown {cls.__name__} parameters {unknown}")
     return {k: dec(v) for k, v in params.items()}
+
+
+def _decode_layer(d, dec):
+    """The :class:`~pymdbn.layers.Conv` or :class:`~pymdbn.layers.Pool` that
+    ``{"__layer__": spec.to_json()}`` encodes, every field checked (ValueError)."""
+    def positive(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+    if not isinstance(d, dict) or d.get("type") not in ("conv", "pool"):
+        raise ValueError(f"malformed layer spec {d!r} in model file")
+    if d["type"] == "pool":
+        if (set(d) != {"type", "size", "mode"} or not positive(d["size"])
+                or d["mode"] not in ("max", "avg")):
+            raise ValueError(f"malformed Pool spec {d!r} in model file")
+        return Pool(d["size"], d["mode"])
+    kernel = d.get("kernel_size")
+    if (set(d) != {"type", "filters", "kernel_size", "params"} or not positive(d["filters"])
+            or not isinstance(kernel, list) or len(kernel) != 2
+            or not all(positive(k) for k in kernel) or not isinstance(d["params"], dict)):
+        raise ValueError(f"malformed Conv spec {d!r} in model file")
+    allowed = set(_registry()["ConvRBM"]().get_params(deep=False)) - {"filters", "kernel_size"}
+    unknown = sorted(set(d["params"]) - allowed)
+    if unknown:
+        raise ValueError(f"Conv spec in model file sets {unknown[0]!r}, which is not a "
+                         "ConvRBM parameter")
+    return Conv(d["filters"], tuple(kernel), **{k: dec(x) for k, x in d["params"].items()})
 
 
 # -- state of each estimator ----------------------------------------------------------
@@ -344,17 +380,97 @@ def _check_rbm(params, state, arrays, n_features=None, dtype=None):
     return n
 
 
+def _specs(value, what):
+    """Layer specs of a pathway: ints (dense units), Conv and Pool, convolutional and
+    pooling ones first (as :func:`pymdbn.layers.layer_specs` requires)."""
+    if isinstance(value, (Conv, Pool)):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not any(isinstance(v, (Conv, Pool))
+                                                        for v in value):
+        return _sizes(value, what)
+    specs, dense = [], False
+    for i, v in enumerate(value):
+        if isinstance(v, (Conv, Pool)):
+            if dense:
+                raise _Invalid(f"{what}[{i}] is {v!r} after a dense layer")
+            specs.append(v)
+        else:
+            specs.append(_int(v, f"{what} entries", 1))
+            dense = True
+    return tuple(specs)
+
+
 def _dbn_sizes(params, what):
-    """Units of each layer of a DBN: ``hidden_layers`` with ``layer_params`` overrides."""
-    sizes = _sizes(params.get("hidden_layers"), f"{what} hidden_layers")
+    """Layer specs of a DBN: ``hidden_layers`` with the ``layer_params`` overrides of
+    dense layers' ``n_components``; a Conv's ``filters`` and ``kernel_size`` come from
+    its spec only (the stored conv layers are described by the specs)."""
+    sizes = _specs(params.get("hidden_layers"), f"{what} hidden_layers")
     overrides = params.get("layer_params")
     if overrides is None:
         return sizes
     if (not isinstance(overrides, list) or len(overrides) != len(sizes)
             or not all(isinstance(o, dict) for o in overrides)):
         raise _Invalid(f"{what} layer_params must be a list of {len(sizes)} dicts")
-    return tuple(_int(o.get("n_components", s), f"{what} layer_params n_components", 1)
-                 for o, s in zip(overrides, sizes))
+    out = []
+    for i, (o, s) in enumerate(zip(overrides, sizes)):
+        if isinstance(s, Conv):
+            for key, want in (("filters", s.filters), ("kernel_size", s.kernel_size)):
+                if key not in o:
+                    continue
+                got = _kernel(o[key], what) if key == "kernel_size" else o[key]
+                if got != want:
+                    raise _Invalid(f"{what} layer_params[{i}] sets {key} {o[key]!r}, the "
+                                   f"layer's spec is {s!r}")
+            out.append(s)
+        elif isinstance(s, Pool):
+            out.append(s)
+        else:
+            out.append(_int(o.get("n_components", s), f"{what} layer_params n_components", 1))
+    return tuple(out)
+
+
+def _kernel(value, what):
+    """(kh, kw) of a kernel_size parameter: an int or a pair of ints."""
+    pair = (value, value) if isinstance(value, Integral) and not isinstance(value, bool) \
+        else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise _Invalid(f"{what} kernel_size must be an int or a pair, got {value!r}")
+    return tuple(_int(k, f"{what} kernel_size entries", 1) for k in pair)
+
+
+def _stack_shapes(specs, image_shape, n_features, what):
+    """Walk a pathway: per spec, the shape of its weight matrix W (None for a pool)
+    and its input image shape (None for a dense layer); and the width of the top.
+
+    ``image_shape`` is the input's (H, W[, C]) for a convolutional stack (None for a
+    dense one, which starts from ``n_features``)."""
+    layers, n_in = [], n_features
+    shape = None
+    if any(isinstance(s, (Conv, Pool)) for s in specs):
+        try:
+            shape = image_shape3(image_shape, f"{what} image shape")
+        except (TypeError, ValueError) as exc:
+            raise _Invalid(f"{what}: {exc}") from None
+        if n_features is not None and math.prod(shape) != n_features:
+            raise _Invalid(f"{what}: image shape {shape} has {math.prod(shape)} pixels, "
+                           f"the input {n_features} features")
+    for i, spec in enumerate(specs):
+        try:
+            if isinstance(spec, Conv):
+                kh, kw = spec.kernel_size
+                layers.append(((kh * kw * shape[2], spec.filters), shape))
+                shape = conv_output_shape(shape, spec.kernel_size, spec.filters)
+            elif isinstance(spec, Pool):
+                layers.append((None, shape))
+                shape = pool_output_shape(shape, spec.size)
+            else:
+                if shape is not None:
+                    n_in, shape = math.prod(shape), None
+                layers.append(((n_in, spec), None))
+                n_in = spec
+        except ValueError as exc:
+            raise _Invalid(f"{what} layer {i} {spec!r}: {exc}") from None
+    return layers, (n_in if shape is None else math.prod(shape))
 
 
 def _check_classes(n_classes):
@@ -362,8 +478,43 @@ def _check_classes(n_classes):
         raise _Invalid(f"a classifier needs at least 2 classes, the file has {n_classes}")
 
 
+def _check_conv_rbm(params, state, arrays, image_shape=None, dtype=None):
+    n = _int(params.get("filters"), "ConvRBM filters", 1)
+    kh, kw = _kernel(params.get("kernel_size"), "ConvRBM")
+    state = _obj(state, "ConvRBM state", ("seed", "n_steps", "history", "n_features_in",
+                                          "image_shape"))
+    shape = tuple(_int(s, "ConvRBM image_shape entries", 1)
+                  for s in _list(state["image_shape"], "ConvRBM image_shape"))
+    if len(shape) != 3:
+        raise _Invalid(f"ConvRBM image_shape must be (H, W, C), got {list(shape)}")
+    if image_shape is not None and shape != tuple(image_shape):
+        raise _Invalid(f"ConvRBM image_shape is {shape}, the layer below gives "
+                       f"{tuple(image_shape)}")
+    if kh > shape[0] or kw > shape[1]:
+        raise _Invalid(f"a {kh}x{kw} ConvRBM filter does not fit {shape} images")
+    if _int(state["n_features_in"], "ConvRBM n_features_in", 1) != math.prod(shape):
+        raise _Invalid(f"ConvRBM n_features_in is {state['n_features_in']}, its images "
+                       f"{shape} have {math.prod(shape)} pixels")
+    _int(state["seed"], "ConvRBM seed")
+    _int(state["n_steps"], "ConvRBM n_steps")
+    if not all(isinstance(h, dict) for h in _list(state["history"], "ConvRBM history")):
+        raise _Invalid("ConvRBM history must be a list of objects")
+    dtype = params.get("dtype") if dtype is None else dtype
+    if dtype not in (None, *_DTYPES):
+        raise _Invalid(f"ConvRBM dtype {dtype!r} is not one of {_DTYPES}")
+    c = shape[2]
+    dt = arrays.expect("components_", (n, kh, kw, c), dtype=dtype)
+    for name, s in [("intercept_hidden_", (n,)), ("intercept_visible_", (c,)),
+                    ("velocity_components_", (n, kh, kw, c)), ("velocity_hidden_", (n,)),
+                    ("velocity_visible_", (c,))]:
+        arrays.expect(name, s, dtype=dt)
+    arrays.done()
+    return n
+
+
 def _check_dbn(params, state, arrays, n_features=None):
-    sizes = _dbn_sizes(params, "DBN")
+    specs = _dbn_sizes(params, "DBN")
+    conv = any(isinstance(s, (Conv, Pool)) for s in specs)
     dtype = params.get("dtype")
     if dtype not in _DTYPES:
         raise _Invalid(f"DBN dtype {dtype!r} is not one of {_DTYPES}")
@@ -371,22 +522,57 @@ def _check_dbn(params, state, arrays, n_features=None):
     f = _int(state["n_features_in"], "DBN n_features_in", 1)
     if n_features is not None and f != n_features:
         raise _Invalid(f"DBN n_features_in is {f}, the input has {n_features} features")
+    image_shape = state.get("image_shape")
+    if conv:
+        if image_shape is None:
+            raise _Invalid("a convolutional DBN's state lacks its image_shape")
+        image_shape = tuple(_int(s, "DBN image_shape entries", 1)
+                            for s in _list(image_shape, "DBN image_shape"))
+        if len(image_shape) != 3:
+            raise _Invalid(f"DBN image_shape must be (H, W, C), got {list(image_shape)}")
+        given = params.get("image_shape")
+        if given is not None:
+            try:
+                given = image_shape3(given, "DBN image_shape parameter")
+            except (TypeError, ValueError) as exc:
+                raise _Invalid(str(exc)) from None
+            if given != image_shape:
+                raise _Invalid(f"DBN image_shape {image_shape} differs from the parameter "
+                               f"{params['image_shape']!r}")
+    elif image_shape is not None:
+        raise _Invalid("a DBN without convolutional layers has an image_shape")
+    layers, n_out = _stack_shapes(specs, image_shape, f, "DBN")
+    models = [i for i, s in enumerate(specs) if not isinstance(s, Pool)]
     rbms = _list(state["rbms"], "DBN rbms")
-    if len(rbms) != len(sizes):
-        raise _Invalid(f"the file has {len(rbms)} RBMs, hidden_layers {len(sizes)}")
-    n_in = f
-    for i, (rbm, size) in enumerate(zip(rbms, sizes)):
-        rbm = _obj(rbm, f"DBN rbms[{i}]", ("params", "state"))
-        rbm_params = decode_params(rbm["params"], _registry()["RBM"])
-        if rbm_params.get("n_components") != size:
-            raise _Invalid(f"RBM {i} has {rbm_params.get('n_components')!r} units, "
-                           f"the DBN's hidden_layers {size}")
-        _check_rbm(rbm_params, rbm["state"], arrays.sub(f"rbm{i}"), n_in, dtype)
+    if len(rbms) != len(models):
+        raise _Invalid(f"the file has {len(rbms)} RBMs, hidden_layers {len(models)}")
+    registry = _registry()
+    for j, (rbm, i) in enumerate(zip(rbms, models)):
+        spec, (w_shape, shape) = specs[i], layers[i]
+        rbm = _obj(rbm, f"DBN rbms[{j}]", ("params", "state"))
+        kind = "ConvRBM" if isinstance(spec, Conv) else "RBM"
+        if rbm.get("estimator", "RBM") != kind:
+            raise _Invalid(f"DBN rbms[{j}] is a {rbm.get('estimator')!r}, hidden_layers[{i}] "
+                           f"{spec!r} needs a {kind}")
+        rbm_params = decode_params(rbm["params"], registry[kind])
+        sub = arrays.sub(f"rbm{j}")
+        if kind == "ConvRBM":
+            got = (rbm_params.get("filters"), _kernel(rbm_params.get("kernel_size"), "ConvRBM"))
+            if got != (spec.filters, spec.kernel_size):
+                raise _Invalid(f"ConvRBM {j} has {got[0]!r} filters of {got[1]}, the DBN's "
+                               f"hidden_layers[{i}] is {spec!r}")
+            _check_conv_rbm(rbm_params, rbm["state"], sub, shape, dtype)
+        else:
+            if rbm_params.get("n_components") != spec:
+                raise _Invalid(f"RBM {j} has {rbm_params.get('n_components')!r} units, "
+                               f"the DBN's hidden_layers {spec}")
+            _check_rbm(rbm_params, rbm["state"], sub, w_shape[0], dtype)
+    for i, (w_shape, _) in enumerate(layers):
         layer = arrays.sub(f"layer{i}")
-        layer.expect("W", (n_in, size), dtype=dtype)
-        layer.expect("b", (size,), dtype=dtype)
+        if w_shape is not None:  # a pooling layer stores no array
+            layer.expect("W", w_shape, dtype=dtype)
+            layer.expect("b", w_shape[1:], dtype=dtype)
         layer.done()
-        n_in = size
     if arrays.has("feature_names_in_"):
         arrays.expect("feature_names_in_", (f,), kinds="U")
     if arrays.has("classes_"):
@@ -394,14 +580,14 @@ def _check_dbn(params, state, arrays, n_features=None):
         n_classes = arrays.shapes["classes_"][0][0]
         _check_classes(n_classes)
         out = arrays.sub("output")
-        out.expect("W", (n_in, n_classes), dtype=dtype)
+        out.expect("W", (n_out, n_classes), dtype=dtype)
         out.expect("b", (n_classes,), dtype=dtype)
         out.done()
         _list(state.get("fine_tune_history"), "DBN fine_tune_history")
     elif any(k.startswith("output/") for k in arrays.shapes):
         raise _Invalid("the file has an output layer but no classes_")
     arrays.done()
-    return n_in
+    return n_out
 
 
 def _image_shapes(value, modalities, what):
@@ -468,7 +654,7 @@ def _mdbn_sizes(params):
     def stack(name, sizes):
         p = {"hidden_layers": sizes, "layer_params": None, **extra.get(name, {})}
         return _dbn_sizes(p, f"MDBN pathway {name!r}")
-    pathways = {m: stack(m, _sizes(s, f"MDBN modality {m!r}")) for m, s in mods.items()}
+    pathways = {m: stack(m, _specs(s, f"MDBN modality {m!r}")) for m, s in mods.items()}
     if params.get("fusion") == "joint":
         joint = stack("joint", _sizes(params.get("joint_units"), "MDBN joint_units"))
     elif params.get("fusion") == "concat":
@@ -523,16 +709,18 @@ def _check_mdbn(params, state, arrays, encoded_params):
         if sorted(ranges) != sorted(mods) or not all(
                 isinstance(r, list) and len(r) == 2 for r in ranges.values()):
             raise _Invalid("MDBN data_range must hold [min, max] per modality")
-    widths = []
+    widths, dims = [], []  # dims: the W shape of each layer with parameters
     for m in mods:
-        n_in = math.prod(shapes[m])
-        for i, size in enumerate(pathways[m]):
+        layers, top = _stack_shapes(pathways[m], shapes[m], math.prod(shapes[m]),
+                                    f"MDBN pathway {m!r}")
+        for i, (w_shape, _) in enumerate(layers):
             layer = arrays.sub(f"pathways/{m}/{i}")
-            layer.expect("W", (n_in, size), dtype=dtype)
-            layer.expect("b", (size,), dtype=dtype)
+            if w_shape is not None:  # a pooling layer stores no array
+                layer.expect("W", w_shape, dtype=dtype)
+                layer.expect("b", w_shape[1:], dtype=dtype)
+                dims.append(w_shape)
             layer.done()
-            n_in = size
-        widths.append(n_in)
+        widths.append(top)
         scaler = arrays.sub(f"scalers/{m}")
         shape = shapes[m] if params.get("per_feature") else ()
         scaler.expect("mean", shape)
@@ -552,20 +740,22 @@ def _check_mdbn(params, state, arrays, encoded_params):
         layer.expect("W", (n_in, size), dtype=dtype)
         layer.expect("b", (size,), dtype=dtype)
         layer.done()
+        dims.append((n_in, size))
         n_in = size
     out = arrays.sub("output")
     out.expect("W", (n_in, len(classes)), dtype=dtype)
     out.expect("b", (len(classes),), dtype=dtype)
     out.done()
     arrays.done()
-    return pathways, joint
+    return dims, n_in
 
 
 def _check_mdbn_train(params, dims, code, n_classes, train_meta, arrays):
     """A checkpoint's optimiser state must fit the network it resumes.
 
-    ``dims`` are the (n_in, n_out) of the pathway and joint layers in the order of
-    the network's parameters (pathways in fusion order, then joint), ``code`` the
+    ``dims`` are the W shapes of the pathway and joint layers with parameters in the
+    order of the network's parameters (pathways in fusion order, then joint; a conv
+    layer's is (kh * kw * C, filters), a pool has none), ``code`` the
     width of the fused code the output layer reads.
     """
     meta = _obj(train_meta, "checkpoint state",
@@ -576,7 +766,7 @@ def _check_mdbn_train(params, dims, code, n_classes, train_meta, arrays):
         raise _Invalid("checkpoint stopped/has_best must be bools")
     dtype = params.get("dtype")
     layers = dims if params.get("fine_tune") else []  # else only the output is trained
-    shapes = [s for n_in, size in layers for s in ((n_in, size), (size,))]
+    shapes = [s for w in layers for s in (w, w[1:])]
     shapes += [(code, n_classes), (n_classes,)]
     per = 1 if params.get("optimizer") == "sgd" else 2
     if meta["n_slots"] != per * len(shapes):
@@ -609,19 +799,8 @@ def _check_consistency(name, params, encoded, state, shapes):
     if name != "MDBN":
         _CHECKS[name](full, state, arrays)
     else:  # the only estimator that writes checkpoints
-        pathways, joint = _check_mdbn(full, state, arrays, encoded)
+        dims, n_in = _check_mdbn(full, state, arrays, encoded)
         if train_meta is not None:
-            images = state["meta"]["image_shapes"]
-            dims, n_in = [], 0
-            for m, sizes in pathways.items():
-                prev = math.prod(images[m])
-                for size in sizes:
-                    dims.append((prev, size))
-                    prev = size
-                n_in += prev
-            for size in joint:
-                dims.append((n_in, size))
-                n_in = size
             _check_mdbn_train(full, dims, n_in, len(state["meta"]["classes"]), train_meta,
                               _Arrays(train, _TRAIN))
             return
@@ -632,8 +811,9 @@ def _check_consistency(name, params, encoded, state, shapes):
 #: Estimator name -> the checker of its file layout (see :func:`register`). All take
 #: (params, state, arrays) but MDBN's, which also checks a checkpoint's training state
 #: and is called on its own in :func:`_check_consistency`.
-_CHECKS = {"RBM": _check_rbm, "DBN": _check_dbn, "ModalityScaler": _check_scaler,
-           "EarlyFusionDBN": _check_early_fusion, "MDBN": _check_mdbn}
+_CHECKS = {"RBM": _check_rbm, "ConvRBM": _check_conv_rbm, "DBN": _check_dbn,
+           "ModalityScaler": _check_scaler, "EarlyFusionDBN": _check_early_fusion,
+           "MDBN": _check_mdbn}
 
 
 # -- files --------------------------------------------------------------------------
@@ -661,7 +841,7 @@ def save(estimator, path, train_state=None):
 
     Parameters
     ----------
-    estimator : RBM, DBN, MDBN, EarlyFusionDBN or ModalityScaler
+    estimator : RBM, ConvRBM, DBN, MDBN, EarlyFusionDBN or ModalityScaler
         A fitted estimator.
     path : str or os.PathLike
         Destination; written exactly as given (no suffix is added).

@@ -546,9 +546,12 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         for i, rbm in enumerate(self.rbms_):
             a, m = get_state(rbm)
             arrays.update(nest(f"rbm{i}", a))
-            meta["rbms"].append({"params": encode_params(rbm.get_params()), "state": m})
-        for i, layer in enumerate(self.layers_):
-            arrays.update(nest(f"layer{i}", layer))
+            meta["rbms"].append({"estimator": type(rbm).__name__,
+                                 "params": encode_params(rbm.get_params()), "state": m})
+        for i, layer in enumerate(self.layers_):  # conv and pool metadata: from the specs
+            arrays.update(nest(f"layer{i}", {k: v for k, v in layer.items() if k in ("W", "b")}))
+        if getattr(self, "image_shape_", None) is not None:
+            meta["image_shape"] = list(self.image_shape_)
         if hasattr(self, "feature_names_in_"):
             arrays["feature_names_in_"] = self.feature_names_in_.astype(str)
         if hasattr(self, "output_"):
@@ -561,14 +564,29 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         return arrays, meta
 
     def _set_state(self, arrays, meta):
+        from pymdbn.models.conv_rbm import ConvRBM
+
         self.n_features_in_ = int(meta["n_features_in"])
         self.rbms_ = []
         for i, m in enumerate(meta["rbms"]):
-            rbm = RBM(**decode_params(m["params"]))
+            cls = ConvRBM if m.get("estimator") == "ConvRBM" else RBM
+            rbm = cls(**decode_params(m["params"]))
             self.rbms_.append(set_state(rbm, unnest(f"rbm{i}", arrays), m["state"]))
         self.history_ = [rbm.history_ for rbm in self.rbms_]
-        self.layers_ = [{k: np.ascontiguousarray(v) for k, v in unnest(f"layer{i}", arrays)
-                         .items()} for i in range(len(self.rbms_))]
+        shape = meta.get("image_shape")
+        self.image_shape_ = None if shape is None else tuple(int(s) for s in shape)
+        specs = self._specs()
+        shapes = ([None] * len(specs) if self.image_shape_ is None
+                  else input_shapes(specs, self.image_shape_)[0])
+        self.layers_ = []
+        for i, spec in enumerate(specs):  # as pretrain builds them (io checked the shapes)
+            layer = {k: np.ascontiguousarray(v) for k, v in unnest(f"layer{i}", arrays).items()}
+            if isinstance(spec, Pool):
+                layer = {"type": "pool", "size": spec.size, "mode": spec.mode,
+                         "shape": shapes[i]}
+            elif isinstance(spec, Conv):
+                layer = {"type": "conv", **layer, "shape": shapes[i], "kernel": spec.kernel_size}
+            self.layers_.append(layer)
         if "feature_names_in_" in arrays:
             self.feature_names_in_ = arrays["feature_names_in_"].astype(object)
         if "classes_" in arrays:
