@@ -131,7 +131,7 @@ def test_conv_rbm_round_trip(files, data):
 @pytest.mark.parametrize("name", ["DBN", "DBN_flat"])
 def test_supervised_conv_dbn_round_trip(files, data, name):
     model, path = files[name]
-    X, y = data[0]["brain"], data[1]
+    X = data[0]["brain"]
     if name == "DBN_flat":
         X = X.reshape(len(X), -1)
     loaded = load(path)
