@@ -432,3 +432,21 @@ def test_bfloat16_keeps_float32_parameters_and_learns():
     err_bf = bf.history_[-1]["reconstruction_error"]
     err_fp = fp.history_[-1]["reconstruction_error"]
     assert err_bf < 1.02 * err_fp + 1e-3, (err_bf, err_fp)
+
+
+def test_save_load_round_trip(tmp_path):
+    from pymdbn import load
+
+    X = np.random.default_rng(7).standard_normal((12, 7, 6, 2)).astype(np.float32)
+    model = ConvRBM(3, (2, 3), n_iter=2, batch_size=5, random_state=0).fit(X)
+    loaded = load(model.save(tmp_path / "crbm.pmdbn"))
+    assert type(loaded) is ConvRBM and loaded.get_params() == model.get_params()
+    for name in ("components_", "intercept_hidden_", "intercept_visible_",
+                 "velocity_components_", "velocity_hidden_", "velocity_visible_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+    assert (loaded.image_shape_, loaded.output_shape_) == (model.image_shape_,
+                                                           model.output_shape_)
+    assert loaded.history_ == model.history_
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    np.testing.assert_array_equal(loaded.partial_fit(X).components_,
+                                  model.partial_fit(X).components_)

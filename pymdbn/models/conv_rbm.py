@@ -15,7 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Options
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from pymdbn import backend
+from pymdbn import backend, io
 from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, StrOptions)
 from pymdbn.backend import ops
@@ -51,7 +51,8 @@ def _sigmoid_(x, clip, xp):
 
 
 @register
-class ConvRBM(DeviceMixin, TransformerMixin, BaseEstimator):
+@io.register
+class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
     """Convolutional restricted Boltzmann machine with Bernoulli hidden units.
 
     ``filters`` shared filters of ``kernel_size`` slide over the image (valid
@@ -496,6 +497,28 @@ class ConvRBM(DeviceMixin, TransformerMixin, BaseEstimator):
                               int(n_filters))
         self.history_ = [{k: (float("nan") if v is None else v) for k, v in h.items()}
                          for h in meta["history"]]
+        return self
+
+    # -- persistence (pymdbn.io) ------------------------------------------------------
+    def _get_state(self):
+        """(arrays, meta) for :func:`pymdbn.io.save`."""
+        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS}
+        meta = {"seed": self.seed_, "n_steps": self.n_steps_, "history": self.history_,
+                "n_features_in": self.n_features_in_, "image_shape": list(self.image_shape_)}
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        """Restore what :meth:`_get_state` returned (checked by :mod:`pymdbn.io`)."""
+        for name in self._STATE_ARRAYS:
+            setattr(self, name, np.ascontiguousarray(arrays[name]))
+        self.seed_, self.n_steps_ = int(meta["seed"]), int(meta["n_steps"])
+        self.n_features_in_ = int(meta["n_features_in"])
+        self.image_shape_ = tuple(int(s) for s in meta["image_shape"])
+        n_filters, kh, kw, _ = self.components_.shape
+        h, w, _ = self.image_shape_
+        self.output_shape_ = (h - kh + 1, w - kw + 1, n_filters)
+        self.history_ = [{k: (float("nan") if v is None else v) for k, v in entry.items()}
+                         for entry in meta["history"]]
         return self
 
     def __sklearn_tags__(self):
