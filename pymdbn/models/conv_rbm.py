@@ -19,7 +19,6 @@ from pymdbn import backend, io
 from pymdbn._constraints import (GIBBS_STEPS, NONNEGATIVE, NONNEGATIVE_INT, POSITIVE,
                                  POSITIVE_INT, UNIT_LEFT, UNIT_OPEN, StrOptions)
 from pymdbn.backend import ops
-from pymdbn.io import register
 from pymdbn.models.device import DeviceMixin, arrays_on, is_device_array, to_caller
 
 __all__ = ["ConvRBM", "conv_layer"]
@@ -50,7 +49,6 @@ def _sigmoid_(x, clip, xp):
     return x
 
 
-@register
 @io.register
 class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
     """Convolutional restricted Boltzmann machine with Bernoulli hidden units.
@@ -369,7 +367,7 @@ class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
         n_filters = self.components_.shape[0]
         n_cols = self.components_[0].size
         zeros_k = xp.zeros(n_cols, dtype=dtype)  # the visible product's (absent) bias
-        w_shape = xp.empty((n_cols, n_filters), dtype=dtype)
+        w_shape = xp.zeros((n_cols, n_filters), dtype=dtype)  # dense_backward checks its shape
         order = backend.to_device(np.asarray(order, dtype=np.int64), backend.device_of(X))
         sq = 0.0
         with _quiet():
@@ -476,28 +474,6 @@ class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
         else:
             h = backend.namespace(parts[0]).concatenate(parts)
         return to_caller(h.reshape(n, ho, wo, n_filters), X)
-
-    # -- persistence ----------------------------------------------------------------
-    def _get_state(self):
-        """(arrays, meta) for :func:`pymdbn.io.save`."""
-        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS}
-        meta = {"seed": self.seed_, "n_steps": self.n_steps_, "history": self.history_,
-                "n_features_in": self.n_features_in_, "image_shape": list(self.image_shape_)}
-        return arrays, meta
-
-    def _set_state(self, arrays, meta):
-        """Restore what :meth:`_get_state` returned (checked by :mod:`pymdbn.io`)."""
-        for name in self._STATE_ARRAYS:
-            setattr(self, name, np.ascontiguousarray(arrays[name]))
-        self.seed_, self.n_steps_ = int(meta["seed"]), int(meta["n_steps"])
-        self.n_features_in_ = int(meta["n_features_in"])
-        self.image_shape_ = tuple(int(s) for s in meta["image_shape"])
-        n_filters, kh, kw, _ = self.components_.shape
-        self.output_shape_ = (self.image_shape_[0] - kh + 1, self.image_shape_[1] - kw + 1,
-                              int(n_filters))
-        self.history_ = [{k: (float("nan") if v is None else v) for k, v in h.items()}
-                         for h in meta["history"]]
-        return self
 
     # -- persistence (pymdbn.io) ------------------------------------------------------
     def _get_state(self):
