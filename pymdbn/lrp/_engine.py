@@ -12,14 +12,61 @@ The network is the layout of ``MDBN.to_dict()``::
      'meta': {'image_shapes': {name: [H, W] or [D]}, 'classes': [...],
               'data_range': {name: [min, max]} (optional), ...}}
 
-Forward: the models' own pass (:class:`pymdbn.models.network.Network`): every
-pathway and joint layer computes ``sigma(clip(a W + b))``, the fused code is the
-concatenation of the pathway tops in ``modalities`` order and the logits are
-``code W_out + b_out`` (through the joint layers, if any). The backward pass applies
-one rule per layer (a :class:`~pymdbn.lrp.composites.Composite`) with the backend's
-``lrp_dense``; relevance passes the sigmoids unchanged. The forward
-pre-activations are kept and handed to the epsilon rule, so explaining costs
-one forward pass plus one matrix product per layer.
+A pathway may start with convolutional and pooling layers (:mod:`pymdbn.layers`)::
+
+    {'type': 'conv', 'W': (kh*kw*C, F), 'b': (F,), 'shape': (H, W, C), 'kernel': (kh, kw)}
+    {'type': 'pool', 'size': p, 'mode': 'max' or 'avg', 'shape': (H, W, C)}
+
+(``shape`` is the layer's input, channels-last and flattened to (n, H*W*C)); they come
+before the pathway's dense layers. Joint and output layers are dense.
+
+Forward: the models' own pass (:class:`pymdbn.models.network.Network`): every dense
+pathway and joint layer computes ``sigma(clip(a W + b))``, a convolution the same on
+its im2col matrix (``sigma(clip(im2col(a) W + b))``, (n*Ho*Wo, F) read as (n,
+Ho*Wo*F)), a pooling layer the window max or mean (no sigmoid); the fused code is the
+concatenation of the pathway tops in ``modalities`` order and the logits are ``code
+W_out + b_out`` (through the joint layers, if any). The backward pass applies one rule
+per dense or convolutional layer (a :class:`~pymdbn.lrp.composites.Composite`) with the
+backend's ``lrp_dense``; relevance passes the sigmoids unchanged. The forward
+pre-activations are kept and handed to the epsilon rule, so explaining costs one
+forward pass plus one matrix product per layer.
+
+Convolutions and pooling, as zennit (Anders et al. 2021) treats ``Conv2d``,
+``MaxPool2d`` and ``AvgPool2d``:
+
+- A convolution is the dense layer of its unrolled (Toeplitz) matrix. Every output
+  ``(image, position, filter)`` has its own input patch, a row of ``im2col(x)``, so a
+  rule on the convolution is the dense rule on the patch matrix followed by ``col2im``,
+  which adds each patch entry's relevance back to the pixel it copied::
+
+      R_cols = lrp_dense(im2col(x), W, b, R.reshape(n*Ho*Wo, F), z, rule)
+      R_x    = col2im(R_cols)
+
+  This is what zennit's rules compute on ``Conv2d`` (valid padding, stride 1): the
+  denominators are per output, the numerators per (input, output) pair. A ZBox
+  rule on a convolution takes its bounds per input pixel (H*W*C entries, or scalars),
+  as zennit's ``ZBox`` takes input-shaped bounds; each output's bounds are those of
+  its patch. The patch matrix is rebuilt in the backward pass rather than kept from
+  the forward pass (it is kh*kw times the input); the rule may write its result over
+  it. Composites give a convolution the role of its position, as a dense layer: the
+  first convolutional or dense layer of a pathway is its ``'input'`` layer.
+- Max pooling passes each window's relevance to its first maximal input (row-major),
+  the rest of the window gets none: zennit gives ``MaxPool2d`` no rule, so its
+  gradient routes the relevance to the argmax (winner takes all).
+- Average pooling uses zennit's ``Norm`` rule, ``R_i = x_i R_j / (p^2 (m_j + eps
+  sign(m_j)))`` with ``m_j`` the window mean, i.e. ``x_i R_j / (sum_window x + p^2 eps
+  sign)``, and ``eps = 1e-6``, the stabilizer of zennit's ``layer_map_base``.
+- Pooling layers have no rule of their own and do not count as rule layers; the
+  border a pooling window does not reach gets no relevance.
+
+Where this differs from zennit: zennit's composites pass their ``stabilizer`` argument
+on to ``Norm``, here the average-pooling stabilizer is always 1e-6 (their common
+default); explained against a reference, pooling layers route relevance by the input's
+own activations (the reference's differences enter only the Epsilon layers); and a
+ZBox input rule whose bounds are derived from the model (:func:`zbox_bounds`) on a
+pathway that starts with pooling gets the pixel bounds pooled the same way (window max
+of ``low`` and of ``high`` for max pooling, window means for average pooling), the
+bounds of the first rule layer's input, where zennit would need them given.
 """
 
 from __future__ import annotations
@@ -32,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from pymdbn import backend
+from pymdbn.backend import ops
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
@@ -40,24 +88,117 @@ from pymdbn.preprocessing import standardize
 
 __all__ = ["explain", "explain_model", "zbox_bounds"]
 
+# Stabilizer of zennit's Norm rule on average pooling (zennit.composites.layer_map_base).
+_POOL_STABILIZER = 1e-6
+
 
 # --------------------------------------------------------------------- network
-def _layer_list(entries: Any, where: str, dtype: np.dtype) -> list[tuple[np.ndarray, np.ndarray]]:
+def _ints(value: Any, k: int, what: str) -> tuple[int, ...]:
+    """``value`` as a tuple of ``k`` positive ints, else ValueError naming ``what``."""
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if (items is None or len(items) != k
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                       for v in items)):
+        raise ValueError(f"{what} must be {k} positive ints, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _arrays(layer: Mapping[str, Any], where: str, dtype: np.dtype,
+            shape: str = "(n_in, n_out)") -> tuple[np.ndarray, np.ndarray]:
+    try:
+        w, b = layer["W"], layer["b"]
+    except (TypeError, KeyError):
+        raise ValueError(f"{where} must be a dict with 'W' and 'b'") from None
+    w = np.ascontiguousarray(w, dtype=dtype)
+    b = np.ascontiguousarray(b, dtype=dtype)
+    if w.ndim != 2 or b.shape != (w.shape[1],):
+        raise ValueError(f"{where}: W must be {shape} and b (n_out,), got "
+                         f"{w.shape} and {b.shape}")
+    return w, b
+
+
+def _conv_layer(layer: Mapping[str, Any], where: str, dtype: np.dtype) -> dict[str, Any]:
+    """A validated convolutional layer dict, with its output shape ``'out'``."""
+    w, b = _arrays(layer, where, dtype, "(kh*kw*C, F)")
+    for key in ("shape", "kernel"):
+        if key not in layer:
+            raise ValueError(f"{where}: a conv layer needs 'shape' (H, W, C) and 'kernel' "
+                             f"(kh, kw), it lacks {key!r}")
+    shape = _ints(layer["shape"], 3, f"{where}['shape'] (H, W, C)")
+    kernel = _ints(layer["kernel"], 2, f"{where}['kernel'] (kh, kw)")
+    (h, wd, c), (kh, kw) = shape, kernel
+    if kh > h or kw > wd:
+        raise ValueError(f"{where}: a {kh}x{kw} kernel does not fit its {h}x{wd} input")
+    if w.shape[0] != kh * kw * c:
+        raise ValueError(f"{where}: W has {w.shape[0]} rows, a {kh}x{kw} kernel on {c} "
+                         f"channel(s) needs kh*kw*C = {kh * kw * c}")
+    return {"type": "conv", "W": w, "b": b, "shape": shape, "kernel": kernel,
+            "out": (h - kh + 1, wd - kw + 1, w.shape[1])}
+
+
+def _pool_layer(layer: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A validated pooling layer dict, with its output shape ``'out'``."""
+    for key in ("size", "mode", "shape"):
+        if key not in layer:
+            raise ValueError(f"{where}: a pool layer needs 'size', 'mode' and 'shape' "
+                             f"(H, W, C), it lacks {key!r}")
+    p = layer["size"]
+    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
+        raise ValueError(f"{where}['size'] must be a positive int, got {p!r}")
+    p = int(p)
+    mode = layer["mode"]
+    if mode not in ("max", "avg"):
+        raise ValueError(f"{where}: pool mode must be 'max' or 'avg', got {mode!r}")
+    h, wd, c = _ints(layer["shape"], 3, f"{where}['shape'] (H, W, C)")
+    if p > h or p > wd:
+        raise ValueError(f"{where}: a {p}x{p} pool does not fit its {h}x{wd} input")
+    return {"type": "pool", "size": p, "mode": mode, "shape": (h, wd, c),
+            "out": (h // p, wd // p, c)}
+
+
+def _width(layer: Mapping[str, Any]) -> int:
+    """Units at a validated layer's output."""
+    return math.prod(layer["out"]) if "out" in layer else layer["W"].shape[1]
+
+
+def _layer_list(entries: Any, where: str, dtype: np.dtype,
+                spatial: bool = False) -> list[dict[str, Any]]:
+    """Validated layer dicts: dense ``{'type': 'dense', 'W', 'b'}``, and with
+    ``spatial`` (pathways) conv and pool dicts, which also carry their output shape."""
     layers = []
     for k, layer in enumerate(entries):
-        try:
-            w, b = layer["W"], layer["b"]
-        except (TypeError, KeyError):
-            raise ValueError(f"{where}[{k}] must be a dict with 'W' and 'b'") from None
-        w = np.ascontiguousarray(w, dtype=dtype)
-        b = np.ascontiguousarray(b, dtype=dtype)
-        if w.ndim != 2 or b.shape != (w.shape[1],):
-            raise ValueError(f"{where}[{k}]: W must be (n_in, n_out) and b (n_out,), got "
-                             f"{w.shape} and {b.shape}")
-        if layers and layers[-1][0].shape[1] != w.shape[0]:
-            raise ValueError(f"{where}[{k}]: W has {w.shape[0]} rows but the layer below has "
-                             f"{layers[-1][0].shape[1]} units")
-        layers.append((w, b))
+        here = f"{where}[{k}]"
+        kind = layer.get("type", "dense") if isinstance(layer, Mapping) else "dense"
+        if kind in ("conv", "pool") and not spatial:
+            raise ValueError(f"{here}: {kind} layers may only start a pathway; "
+                             f"{where.split('[')[0]} layers are dense")
+        if kind == "conv":
+            out = _conv_layer(layer, here, dtype)
+        elif kind == "pool":
+            out = _pool_layer(layer, here)
+        elif kind == "dense":
+            w, b = _arrays(layer, here, dtype)
+            out = {"type": "dense", "W": w, "b": b}
+        else:
+            raise ValueError(f"{here}: unknown layer type {kind!r}; expected 'conv', 'pool' "
+                             f"or a dense layer (no 'type')")
+        if layers:
+            below = layers[-1]
+            if out["type"] != "dense":
+                if below["type"] == "dense":
+                    raise ValueError(f"{here}: a {out['type']} layer after a dense layer; "
+                                     f"conv and pool layers come before the dense ones")
+                if tuple(below["out"]) != out["shape"]:
+                    raise ValueError(f"{here}: its input shape {out['shape']} differs from "
+                                     f"the output shape {tuple(below['out'])} of the layer "
+                                     f"below")
+            elif out["W"].shape[0] != _width(below):
+                raise ValueError(f"{here}: W has {out['W'].shape[0]} rows but the layer "
+                                 f"below has {_width(below)} units")
+        layers.append(out)
     return layers
 
 
@@ -65,14 +206,18 @@ def _weights_dtype(model: Mapping[str, Any]) -> np.dtype:
     """float32 when every weight is float32, else float64."""
     arrays = [model["output"]["W"], *(layer["W"] for layer in model.get("joint") or [])]
     for layers in model["pathways"].values():
-        arrays.extend(layer["W"] for layer in layers)
+        arrays.extend(layer["W"] for layer in layers
+                      if isinstance(layer, Mapping) and layer.get("type") != "pool"
+                      and "W" in layer)
     if all(np.asarray(a).dtype == np.float32 for a in arrays):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
 
 class _Network:
-    """The validated, contiguous arrays of a model dict, in one dtype."""
+    """The validated, contiguous arrays of a model dict, in one dtype. Layers are dicts
+    with a ``'type'`` ('dense', 'conv' or 'pool'); conv and pool ones also carry their
+    output shape ``'out'`` and their shapes as tuples."""
 
     def __init__(self, model: Mapping[str, Any]) -> None:
         try:
@@ -90,31 +235,32 @@ class _Network:
         self.modalities = modalities
         self.pathways = {}
         for m in modalities:
-            layers = _layer_list(pathways[m], f"pathways[{m!r}]", self.dtype)
+            layers = _layer_list(pathways[m], f"pathways[{m!r}]", self.dtype, spatial=True)
             if not layers:
                 raise ValueError(f"pathways[{m!r}] has no layers")
             self.pathways[m] = layers
         self.code_slices, start = {}, 0
         for m in modalities:
-            width = self.pathways[m][-1][0].shape[1]
+            width = _width(self.pathways[m][-1])
             self.code_slices[m] = slice(start, start + width)
             start += width
         self.joint = _layer_list(model.get("joint") or [], "joint", self.dtype)
-        if self.joint and self.joint[0][0].shape[0] != start:
-            raise ValueError(f"joint[0]: W has {self.joint[0][0].shape[0]} rows but the fused "
-                             f"code has {start} units")
-        (self.w_out, self.b_out), = _layer_list([output], "output", self.dtype)
-        top = self.joint[-1][0].shape[1] if self.joint else start
+        if self.joint and self.joint[0]["W"].shape[0] != start:
+            raise ValueError(f"joint[0]: W has {self.joint[0]['W'].shape[0]} rows but the "
+                             f"fused code has {start} units")
+        (out,) = _layer_list([output], "output", self.dtype)
+        self.w_out, self.b_out = out["W"], out["b"]
+        top = self.joint[-1]["W"].shape[1] if self.joint else start
         if self.w_out.shape[0] != top:
             raise ValueError(f"output: W has {self.w_out.shape[0]} rows but the layer below "
                              f"has {top} units")
         clip = model.get("clip")
         self.clip = None if clip is None else float(clip)
 
-        def dicts(layers):
-            return [{"W": w, "b": b} for w, b in layers]
-        self.network = Network({m: dicts(self.pathways[m]) for m in modalities}, modalities,
-                               dicts(self.joint), {"W": self.w_out, "b": self.b_out}, self.clip)
+        # The pathways run in _pathway_forward; the Network fuses and runs the head.
+        self.network = Network({m: [] for m in modalities}, modalities,
+                               [{"W": layer["W"], "b": layer["b"]} for layer in self.joint],
+                               {"W": self.w_out, "b": self.b_out}, self.clip)
         self.meta = dict(model.get("meta") or {})
         self.scalers = dict(model.get("scalers") or {})
 
@@ -124,16 +270,24 @@ class _Network:
         self.joint = backend.to_device(self.joint, device)
         self.w_out, self.b_out = backend.to_device((self.w_out, self.b_out), device)
         n = self.network
-        n.pathways, n.joint, n.output = backend.to_device((n.pathways, n.joint, n.output),
-                                                          device)
+        n.joint, n.output = backend.to_device((n.joint, n.output), device)
         return self
 
     def n_features(self, m: str) -> int:
-        return self.pathways[m][0][0].shape[0]
+        first = self.pathways[m][0]
+        return first["W"].shape[0] if first["type"] == "dense" else math.prod(first["shape"])
 
     def image_shape(self, m: str) -> tuple[int, ...] | None:
+        """``meta['image_shapes'][m]``; without one, the input shape of a pathway that
+        starts with a conv or pool layer, (H, W) for one channel, else (H, W, C)."""
         shape = (self.meta.get("image_shapes") or {}).get(m)
-        return None if shape is None else tuple(int(s) for s in shape)
+        if shape is not None:
+            return tuple(int(s) for s in shape)
+        first = self.pathways[m][0]
+        if first["type"] == "dense":
+            return None
+        h, w, c = first["shape"]
+        return (h, w) if c == 1 else (h, w, c)
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -285,45 +439,200 @@ def _targets(net: _Network, target: Any, n: int) -> np.ndarray | None:
     return t.astype(np.int64, copy=False)
 
 
-def _resolve(rule: Rule, net: _Network, m: str) -> Rule:
-    """Bind a ZBox without bounds to the modality's z-scored data range."""
+def _pool_bounds(layers: list[dict[str, Any]], low: np.ndarray,
+                 high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Input bounds pushed through pooling layers: window max of each bound for max
+    pooling (``max x`` lies between them), window means for average pooling."""
+    for layer in layers:
+        args = (layer["shape"], layer["size"], layer["mode"])
+        low = ops.pool_forward(np.ascontiguousarray(low[None], dtype=np.float64), *args)[0]
+        high = ops.pool_forward(np.ascontiguousarray(high[None], dtype=np.float64), *args)[0]
+    return low, high
+
+
+def _resolve(rule: Rule, net: _Network, m: str, pools: list[dict[str, Any]] = ()) -> Rule:
+    """Bind a ZBox without bounds to the modality's z-scored data range, pooled through
+    the pooling layers ``pools`` below the rule's layer."""
     if isinstance(rule, ZBox) and not rule.bound:
-        return rule.with_bounds(*zbox_bounds(net, m))
+        low, high = zbox_bounds(net, m)
+        if pools:
+            low, high = _pool_bounds(pools, low, high)
+        return rule.with_bounds(low, high)
     return rule
 
 
+def _pathway_rules(composite: Composite, net: _Network, m: str) -> list[Rule | None]:
+    """One rule per layer of pathway ``m``: the first conv or dense layer gets the
+    'input' rule, the others the 'hidden' rule, pooling layers None."""
+    rules, pools = [], []
+    for layer in net.pathways[m]:
+        if layer["type"] == "pool":
+            rules.append(None)
+            if len(rules) == len(pools) + 1:  # no rule layer yet: pools below the first
+                pools.append(layer)
+        elif len(rules) == len(pools):
+            rules.append(_resolve(composite.rule("input", m), net, m, pools))
+        else:
+            rules.append(composite.rule("hidden", m))
+    return rules
+
+
 # ----------------------------------------------------------------------- engine
+def _pathway_forward(layers, x, clip):
+    """A pathway's forward pass: its top activation and, per layer, (input,
+    pre-activation) for conv and dense layers, shaped (n, units), and (input, output)
+    for pooling layers. A convolution's im2col matrix is not kept (the backward pass
+    rebuilds it)."""
+    steps = []
+    for layer in layers:
+        kind = layer["type"]
+        if kind == "pool":
+            a = ops.pool_forward(x, layer["shape"], layer["size"], layer["mode"])
+            steps.append((x, a))
+        elif kind == "conv":
+            cols = ops.im2col(x, layer["shape"], layer["kernel"])
+            z, a = ops.dense_forward(cols, layer["W"], layer["b"], clip, "sigmoid")
+            del cols
+            steps.append((x, z.reshape(len(x), -1)))
+            a = a.reshape(len(x), -1)
+        else:
+            z, a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")
+            steps.append((x, z))
+        x = a
+    return x, steps
+
+
 def _forward(net, x):
     """The network's forward pass keeping what the rules need: per layer, its input and
     pre-activation (pathways by name, then the joint stack), the output layer's input
     and the logits."""
-    steps, joint = {}, []
-    top, logits = net.network.head(net.network.fuse(net.network.codes(x, steps)), joint)
-    return dict(pathways={m: [(s[0], s[1]) for s in layers] for m, layers in steps.items()},
-                joint=[(s[0], s[1]) for s in joint], output=(top, logits))
+    tops, steps = {}, {}
+    for m in net.modalities:
+        tops[m], steps[m] = _pathway_forward(net.pathways[m], x[m], net.clip)
+    joint = []
+    top, logits = net.network.head(net.network.fuse(tops), joint)
+    return dict(pathways=steps, joint=[(s[0], s[1]) for s in joint], output=(top, logits))
+
+
+def _totals(r):
+    """Each row's relevance sum and absolute sum in float64, shape (n, 2), as
+    ``lrp_dense(..., totals=True)`` returns them."""
+    xp = backend.namespace(r)
+    r64 = r.astype(np.float64)
+    return xp.stack([r64.sum(axis=1), xp.abs(r64).sum(axis=1)], axis=1)
+
+
+def _stabilize(z, eps):
+    """``z + eps sign(z)`` with sign(0) = +1 (zennit's stabilizer)."""
+    xp = backend.namespace(z)
+    return z + xp.where(z >= 0, z.dtype.type(eps), z.dtype.type(-eps))
+
+
+def _pool_relevance(layer, x, y, r):
+    """Relevance through a pooling layer with input ``x`` and output ``y``: winner takes
+    all for max pooling, zennit's ``Norm`` rule for average pooling."""
+    xp = backend.namespace(r)
+    args = (layer["shape"], layer["size"], layer["mode"])
+    r = xp.ascontiguousarray(r)
+    if layer["mode"] == "max":
+        return ops.pool_backward(r, x, *args)
+    s = xp.ascontiguousarray(r / _stabilize(y, _POOL_STABILIZER))
+    return x * ops.pool_backward(s, x, *args)
+
+
+def _patch_bounds(rule, layer, dtype):
+    """A ZBox's per-pixel bounds as im2col rows, (Ho*Wo, kh*kw*C) each, on the host."""
+    d = math.prod(layer["shape"])
+    try:
+        low = np.broadcast_to(np.asarray(rule.low, dtype=dtype), (d,))
+        high = np.broadcast_to(np.asarray(rule.high, dtype=dtype), (d,))
+    except ValueError:
+        raise ValueError(f"ZBox bounds do not fit a conv layer with {d} input pixels "
+                         f"(H*W*C of {layer['shape']}); give scalars or one bound per "
+                         f"pixel") from None
+    return tuple(ops.im2col(np.ascontiguousarray(v[None]), layer["shape"], layer["kernel"])
+                 for v in (low, high))
+
+
+def _conv_zbox(rule, layer, cols, z, r):
+    """ZBox on a convolution's patch matrix: each output's bounds are its patch's. The
+    kernel's zbox rule where every patch has the same bounds, else the rule written as
+    three epsilon-form products over one denominator ``z^B``."""
+    if not rule.bound:
+        raise ValueError("ZBox has no bounds: pass low/high, or explain through "
+                         "pymdbn.lrp.explain, which derives them from the model")
+    low, high = _patch_bounds(rule, layer, cols.dtype)
+    if (low == low[0]).all() and (high == high[0]).all():
+        return rule.with_bounds(low[0], high[0]).apply(cols, layer["W"], layer["b"], r, z=z)
+    xp, device = backend.namespace(cols), backend.device_of(cols)
+    w, b = layer["W"], layer["b"]
+    low, high = backend.to_device((low, high), device)
+    wp, wn, zero = xp.maximum(w, 0), xp.minimum(w, 0), xp.zeros_like(b)
+    shift = ops.affine(low, wp, zero, False) + ops.affine(high, wn, zero, False)
+    n = len(cols) // len(low)
+    zb = (z.reshape(n, len(low), -1) - shift[None]).reshape(len(cols), -1)
+    if not rule.use_bias:
+        zb -= b
+    zb = xp.ascontiguousarray(zb)
+
+    def part(a, weights):  # a * ((r / stab(zb)) weights^T), written over a
+        return ops.lrp_dense(a, weights, zero, r, "epsilon", rule.stabilizer, 0.25, 1.0, 0.0,
+                             None, None, True, zb, False, True)
+
+    out = part(cols, w)
+    out -= part(xp.tile(low, (n, 1)), wp)
+    out -= part(xp.tile(high, (n, 1)), wn)
+    return out
+
+
+def _conv_relevance(layer, rule, x, z, r, ref):
+    """Relevance through a convolution: the rule on its im2col matrix, then col2im."""
+    xp = backend.namespace(x)
+    w, b = layer["W"], layer["b"]
+    if ref is not None and isinstance(rule, Epsilon):
+        x, z, b = x - ref[0], z - ref[1], xp.zeros_like(b)
+    n, f = len(x), w.shape[1]
+    cols = ops.im2col(xp.ascontiguousarray(x), layer["shape"], layer["kernel"])
+    r = xp.ascontiguousarray(r).reshape(len(cols), f)
+    z = xp.ascontiguousarray(z).reshape(len(cols), f)
+    if isinstance(rule, ZBox):
+        r_cols = _conv_zbox(rule, layer, cols, z, r)
+    else:  # cols is this call's own: the epsilon rule may write its result over it
+        r_cols = rule.apply(cols, w, b, r, z=z, overwrite_x=True)
+    return ops.col2im(r_cols, layer["shape"], layer["kernel"]).reshape(n, -1)
 
 
 def _backward(layers, rules, steps, r, record, totals=False, overwrite_input=False,
               refs=None):
     """Relevance down a stack of layers; ``record`` collects it top-down. With
     ``totals``, also the row sums and absolute row sums of the bottom relevance; with
-    ``overwrite_input``, the bottom relevance may be written over the stack's input.
-    ``steps``: per layer, its (input, pre-activation); ``refs``: the same for the
-    reference, used by Epsilon rules."""
+    ``overwrite_input``, the bottom relevance may be written over the stack's input
+    (dense bottom layers only; a convolution writes over its own im2col matrix).
+    ``steps``: per layer, its (input, pre-activation) ((input, output) for pooling);
+    ``refs``: the same for the reference, used by Epsilon rules (pooling ignores it)."""
     last = len(layers) - 1
     sums = None
     refs = [None] * len(layers) if refs is None else refs
-    for k, ((w, b), rule, (x, z), ref) in enumerate(zip(layers[::-1], rules[::-1], steps[::-1],
-                                                        refs[::-1])):
-        owned = overwrite_input
-        if ref is not None and isinstance(rule, Epsilon):
-            # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
-            x, z, b, owned = x - ref[0], z - ref[1], backend.namespace(b).zeros_like(b), True
-        # The arrays are the validated network's and the forward pass's own: no checks.
-        if totals and k == last:
-            r, sums = rule.apply(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
+    for k, (layer, rule, (x, z), ref) in enumerate(zip(layers[::-1], rules[::-1], steps[::-1],
+                                                       refs[::-1])):
+        kind = layer["type"]
+        if kind == "pool":
+            r = _pool_relevance(layer, x, z, r)
+        elif kind == "conv":
+            r = _conv_relevance(layer, rule, x, z, r, ref)
         else:
-            r = rule.apply(x, w, b, r, z=z)
+            w, b = layer["W"], layer["b"]
+            owned = overwrite_input
+            if ref is not None and isinstance(rule, Epsilon):
+                # Differences from the reference: z - z_ref = (x - x_ref) W, the bias cancels.
+                x, z, b, owned = x - ref[0], z - ref[1], backend.namespace(b).zeros_like(b), True
+            # The arrays are the validated network's and the forward pass's own: no checks.
+            if totals and k == last:
+                r, sums = rule.apply(x, w, b, r, z=z, return_totals=True, overwrite_x=owned)
+            else:
+                r = rule.apply(x, w, b, r, z=z)
+        if totals and k == last and sums is None:
+            sums = _totals(r)  # the input relevance (after col2im), not the patch rows
         if record is not None:
             record.append(r)
     return (r, sums) if totals else r
@@ -426,9 +735,7 @@ def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
         "output": composite.rule("output"),
         "joint": [composite.rule("joint")] * len(net.joint),
         "pathways": {
-            m: [_resolve(composite.rule("input", m), net, m)]
-            + [composite.rule("hidden", m)] * (len(net.pathways[m]) - 1)
-            for m in net.modalities
+            m: _pathway_rules(composite, net, m) for m in net.modalities
         },
     }
     ref = None if reference is None else _forward(net, reference)

@@ -8,7 +8,10 @@ method (Bach et al. [1]_):
     R_i = sum_j a_i w_ij / (z_j + eps * sign(z_j)) R_j,   sign(0) = +1.
 
 Relevance passes through the (clipped) sigmoid unchanged, so a rule only ever
-sees the affine part.
+sees the affine part. On a convolutional layer the LRP engine applies the same rule
+to the layer's im2col matrix (one row per output position, so one denominator per
+output, as zennit's rules on ``Conv2d``) and adds the rows' relevance back to the
+pixels with ``col2im``; see :mod:`pymdbn.lrp._engine`.
 
 Biases: zennit keeps a layer's bias wherever the rule's definition has it and
 removes it with ``zero_params=['bias']``; here ``use_bias=False`` does the
@@ -370,7 +373,9 @@ class ZBox(Rule):
     Parameters
     ----------
     low, high : float or array_like of shape (n_in,), optional
-        Bounds of the layer's input, here the z-scored pixels. Leave both
+        Bounds of the layer's input, here the z-scored pixels (for a convolutional
+        input layer one per input pixel, H*W*C, as zennit's input-shaped bounds;
+        each output's bounds are then its patch's). Leave both
         unset in a composite to have :func:`pymdbn.lrp.explain` derive them
         per modality from the model's scaler and data range (see there);
         calling an unbound ZBox raises ValueError.
@@ -441,6 +446,9 @@ class Flat(Rule):
     value or weight: a map of where the layer *could* look, used for the
     input layer when pixel values carry no meaning of their own. Biases do
     not enter, so it conserves relevance exactly.
+
+    On a convolutional layer each output's relevance is spread evenly over its
+    own patch (``kh*kw*C`` inputs), as zennit's ``Flat`` on ``Conv2d`` does.
 
     Notes
     -----
