@@ -1,0 +1,473 @@
+"""Classify and explain real scans: pymdbn's models against logistic regression and a CNN.
+
+Usage::
+
+    python bench/bench_realscan.py FOLDER [--size 64] [--seed 0] [--test-size 0.25]
+        [--models logistic proposed conv cnn] [--composites epsilon epsilon_plus]
+        [--target true|predicted] [--limit N] [--out DIR]
+
+FOLDER holds one subfolder per class of images, each with an optional YOLO box file
+``NAME.txt`` of the lesion beside ``NAME.png`` (the layout that
+:func:`pymdbn.data.load_image_folder` reads, e.g. the figshare brain tumour slices). One
+stratified random train/test split of the images; every model is trained and evaluated
+in the same run, with fixed seeds, so a rerun gives the same split and models.
+
+The split is at the level of images (slices): a folder of images does not say which
+slices come from one patient, so slices of one patient may be on both sides and the
+accuracy is optimistic against a patient-level split. The output says so.
+
+Per model: accuracy, per-class sensitivity and specificity (one class against the
+rest), macro F1, macro ROC AUC, fit and predict seconds. For pymdbn's models and each
+LRP composite, over the test images with a box: the share of positive relevance inside
+the box, the box's share of the image, their ratio (1 = no better than relevance spread
+uniformly) and the pointing game (the most relevant pixel inside the box; chance is the
+box's area share), explaining the true class by default (``--target predicted``: the
+predicted class).
+
+Prints a markdown table and a line starting with ``JSON `` (the whole record); ``--out
+DIR`` also writes ``realscan.json`` and ``realscan.md`` there.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_info  # noqa: E402
+
+MODELS = ("logistic", "proposed", "conv", "cnn")
+LABELS = {"logistic": "logistic regression", "proposed": "proposed MDBN (dense)",
+          "conv": "convolutional MDBN", "cnn": "CNN"}
+SPLIT_NOTE = ("slice-level split: the folder does not say which slices come from one patient, "
+              "so slices of one patient may be on both sides and accuracy is optimistic")
+
+
+class BenchError(Exception):
+    """A problem with the input folder or the options, reported without a traceback."""
+
+
+# -- data ---------------------------------------------------------------------------------------
+def load(folder, size, limit, seed):
+    """The folder's images, labels, box masks and class names, optionally subsampled."""
+    from pymdbn.data import DataLoadError, load_image_folder
+
+    if not os.path.isdir(folder):
+        raise BenchError(f"{folder} is not a folder (expected one subfolder per class of "
+                         "images, e.g. glioma/ meningioma/ pituitary/, with YOLO NAME.txt boxes)")
+    try:
+        data = load_image_folder(folder, size=size)
+    except DataLoadError as exc:
+        raise BenchError(f"cannot read {folder} as an image folder (one subfolder per class "
+                         f"of images, YOLO NAME.txt boxes beside them): {exc}") from None
+    (modality,) = data.X
+    X, y, masks = data.X[modality], data.y, data.masks[modality]
+    if len(data.classes) < 2:
+        raise BenchError(f"{folder} has one class folder ({data.classes[0]}); "
+                         "classification needs at least two")
+    if limit is not None and limit < len(y):
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y,
+                                   random_state=seed)
+        keep = np.sort(keep)
+        X, y = X[keep], y[keep]
+        masks = None if masks is None else masks[keep]
+    return modality, X, y, masks, list(data.classes)
+
+
+def split(y, test_size, seed):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(np.arange(len(y)), test_size=test_size, stratify=y,
+                                random_state=seed)
+    except ValueError as exc:
+        raise BenchError(f"cannot split {len(y)} images stratified with test size "
+                         f"{test_size}: {exc}") from None
+
+
+# -- models -------------------------------------------------------------------------------------
+def have_torch():
+    return importlib.util.find_spec("torch") is not None
+
+
+def augmenter(seed):
+    """pymdbn.ImageAugmenter when the package has it, else the CNN's own flips and shifts."""
+    try:
+        from pymdbn.augment import ImageAugmenter
+    except ImportError:
+        return "flip_shift", "flips and shifts (pymdbn.baselines.flip_shift)"
+    return ImageAugmenter(), "pymdbn.ImageAugmenter()"
+
+
+def make_model(name, modality, args):
+    """(estimator, description, input kind 'flat' or 'dict')."""
+    from pymdbn import presets
+
+    seed = args.seed
+    if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        model = make_pipeline(StandardScaler(),
+                              LogisticRegression(C=args.logistic_c, max_iter=2000,
+                                                 random_state=seed))
+        return model, (f"pixels z-scored per pixel, LogisticRegression(C={args.logistic_c}, "
+                       "max_iter=2000)"), "flat"
+    overrides = {"random_state": seed}
+    if args.pretrain_epochs is not None:
+        overrides["pretrain_epochs"] = args.pretrain_epochs
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if name == "proposed":
+        kwargs = dict(overrides)
+        if args.pathway:
+            kwargs["pathway"] = tuple(args.pathway)
+        if args.joint_units:
+            kwargs["joint_units"] = tuple(args.joint_units)
+        model = presets.proposed([modality], **kwargs)
+        return model, f"pymdbn.presets.proposed([{modality!r}], {_kw(kwargs)})", "dict"
+    if name == "conv":
+        model = presets.convolutional([modality], **overrides)
+        return model, f"pymdbn.presets.convolutional([{modality!r}], {_kw(overrides)})", "dict"
+    if name == "cnn":
+        from pymdbn.baselines import SmallCNN
+
+        augment, how = augmenter(seed)
+        model = SmallCNN(blocks=len(args.cnn_channels), channels=tuple(args.cnn_channels),
+                         batch_norm=True, augment=augment, epochs=args.cnn_epochs,
+                         random_state=seed)
+        return model, (f"SmallCNN: {len(args.cnn_channels)} blocks of 3x3 conv + batch norm + "
+                       f"ReLU + 2x2 max-pool, channels {tuple(args.cnn_channels)}, "
+                       f"{args.cnn_epochs} epochs of Adam, augmentation: {how}"), "dict"
+    raise BenchError(f"unknown model {name!r}")
+
+
+def _kw(kwargs):
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def classification(y_true, y_pred, proba, classes):
+    from pymdbn.metrics.classification import classification_report
+
+    labels = list(range(len(classes)))
+    report = classification_report(y_true, y_pred, y_score=proba if len(classes) > 2 else
+                                   proba[:, 1], labels=labels,
+                                   pos_label=1 if len(classes) == 2 else None)
+    cm = np.asarray(report["confusion_matrix"], float)
+    n = cm.sum()
+    per_class = {}
+    for k, name in enumerate(classes):
+        tp = cm[k, k]
+        fn = cm[k].sum() - tp
+        fp = cm[:, k].sum() - tp
+        tn = n - tp - fn - fp
+        per_class[name] = {
+            "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
+            "specificity": float(tn / (tn + fp)) if tn + fp else None,
+            "f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else None,
+            "support": int(tp + fn)}
+    f1 = [v["f1"] for v in per_class.values() if v["f1"] is not None]
+    return {"accuracy": report["accuracy"], "macro_f1": float(np.mean(f1)),
+            "macro_sensitivity": float(np.mean([v["sensitivity"] for v in per_class.values()
+                                                if v["sensitivity"] is not None])),
+            "macro_specificity": float(np.mean([v["specificity"] for v in per_class.values()
+                                                if v["specificity"] is not None])),
+            "roc_auc": report.get("roc_auc"), "per_class": per_class,
+            "confusion_matrix": report["confusion_matrix"]}
+
+
+def localisation(model, modality, X, masks, targets, composite):
+    """LRP of ``targets`` on X scored against the box masks."""
+    from pymdbn.metrics.relevance import pointing_game, relevance_mass_accuracy
+
+    has_box = masks.reshape(len(masks), -1).any(axis=1)
+    t0 = time.perf_counter()
+    explanation = model.explain({modality: X[has_box]}, target=targets[has_box],
+                                composite=composite)
+    seconds = time.perf_counter() - t0
+    R = np.asarray(explanation.relevance[modality], float)
+    boxes = masks[has_box]
+    area = boxes.reshape(len(boxes), -1).mean(axis=1)
+    mass = relevance_mass_accuracy(R, boxes)
+    pointing = pointing_game(R, boxes).astype(float)
+    defined = np.isfinite(mass)
+    return {"composite": composite, "n_images": int(has_box.sum()),
+            "n_without_positive_relevance": int((~defined).sum()),
+            "mass_in_box": float(np.mean(mass[defined])) if defined.any() else None,
+            "box_area_share": float(np.mean(area)),
+            "mass_to_area_ratio": (float(np.mean(mass[defined] / area[defined]))
+                                   if defined.any() else None),
+            "pointing_game": float(np.mean(pointing)),
+            "pointing_chance": float(np.mean(area)),
+            "explain_seconds": seconds}
+
+
+# -- one model ----------------------------------------------------------------------------------
+def run_model(name, modality, data, train, test, classes, args, log):
+    X, y, masks = data
+    model, description, kind = make_model(name, modality, args)
+    log(f"== {LABELS[name]}: {description}")
+    if kind == "flat":
+        def inputs(idx):
+            return X[idx].reshape(len(idx), -1)
+    else:
+        def inputs(idx):
+            return {modality: X[idx]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        model.fit(inputs(train), y[train])
+        fit_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        proba = np.asarray(model.predict_proba(inputs(test)))
+        predict_seconds = time.perf_counter() - t0
+    classes_fit = np.asarray(model.classes_)
+    pred = classes_fit[np.argmax(proba, axis=1)]
+    # Columns of predict_proba follow classes_; the metrics want one column per label.
+    full = np.zeros((len(test), len(classes)))
+    full[:, classes_fit.astype(int)] = proba
+    result = {"model": name, "label": LABELS[name], "description": description,
+              "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
+              **classification(y[test], pred, full, classes),
+              "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})}
+    for w in result["warnings"]:
+        log(f"   warning: {w}")
+    log(f"   accuracy {result['accuracy']:.3f}, macro F1 {result['macro_f1']:.3f}, "
+        f"fit {fit_seconds:.1f} s")
+    if hasattr(model, "explain") and masks is not None and args.composites:
+        if args.target == "true":
+            targets = np.searchsorted(classes_fit, y[test])
+        else:
+            targets = np.argmax(proba, axis=1)
+        result["relevance"] = []
+        for composite in args.composites:
+            scores = localisation(model, modality, X[test], masks[test], targets, composite)
+            result["relevance"].append(scores)
+            log(f"   LRP {composite}: mass in box {_f(scores['mass_in_box'])} "
+                f"(x{_f(scores['mass_to_area_ratio'], 2)} the box's area share "
+                f"{scores['box_area_share']:.3f}), pointing game {scores['pointing_game']:.3f}, "
+                f"{scores['explain_seconds']:.1f} s")
+    return result
+
+
+# -- output -------------------------------------------------------------------------------------
+def _f(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(record):
+    classes = record["classes"]
+    lines = [f"# Real scans: {record['folder_name']}", "",
+             f"{record['n_images']} images at {record['args']['size']}x{record['args']['size']} "
+             f"({', '.join(f'{c} {n}' for c, n in record['class_counts'].items())}); "
+             f"train {record['n_train']}, test {record['n_test']}, seed {record['args']['seed']}. "
+             f"{SPLIT_NOTE[0].upper() + SPLIT_NOTE[1:]}.", ""]
+    head = (["model", "accuracy", "macro F1", "macro AUC"]
+            + [f"sens {c}" for c in classes] + [f"spec {c}" for c in classes] + ["fit s"])
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in record["results"]:
+        if "error" in r:
+            continue
+        cells = [r["label"], _f(r["accuracy"]), _f(r["macro_f1"]), _f(r["roc_auc"])]
+        cells += [_f(r["per_class"][c]["sensitivity"]) for c in classes]
+        cells += [_f(r["per_class"][c]["specificity"]) for c in classes]
+        cells.append(f"{r['fit_seconds']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    relevance = [(r, s) for r in record["results"] for s in r.get("relevance", [])]
+    if relevance:
+        lines += ["", f"LRP against the tumour boxes, {record['target_note']}, over the "
+                  f"{relevance[0][1]['n_images']} test images with a box. Mass in box: share of "
+                  "positive relevance inside the box; ratio: that share over the box's share of "
+                  "the image (1 = uniform relevance); pointing game: the most relevant pixel lies "
+                  "in the box (chance = the box's mean area share).", "",
+                  "| model | composite | mass in box | box area share | ratio | pointing game "
+                  "| chance | explain s |", "|---|---|---|---|---|---|---|---|"]
+        for r, s in relevance:
+            lines.append(f"| {r['label']} | {s['composite']} | {_f(s['mass_in_box'])} | "
+                         f"{s['box_area_share']:.3f} | {_f(s['mass_to_area_ratio'], 2)} | "
+                         f"{s['pointing_game']:.3f} | {s['pointing_chance']:.3f} | "
+                         f"{s['explain_seconds']:.1f} |")
+    if record["notes"]:
+        lines += [""] + [f"Note: {n}" for n in record["notes"]]
+    threads = record["threads"]
+    lines += ["", f"Total {record['total_seconds']:.0f} s (loading {record['load_seconds']:.0f} s) "
+              f"on {record['machine']['cpu']}, {record['machine']['host_cpus']} CPUs; pymdbn "
+              f"threads: OpenMP {threads.get('openmp')}, BLAS {threads.get('blas')}"
+              + (f", torch {record['versions']['torch_threads']}"
+                 if "torch_threads" in record["versions"] else "") + "; 1-minute load average "
+              f"{_f(record['load_average']['before'], 1)} before, "
+              f"{_f(record['load_average']['after'], 1)} after."]
+    return "\n".join(lines) + "\n"
+
+
+def _loadavg():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _versions():
+    import sklearn
+
+    import pymdbn
+
+    versions = {"pymdbn": pymdbn.__version__, "sklearn": sklearn.__version__}
+    if have_torch():
+        import torch
+
+        versions["torch"] = torch.__version__
+        versions["torch_threads"] = torch.get_num_threads()
+    return versions
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="one subfolder per class of images (YOLO boxes beside)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="split, subsample and model seed")
+    parser.add_argument("--test-size", type=float, default=0.25)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--composites", nargs="*", default=["epsilon", "epsilon_plus"],
+                        help="LRP composites for pymdbn's models (none: skip relevance)")
+    parser.add_argument("--target", choices=("true", "predicted"), default="true",
+                        help="class whose relevance is scored against the box")
+    parser.add_argument("--limit", type=int, help="stratified subsample of N images first")
+    parser.add_argument("--out", help="folder for realscan.json and realscan.md")
+    parser.add_argument("--threads", type=int,
+                        help="threads of pymdbn's kernels and of PyTorch (default: as set up)")
+    tuning = parser.add_argument_group("model settings (defaults: the presets')")
+    tuning.add_argument("--pretrain-epochs", type=int, help="RBM pretraining epochs")
+    tuning.add_argument("--max-epochs", type=int, help="fine-tuning epochs at most")
+    tuning.add_argument("--pathway", type=int, nargs="+", help="dense pathway layer sizes")
+    tuning.add_argument("--joint-units", type=int, nargs="+", help="joint layer sizes")
+    tuning.add_argument("--cnn-epochs", type=int, default=15)
+    tuning.add_argument("--cnn-channels", type=int, nargs="+", default=[16, 32, 64, 128],
+                        help="channels per CNN block (one block each)")
+    tuning.add_argument("--logistic-c", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if not 0 < args.test_size < 1:
+        parser.error(f"--test-size must lie in (0, 1), got {args.test_size}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.limit is not None and args.limit < 2:
+        parser.error(f"--limit must be at least 2, got {args.limit}")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"bench_realscan: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args, log=print):
+    import pymdbn
+    from pymdbn import presets
+
+    start = time.perf_counter()
+    load_before = _loadavg()
+    notes = []
+    models = list(dict.fromkeys(args.models))
+    if "conv" in models and not hasattr(presets, "convolutional"):
+        notes.append("convolutional MDBN skipped: this pymdbn has no "
+                     "pymdbn.presets.convolutional")
+        models.remove("conv")
+    if "cnn" in models and not have_torch():
+        notes.append("CNN skipped: PyTorch is not installed (pip install pymdbn[baselines])")
+        models.remove("cnn")
+    if args.threads:
+        pymdbn.set_num_threads(args.threads)
+        if have_torch():
+            import torch
+
+            torch.set_num_threads(args.threads)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+
+    t0 = time.perf_counter()
+    modality, X, y, masks, classes = load(args.folder, args.size, args.limit, args.seed)
+    load_seconds = time.perf_counter() - t0
+    train, test = split(y, args.test_size, args.seed)
+    if masks is None and args.composites:
+        notes.append("relevance not scored: the folder has no lesion boxes or masks")
+    log(f"{len(y)} images of {len(classes)} classes, train {len(train)}, test {len(test)} "
+        f"({SPLIT_NOTE})")
+    for note in notes:
+        log(f"note: {note}")
+
+    results = []
+    for name in models:
+        try:
+            results.append(run_model(name, modality, (X, y, masks), train, test, classes,
+                                     args, log))
+        except Exception as exc:
+            if name != "conv":
+                raise
+            # The convolutional preset is new; a failure there should not cost the others.
+            message = f"convolutional MDBN failed: {type(exc).__name__}: {exc}"
+            log(f"   {message}")
+            notes.append(message)
+            results.append({"model": name, "label": LABELS[name], "error": message})
+    record = {
+        "benchmark": "bench_realscan",
+        "folder": os.path.abspath(args.folder),
+        "folder_name": os.path.basename(os.path.normpath(args.folder)),
+        "args": vars(args),
+        "machine": machine_info(),
+        "config": pymdbn.show_config(mode="dicts"),
+        "versions": _versions(),
+        "threads": pymdbn.get_num_threads(),
+        "modality": modality,
+        "classes": classes,
+        "class_counts": {c: int(np.sum(y == k)) for k, c in enumerate(classes)},
+        "n_images": int(len(y)), "n_train": int(len(train)), "n_test": int(len(test)),
+        "split": "slice-level (image-level) stratified random split",
+        "split_note": SPLIT_NOTE,
+        "target": args.target,
+        "target_note": ("explaining the true class" if args.target == "true"
+                        else "explaining the predicted class"),
+        "box_area_share_test": (None if masks is None else
+                                float(masks[test].reshape(len(test), -1).mean())),
+        "notes": notes,
+        "load_seconds": load_seconds,
+        "results": results,
+    }
+    record["total_seconds"] = time.perf_counter() - start
+    record["load_average"] = {"before": load_before, "after": _loadavg()}
+    table = markdown(record)
+    log("")
+    log(table)
+    log("JSON " + json.dumps(record, default=_json_default))
+    if args.out:
+        with open(os.path.join(args.out, "realscan.json"), "w") as f:
+            json.dump(record, f, indent=2, default=_json_default)
+        with open(os.path.join(args.out, "realscan.md"), "w") as f:
+            f.write(table)
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
