@@ -151,7 +151,8 @@ def test_supervised_conv_dbn_round_trip(files, data, name):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
     assert loaded.fine_tune_history_ == model.fine_tune_history_
-    assert loaded.history_ == model.history_
+    # repr: a Gaussian RBM's pseudo-likelihood is NaN, which == does not match
+    assert repr(loaded.history_) == repr(model.history_)
     ex_model, ex_loaded = model.explain(X[:4]), loaded.explain(X[:4])
     np.testing.assert_array_equal(ex_loaded.relevance["x"], ex_model.relevance["x"])
     # Pools store no array; conv layers store only W and b.
