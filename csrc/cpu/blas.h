@@ -66,6 +66,21 @@ struct GemmTiles {
 // precision).
 GemmTiles gemm_tiles(index_t m, index_t n, index_t k);
 
+// The rows per chunk of k in which gemm computes C = alpha A^T B + beta C (trans_a, not
+// trans_b): k itself (one call per tile, as gemm_tiles says) except for outputs of one
+// small tile over a long k, the weight gradients of convolutions, which gemm cuts along
+// k into partial products summed in chunk order. A function of the shape only.
+index_t gemm_k_chunk(index_t m, index_t n, index_t k, bool trans_a, bool trans_b);
+
+// gemm(true, false, alpha, a, b, beta, c), the same bits, calling consume(t, k0, rows)
+// once per chunk t of gemm_k_chunk's rows [k0, k0 + rows) of a and b, on the thread that
+// multiplied that chunk, right after it (while the chunk is in cache; in the product's
+// parallel region, so a sum over the same rows costs no region of its own). One call
+// (0, 0, k) after the product when k is not split. consume runs without FTZ/DAZ.
+template <class T>
+void gemm_tn_k_chunks(T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c,
+                      const std::function<void(index_t, index_t, index_t)>& consume);
+
 // Tile t of gemm's C = alpha op(A) op(B) + beta C, single-threaded, written to dst
 // (tiles.height(t) x tiles.width(t), holding C's tile when beta != 0; it may be C's
 // own tile). Callers that consume C

@@ -108,25 +108,48 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
 template <class T>
 void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, T clip,
                     Activation act, Mat<T> grad_x, Mat<T> grad_w, Vec<T> grad_b, Mat<T> dz) {
-  for_rows(dz.rows, dz.cols, [&](index_t i) {
-    const T* g = grad_a.row(i);
-    const T* zi = z.row(i);
-    const T* ai = a.row(i);
-    T* d = dz.row(i);
-    if (act == Activation::Linear) {
-      std::copy_n(g, dz.cols, d);
-      return;
-    }
-    const bool clipped = clip > T(0);
+  // Linear: dz is grad_a itself (no copy; the workspace stays untouched).
+  CMat<T> d = grad_a;
+  if (act != Activation::Linear) {
+    for_rows(dz.rows, dz.cols, [&](index_t i) {
+      const T* g = grad_a.row(i);
+      const T* zi = z.row(i);
+      const T* ai = a.row(i);
+      T* di = dz.row(i);
+      const bool clipped = clip > T(0);
 #pragma omp simd
-    for (index_t j = 0; j < dz.cols; ++j) {
-      const T dv = g[j] * ai[j] * (T(1) - ai[j]);
-      d[j] = (clipped && !(std::fabs(zi[j]) < clip)) ? T(0) : dv;
-    }
-  });
-  gemm<T>(true, false, T(1), x, dz, T(0), grad_w);
-  column_sums<T>(dz, T(1), grad_b.data);
-  if (!grad_x.empty()) gemm<T>(false, true, T(1), dz, w, T(0), grad_x);
+      for (index_t j = 0; j < dz.cols; ++j) {
+        const T dv = g[j] * ai[j] * (T(1) - ai[j]);
+        di[j] = (clipped && !(std::fabs(zi[j]) < clip)) ? T(0) : dv;
+      }
+    });
+    d = dz;
+  }
+  const index_t kc = gemm_k_chunk(grad_w.rows, grad_w.cols, x.rows, true, false);
+  if (kc >= d.rows) {
+    gemm<T>(true, false, T(1), x, d, T(0), grad_w);
+    column_sums<T>(d, T(1), grad_b.data);
+  } else {
+    // A product that gemm cuts along k (a convolution's, over its (image, position)
+    // rows): each chunk's column sums of dz in row order, on the thread and in the
+    // parallel region of its partial product, then the chunks' sums in chunk order; the
+    // same for any thread count. (column_sums would run one thread over all the rows of
+    // a matrix of fewer than 64 columns, in a parallel region of its own.)
+    const index_t n = d.cols, count = (d.rows + kc - 1) / kc;
+    std::vector<T> part(std::size_t(count * n), T(0));
+    gemm_tn_k_chunks<T>(T(1), x, d, T(0), grad_w, [&](index_t t, index_t k0, index_t rows) {
+      T* acc = part.data() + t * n;
+      for (index_t i = k0; i < k0 + rows; ++i) {
+        const T* r = d.row(i);
+#pragma omp simd
+        for (index_t j = 0; j < n; ++j) acc[j] += r[j];
+      }
+    });
+    for (index_t j = 0; j < n; ++j) grad_b[j] = part[j];
+    for (index_t t = 1; t < count; ++t)
+      for (index_t j = 0; j < n; ++j) grad_b[j] += part[t * n + j];
+  }
+  if (!grad_x.empty()) gemm<T>(false, true, T(1), d, w, T(0), grad_x);
 }
 
 template <class T>

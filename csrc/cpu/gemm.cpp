@@ -68,6 +68,25 @@ constexpr index_t kMinSideMany = 2048;
 constexpr index_t kAlign = 16;
 constexpr index_t kMinRowsBf16 = 128;
 
+// Weight-gradient products C = op(A)^T B whose output has a single tile (too small to
+// split by rows or columns) but whose k, the rows of A and B, is long: a convolution's
+// cols^T dz over every (image, position) row of a batch, (kh kw C) x F over 10^5 rows.
+// Such a product is cut along k instead, into kSplitMaxChunks chunks (fewer, and even,
+// where k is shorter) of at least kSplitMinRows rows, each a BLAS call into its own
+// partial (chunk 0 into C itself), summed in chunk order afterwards. The chunks are a
+// function of the shape only, so the result does not depend on the thread count.
+// Dense mini-batches (tens to hundreds of rows) never reach kSplitMinRows, so their
+// products keep their single call and their bits. kSplitMinRows is measured (bench_conv
+// --split-sweep on the 2-core Xeon, 25 x 32 and 800 x 64 outputs, 2 threads): at 4096
+// rows a chunk's BLAS call still runs its full speed (a 2-way split of k = 8192 took 0.55
+// of the single call's time), below 2048 the per-call packing and the partial's write
+// start to show. 12 chunks split evenly over 2, 3, 4 and 6 threads and keep a loaded
+// machine's threads busy to the end.
+constexpr index_t kSplitMinRows = 4096;
+constexpr index_t kSplitMaxChunks = 12;
+// The partials are summed on the calling thread: the path is for small outputs only.
+constexpr index_t kSplitMaxOutput = index_t(1) << 16;
+
 index_t round_up(index_t x, index_t a) { return (x + a - 1) / a * a; }
 
 // Side of p tiles over len, 0 when p non-empty tiles of at least min_side do not fit.
@@ -138,6 +157,14 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
   g.rows = (m + g.tm - 1) / g.tm;
   g.cols = (n + g.tn - 1) / g.tn;
   return g;
+}
+
+index_t gemm_k_chunk(index_t m, index_t n, index_t k, bool trans_a, bool trans_b) {
+  if (!trans_a || trans_b || m * n > kSplitMaxOutput || k < 2 * kSplitMinRows) return k;
+  if (gemm_tiles(m, n, k).count() != 1) return k;
+  index_t count = std::min<index_t>(kSplitMaxChunks, k / kSplitMinRows);
+  count -= count % 2;
+  return round_up((k + count - 1) / count, kAlign);
 }
 
 namespace {
@@ -236,6 +263,62 @@ void tile_impl(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T>
   call(ta, tb, g.height(t), g.width(t), k, alpha, ap, a.ld, bp, b.ld, beta, dst.data, dst.ld);
 }
 
+// C = alpha A^T B + beta C in chunks of kc rows of A and B (see gemm_k_chunk): chunk 0
+// into C (with beta), chunk t > 0 into partial t, then C += partial 1, 2, ... in turn.
+template <class T>
+void gemm_split_k(index_t kc, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c,
+                  const std::function<void(index_t, index_t, index_t)>* consume) {
+  const index_t m = c.rows, n = c.cols, k = a.rows, count = (k + kc - 1) / kc;
+  thread_local std::vector<T> partials;
+  if (partials.size() < std::size_t((count - 1) * m * n))
+    partials.resize(std::size_t((count - 1) * m * n));
+  T* const part = partials.data();
+  auto dst = [&](index_t t) {
+    return t == 0 ? c : Mat<T>(part + (t - 1) * m * n, m, n, n);
+  };
+  std::function<void(index_t)> chunk = [&](index_t t) {
+    const index_t k0 = t * kc, rows = std::min(kc, k - k0);
+    Mat<T> d = dst(t);
+    call(true, false, m, n, rows, alpha, a.data + k0 * a.ld, a.ld, b.data + k0 * b.ld, b.ld,
+         t == 0 ? beta : T(0), d.data, d.ld);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (precision_ == Precision::BFloat16) {
+      // op(A) = A^T rounded once (m x k, dense), B as stored (k x n, dense): a chunk is
+      // columns [k0, k0 + rows) of the one and rows [k0, k0 + rows) of the other.
+      thread_local std::vector<std::uint16_t> abuf, bbuf;
+      const std::uint16_t* a16 = op_rows_bf16(a, true, 0, m, true, abuf);
+      const std::uint16_t* b16 = stored_bf16(b, bbuf);
+      chunk = [&, a16, b16](index_t t) {
+        const index_t k0 = t * kc, rows = std::min(kc, k - k0);
+        Mat<T> d = dst(t);
+        onednn::gemm(false, false, m, n, rows, alpha, a16 + k0, k, b16 + k0 * n, n,
+                     t == 0 ? beta : 0.0f, d.data, d.ld);
+      };
+    }
+  }
+  auto run = [&](index_t t) {
+    chunk(t);
+    if (consume) (*consume)(t, t * kc, std::min(kc, k - t * kc));
+  };
+  const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), count));
+  if (nt <= 1) {
+    for (index_t t = 0; t < count; ++t) run(t);
+  } else {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (index_t t = 0; t < count; ++t) run(t);
+  }
+  for (index_t t = 1; t < count; ++t) {
+    const T* p = part + (t - 1) * m * n;
+    for (index_t i = 0; i < m; ++i) {
+      T* ci = c.row(i);
+      const T* pi = p + i * n;
+#pragma omp simd
+      for (index_t j = 0; j < n; ++j) ci[j] += pi[j];
+    }
+  }
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) {
   const index_t m = c.rows, n = c.cols, k = ta ? a.rows : a.cols;
@@ -243,6 +326,10 @@ void gemm_impl(bool ta, bool tb, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c
   if (k == 0) {  // BLAS leaves C untouched for k = 0; the product is zero.
     for (index_t i = 0; i < m; ++i)
       for (index_t j = 0; j < n; ++j) c(i, j) = beta == T(0) ? T(0) : beta * c(i, j);
+    return;
+  }
+  if (const index_t kc = gemm_k_chunk(m, n, k, ta, tb); kc < k) {
+    gemm_split_k<T>(kc, alpha, a, b, beta, c, nullptr);
     return;
   }
   const GemmTiles g = gemm_tiles(m, n, k);
@@ -310,6 +397,19 @@ void gemm_tile(const GemmTiles& g, index_t t, bool ta, bool tb, T alpha, CMat<T>
 }
 
 template <class T>
+void gemm_tn_k_chunks(T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c,
+                      const std::function<void(index_t, index_t, index_t)>& consume) {
+  const index_t m = c.rows, n = c.cols, k = a.rows;
+  const index_t kc = gemm_k_chunk(m, n, k, true, false);
+  if (c.empty() || kc >= k) {
+    gemm<T>(true, false, alpha, a, b, beta, c);
+    if (k > 0) consume(0, 0, k);
+    return;
+  }
+  gemm_split_k<T>(kc, alpha, a, b, beta, c, &consume);
+}
+
+template <class T>
 void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
                         const std::function<void(index_t, CMat<T>)>& consume) {
   const index_t m = ta ? a.cols : a.rows, k = b.rows, n = b.cols;
@@ -364,7 +464,9 @@ void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
   template void gemm<T>(bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>);                            \
   template void gemm_tile<T>(const GemmTiles&, index_t, bool, bool, T, CMat<T>, CMat<T>, T, Mat<T>); \
   template void gemm_column_chunks<T>(bool, T, CMat<T>, CMat<T>, index_t,                       \
-                                      const std::function<void(index_t, CMat<T>)>&);
+                                      const std::function<void(index_t, CMat<T>)>&);        \
+  template void gemm_tn_k_chunks<T>(T, CMat<T>, CMat<T>, T, Mat<T>,                            \
+                                    const std::function<void(index_t, index_t, index_t)>&);
 PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE)
 #undef PYMDBN_INSTANTIATE
 
