@@ -75,13 +75,14 @@ constexpr index_t kMinRowsBf16 = 128;
 // where k is shorter) of at least kSplitMinRows rows, each a BLAS call into its own
 // partial (chunk 0 into C itself), summed in chunk order afterwards. The chunks are a
 // function of the shape only, so the result does not depend on the thread count.
-// Dense mini-batches (tens to hundreds of rows) never reach kSplitMinRows, so their
-// products keep their single call and their bits. kSplitMinRows is measured (bench_conv
-// --split-sweep on the 2-core Xeon, 25 x 32 and 800 x 64 outputs, 2 threads): at 4096
-// rows a chunk's BLAS call still runs its full speed (a 2-way split of k = 8192 took 0.55
-// of the single call's time), below 2048 the per-call packing and the partial's write
-// start to show. 12 chunks split evenly over 2, 3, 4 and 6 threads and keep a loaded
-// machine's threads busy to the end.
+// Dense mini-batches (tens to hundreds of rows) never reach 2 kSplitMinRows, so their
+// products keep their single call and their bits. kSplitMinRows, measured with
+// dense_backward's linear pass on one thread (the split's own cost; the 2-core Xeon, under
+// the load of another job): for 25 x 32 and 288 x 64 outputs, chunks of >= 1024, 2048 or
+// 4096 rows cost 0-5% (noise) from k = 16384 on; at k = 4096-8192, chunks of 2048 rows
+// cost 10-18% and chunks of 4096 0-10%. With 2 threads a loaded machine's wake-ups (a 4 ms
+// tick per parallel region) drowned the difference. 12 chunks split evenly over 2, 3, 4
+// and 6 threads.
 constexpr index_t kSplitMinRows = 4096;
 constexpr index_t kSplitMaxChunks = 12;
 // The partials are summed on the calling thread: the path is for small outputs only.
