@@ -45,7 +45,11 @@ def propagate(x, layers, clip, steps=None, masks=None):
         im2col matrix as ``x`` and ``z`` of shape (n * Ho * Wo, F), a pooling layer
         ``(x, None, a)``.
     masks : Dropout or None
-        A dropout draw: the next layer sees the masked activation.
+        A dropout draw: the next layer sees the masked activation of a dense layer. Conv
+        and pool outputs are not dropped: neighbouring units of a feature map carry
+        nearly the same signal, so dropping single units is noise more than dropout
+        (spatial dropout would drop whole maps), and a rate meant for dense layers
+        (the presets' 0.5) would corrupt every map of a pathway.
 
     Returns
     -------
@@ -80,7 +84,8 @@ def propagate(x, layers, clip, steps=None, masks=None):
         else:
             z, a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")
             steps.append((x, z, a))
-        x = a if masks is None else masks.apply(a)
+        # Dropout drops dense units only (see ``masks`` above).
+        x = a if masks is None or kind != "dense" else masks.apply(a)
     return x
 
 
