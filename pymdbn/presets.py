@@ -17,8 +17,7 @@ factory                        fusion       training of the top    sigmoid
 ============================  ===========  =====================  ===============
 
 :func:`convolutional` is the proposed model with convolutional pathways
-(:data:`CONV_PATHWAY`) and augmented fine-tuning batches, for real scans where lesions
-move between images.
+(:data:`CONV_PATHWAY`), for real scans where lesions move between images.
 """
 
 from pymdbn.layers import Conv, Pool
@@ -30,7 +29,7 @@ from pymdbn.models.mdbn import DEFAULT_MODALITIES, MDBN
 __all__ = ["EarlyFusionDBN", "early_fusion_dbn", "mdbn", "e_mdbn", "proposed",
            "PATHWAY", "PROPOSED_CLIP", "FINE_TUNE", "PRETRAIN_EPOCHS", "SPARSITY",
            "PER_FEATURE", "PER_IMAGE", "convolutional", "CONV_PATHWAY", "CONV_PRETRAIN_EPOCHS",
-           "CONV_AUGMENT"]
+           "CONV_AUGMENT", "CONV_FINE_TUNE"]
 
 #: Default hidden layer sizes of every modality pathway.
 PATHWAY = (512, 256)
@@ -191,29 +190,40 @@ def proposed(modalities=None, pathway=PATHWAY, joint_units=(256,), clip=PROPOSED
     return e_mdbn(modalities, pathway, joint_units, clip=clip, **params)
 
 
-#: Pathway of :func:`convolutional`: two convolutional RBMs of 5x5 filters with 2x2
-#: max-pooling after each (Lee et al. 2009 used two such layers), then one dense layer.
-CONV_PATHWAY = (Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), 256)
+#: Pathway of :func:`convolutional`: three convolutional RBMs (5x5, 5x5, 3x3 filters)
+#: with 2x2 max-pooling after each, then one dense layer. Measured on 64x64 real MRI
+#: slices (3064, three tumour types, one slice-level 75/25 split, seed 0): two conv blocks
+#: ending in 13x13x64 = 10816 features left 88-95% of the dense layer's pre-activations
+#: beyond the clip after pretraining (no gradient there) and fine-tuning stalled at a
+#: training loss of 0.73; the third block (5x5x64 = 1600 features) trains, 0.935 accuracy.
+CONV_PATHWAY = (Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), Conv(64, 3), Pool(2), 256)
 #: Pretraining epochs of every RBM of :func:`convolutional`.
 CONV_PRETRAIN_EPOCHS = 10
-#: Augmentation of :func:`convolutional`'s fine-tuning batches.
-CONV_AUGMENT = dict(shift=0.1, flip="horizontal", rotation=10.0)
+#: Fine-tuning of :func:`convolutional`: :data:`FINE_TUNE` without dropout. On the split
+#: above, with the third block: no dropout and no augmentation 0.935 (early stopping at
+#: epoch 21); dense-unit dropout 0.2 with shifts of 5% and rotations of 5 degrees 0.902
+#: after all 30 epochs, still improving. With the presets' dropout (0.5, inputs 0.2) and
+#: stronger augmentation the training loss stayed near 0.73.
+CONV_FINE_TUNE = {**FINE_TUNE, "dropout": 0.0, "input_dropout": 0.0}
+#: The augmentation that ``convolutional(augment=True)`` uses (off by default, see
+#: :data:`CONV_FINE_TUNE`).
+CONV_AUGMENT = dict(shift=0.05, flip="none", rotation=5.0)
 
 
 def convolutional(modalities=None, pathway=CONV_PATHWAY, joint_units=(256,),
-                  clip=PROPOSED_CLIP, augment=True, **params):
+                  clip=PROPOSED_CLIP, augment=False, **params):
     """The proposed model with convolutional pathways, for real scans.
 
     Each modality's pathway is :data:`CONV_PATHWAY`: convolutional RBMs (shared filters,
     Lee et al. 2009) learn local features that are the same at every position, where a
     dense first layer has to learn a lesion at every position separately; max-pooling
     makes the code tolerant to small shifts. The rest is :func:`proposed`: a joint RBM,
-    clipped sigmoid (c = 4) and full fine-tuning with :data:`FINE_TUNE`, here on batches
-    augmented by :data:`CONV_AUGMENT` (random shifts of up to a tenth of the image,
-    horizontal flips, rotations of up to 10 degrees).
+    clipped sigmoid (c = 4) and full fine-tuning, with :data:`CONV_FINE_TUNE`.
 
-    Parameters are those of :func:`proposed`, plus ``augment``: True for
-    :data:`CONV_AUGMENT`, False for none, or an augmenter (``MDBN``'s ``augment``).
+    Parameters are those of :func:`proposed`, plus ``augment``: False (the default, see
+    :data:`CONV_FINE_TUNE`), True for :data:`CONV_AUGMENT` (random shifts of up to 5% of
+    the image and rotations of up to 5 degrees), or an augmenter (``MDBN``'s
+    ``augment``). LRP: ``composite='epsilon'`` (see the README's real-scan figures).
 
     Returns
     -------
@@ -225,5 +235,6 @@ def convolutional(modalities=None, pathway=CONV_PATHWAY, joint_units=(256,),
         augment = ImageAugmenter(**CONV_AUGMENT)
     elif augment is False:
         augment = None
-    params = {"pretrain_epochs": CONV_PRETRAIN_EPOCHS, "augment": augment, **params}
+    params = {**CONV_FINE_TUNE, "pretrain_epochs": CONV_PRETRAIN_EPOCHS, "augment": augment,
+              **params}
     return e_mdbn(modalities, pathway, joint_units, clip=clip, **params)

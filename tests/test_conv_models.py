@@ -103,5 +103,5 @@ def test_convolutional_preset_builds_the_documented_model():
     model = presets.convolutional(["brain"])
     assert model.modalities == {"brain": presets.CONV_PATHWAY}
     assert model.clip == presets.PROPOSED_CLIP and model.fusion == "joint"
-    assert isinstance(model.augment, ImageAugmenter)
-    assert presets.convolutional(["brain"], augment=False).augment is None
+    assert model.augment is None and model.dropout == 0
+    assert isinstance(presets.convolutional(["brain"], augment=True).augment, ImageAugmenter)
