@@ -186,3 +186,18 @@ def fake_cuda(monkeypatch):
     backend.ops.__dict__.clear()  # the dispatchers cache each device's op
     yield module
     backend.ops.__dict__.clear()
+
+
+def numeric_grad(f, param, eps=1e-6):
+    """Central finite differences of the scalar ``f()`` w.r.t. ``param``, changed in place
+    one entry at a time and restored (float64 parameters)."""
+    grad = np.zeros_like(param)
+    for i in np.ndindex(param.shape):
+        old = param[i]
+        param[i] = old + eps
+        hi = f()
+        param[i] = old - eps
+        lo = f()
+        param[i] = old
+        grad[i] = (hi - lo) / (2 * eps)
+    return grad

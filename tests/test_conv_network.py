@@ -9,6 +9,7 @@ from pymdbn import backend
 from pymdbn.backend import ops
 from pymdbn.models import finetune, network
 from pymdbn.models.network import Network, propagate
+from conftest import numeric_grad
 
 
 @pytest.fixture(params=["cpu", "numpy"])
@@ -59,19 +60,6 @@ def test_inference_chunks_match_training_pass(host, rng, monkeypatch):
     np.testing.assert_array_equal(propagate(x, layers, 2.0), whole)
 
 
-def _numeric_grad(loss, p, h=1e-6):
-    g = np.zeros_like(p)
-    for i in np.ndindex(p.shape):
-        old = p[i]
-        p[i] = old + h
-        up = loss()
-        p[i] = old - h
-        down = loss()
-        p[i] = old
-        g[i] = (up - down) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_network_backward_through_conv_and_pool(host, rng, mode, dropout):
@@ -97,7 +85,7 @@ def test_network_backward_through_conv_and_pool(host, rng, mode, dropout):
     params = net.parameters()
     assert len(grads) == len(params) == 2 * 5  # the pool has no parameters
     for g, p in zip(grads, params):
-        np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
 
 
 def test_pool_first_layer_needs_no_input_gradient(host, rng):

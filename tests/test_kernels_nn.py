@@ -8,7 +8,7 @@ from pymdbn.models.finetune import new_layer
 from pymdbn.models.network import Network
 from pymdbn.backend import reference as ref
 from pymdbn import backend
-from conftest import TOL
+from conftest import TOL, numeric_grad
 
 cpu = backend.get("cpu")
 
@@ -118,19 +118,6 @@ def test_optimiser_updates_match_twin(kernels_dtype, shape):
         np.testing.assert_allclose(a, b, **TOL[dtype])
 
 
-def _numeric_grad(f, param, eps=1e-6):
-    grad = np.zeros_like(param)
-    for i in np.ndindex(param.shape):
-        old = param[i]
-        param[i] = old + eps
-        hi = f()
-        param[i] = old - eps
-        lo = f()
-        param[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("clip", [None, 2.0])
 def test_dense_backward_finite_differences(rng, clip):
     x, w, b = _layer(rng, 6, 5, 4, np.float64)
@@ -142,7 +129,7 @@ def test_dense_backward_finite_differences(rng, clip):
     z, a = cpu.dense_forward(x, w, b, clip, "sigmoid")
     gx, gw, gb = cpu.dense_backward(r, z, a, x, w, clip, "sigmoid", True)
     for analytic, param in ((gx, x), (gw, w), (gb, b)):
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
 
 
 def two_pathways(rng, a, b, joint_units):
@@ -177,7 +164,7 @@ def test_network_backward_finite_differences(rng, joint):
     params = net.parameters()
     assert len(grads) == len(params) == 2 * (3 + len(joint_layers) + 1)
     for g, p in zip(grads, params):
-        np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
     only = net.backward(cache, grad_logits, output_only=True)
     np.testing.assert_allclose(only[0], grads[-2])
     assert len(only) == 2
@@ -203,7 +190,7 @@ def test_network_backward_with_dropout_matches_finite_differences(rng, joint):
     _, grad_logits, _ = cpu.softmax_cross_entropy(cache["logits"], y, None)
     grads = net.backward(cache, grad_logits)
     for g, p in zip(grads, net.parameters()):
-        np.testing.assert_allclose(g, _numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-5, atol=1e-8)
     # Without masks the same network gives other gradients; inference never drops.
     plain = net.backward(net.forward(X), grad_logits)
     assert not np.allclose(plain[0], grads[0])
