@@ -223,7 +223,10 @@ def convolutional(modalities=None, pathway=CONV_PATHWAY, joint_units=(256,),
     Parameters are those of :func:`proposed`, plus ``augment``: False (the default, see
     :data:`CONV_FINE_TUNE`), True for :data:`CONV_AUGMENT` (random shifts of up to 5% of
     the image and rotations of up to 5 degrees), or an augmenter (``MDBN``'s
-    ``augment``). LRP: ``composite='epsilon'`` (see the README's real-scan figures).
+    ``augment``). Explain it with ``composite='epsilon_plus'``: on the real slices above
+    it put 2.47 times the tumour box's area share of the positive relevance in the box
+    (``epsilon`` 2.52) and found the box with its most relevant pixel more often
+    (pointing game 0.119 against 0.082; both far from a reliable localisation).
 
     Returns
     -------
