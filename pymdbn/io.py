@@ -169,6 +169,9 @@ def encode_params(params):
             if isinstance(v, Conv):
                 d["params"] = {str(k): enc(f"{name}: {v!r}", x) for k, x in v.params.items()}
             return {"__layer__": d}
+        if type(v).__name__ == "ImageAugmenter" and type(v).__module__ == "pymdbn.augment":
+            # an estimator's augment parameter: stored by its parameters
+            return {"__augmenter__": encode_params(v.get_params(deep=False))}
         if isinstance(v, BaseEstimator) and type(v).__name__ in _registry():
             return {"__estimator__": type(v).__name__,
                     "params": encode_params(v.get_params(deep=False))}
@@ -212,6 +215,15 @@ def decode_params(params, cls=None):
                         raise ValueError(f"unhashable dict key {k!r} in model file")
                     out[k] = dec(x)
                 return out
+            if set(v) == {"__augmenter__"}:
+                from pymdbn.augment import ImageAugmenter
+
+                aug = ImageAugmenter(**decode_params(v["__augmenter__"], ImageAugmenter))
+                try:
+                    aug._validate_params()
+                except ValueError as exc:
+                    raise ValueError(f"malformed augmenter in model file: {exc}") from None
+                return aug
             if set(v) == {"__layer__"}:
                 return _decode_layer(v["__layer__"], dec)
             if set(v) == {"__estimator__", "params"}:

@@ -105,3 +105,24 @@ def test_convolutional_preset_builds_the_documented_model():
     assert model.clip == presets.PROPOSED_CLIP and model.fusion == "joint"
     assert model.augment is None and model.dropout == 0
     assert isinstance(presets.convolutional(["brain"], augment=True).augment, ImageAugmenter)
+
+
+def test_augmenter_is_stored_in_model_files(tmp_path):
+    import pymdbn
+    from pymdbn import io
+
+    X, y = moving_pattern(40, size=8)
+    aug = ImageAugmenter(shift=0.2, flip="vertical", rotation=3.0)
+    model = MDBN({"img": [Conv(2, 3), Pool(2), 4]}, joint_units=3, pretrain_epochs=1,
+                 max_epochs=1, augment=aug, random_state=0).fit({"img": X}, y)
+    model.save(tmp_path / "m.npz")
+    loaded = pymdbn.load(tmp_path / "m.npz")
+    assert loaded.augment.get_params() == aug.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba({"img": X}),
+                                  model.predict_proba({"img": X}))
+    with pytest.raises(ValueError, match="malformed augmenter in model file"):
+        io.decode_params({"augment": {"__augmenter__": {"shift": 5.0}}})
+    with pytest.raises(ValueError, match="unknown ImageAugmenter parameters"):
+        io.decode_params({"augment": {"__augmenter__": {"zoom": 2.0}}})
+    with pytest.raises(ValueError, match="cannot store a function"):
+        io.encode_params({"augment": lambda b, s: b})
