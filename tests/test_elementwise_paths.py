@@ -116,7 +116,7 @@ def results(tmp_path_factory):
         env = dict(os.environ, PYMDBN_SIMD=level)
         subprocess.run([sys.executable, "-c", WORKER,
                         json.dumps([COLS, ROWS, DTYPES, EDGE, path])],
-                       env=env, check=True, timeout=600)
+                       env=env, check=True, timeout=600, cwd=d)  # not the source folder
         with np.load(path) as z:
             out[level] = {name: z[name] for name in z.files}
     return out
