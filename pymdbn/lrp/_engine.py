@@ -83,7 +83,7 @@ from pymdbn.backend import ops
 from pymdbn.lrp.composites import Composite, get_composite
 from pymdbn.lrp.explanation import Explanation, shares_from_totals
 from pymdbn.lrp.rules import Epsilon, Rule, ZBox
-from pymdbn.models.network import Network
+from pymdbn.models.network import Network, propagate
 from pymdbn.preprocessing import standardize
 
 __all__ = ["explain", "explain_model", "zbox_bounds"]
@@ -257,7 +257,7 @@ class _Network:
         clip = model.get("clip")
         self.clip = None if clip is None else float(clip)
 
-        # The pathways run in _pathway_forward; the Network fuses and runs the head.
+        # The pathways run in _pathway_forward (propagate); the Network fuses and runs the head.
         self.network = Network({m: [] for m in modalities}, modalities,
                                [{"W": layer["W"], "b": layer["b"]} for layer in self.joint],
                                {"W": self.w_out, "b": self.b_out}, self.clip)
@@ -479,27 +479,15 @@ def _pathway_rules(composite: Composite, net: _Network, m: str) -> list[Rule | N
 
 # ----------------------------------------------------------------------- engine
 def _pathway_forward(layers, x, clip):
-    """A pathway's forward pass: its top activation and, per layer, (input,
-    pre-activation) for conv and dense layers, shaped (n, units), and (input, output)
-    for pooling layers. A convolution's im2col matrix is not kept (the backward pass
-    rebuilds it)."""
-    steps = []
-    for layer in layers:
-        kind = layer["type"]
-        if kind == "pool":
-            a = ops.pool_forward(x, layer["shape"], layer["size"], layer["mode"])
-            steps.append((x, a))
-        elif kind == "conv":
-            cols = ops.im2col(x, layer["shape"], layer["kernel"])
-            z, a = ops.dense_forward(cols, layer["W"], layer["b"], clip, "sigmoid")
-            del cols
-            steps.append((x, z.reshape(len(x), -1)))
-            a = a.reshape(len(x), -1)
-        else:
-            z, a = ops.dense_forward(x, layer["W"], layer["b"], clip, "sigmoid")
-            steps.append((x, z))
-        x = a
-    return x, steps
+    """A pathway's forward pass (the models' :func:`~pymdbn.models.network.propagate`):
+    its top activation and, per layer, (input, pre-activation) for conv and dense layers,
+    shaped (n, units), and (input, output) for pooling layers. A convolution's im2col
+    matrix is not kept (the backward pass rebuilds it)."""
+    recorded = []
+    top = propagate(x, layers, clip, recorded, keep_patches=False)
+    steps = [(x_in, a) if z is None else (x_in, z.reshape(len(x_in), -1))
+             for x_in, z, a in recorded]
+    return top, steps
 
 
 def _forward(net, x):

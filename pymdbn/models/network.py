@@ -27,7 +27,7 @@ _PREDICT_ROWS = 4096  # rows per forward chunk at inference, bounding memory
 _IM2COL_BYTES = 64 << 20  # im2col matrix per inference chunk: a few L3-sized GEMM panels
 
 
-def propagate(x, layers, clip, steps=None, masks=None):
+def propagate(x, layers, clip, steps=None, masks=None, keep_patches=True):
     """Mean-field activations through sigmoid layers: ``a = sigmoid(clip(x W + b))``.
 
     Parameters
@@ -44,6 +44,10 @@ def propagate(x, layers, clip, steps=None, masks=None):
         appended to it (backpropagation and LRP need them); a convolution records its
         im2col matrix as ``x`` and ``z`` of shape (n * Ho * Wo, F), a pooling layer
         ``(x, None, a)``.
+    keep_patches : bool, default=True
+        With ``steps``: record a convolution's im2col matrix as its ``x`` (what its
+        weight gradient needs); False records its input instead (the matrix is kh * kw
+        times the input, and LRP rebuilds it one layer at a time).
     masks : Dropout or None
         A dropout draw: the next layer sees the masked activation of a dense layer. Conv
         and pool outputs are not dropped: neighbouring units of a feature map carry
@@ -76,7 +80,7 @@ def propagate(x, layers, clip, steps=None, masks=None):
             if steps is not None:
                 steps.append((x, None, a))
         elif kind == "conv":
-            a = _conv_forward(x, layer, clip, steps)
+            a = _conv_forward(x, layer, clip, steps, keep_patches)
         elif steps is None and len(x) > _PREDICT_ROWS:
             a = ops.affine_sigmoid(x, layer["W"], layer["b"], clip, False)
         elif steps is None:
@@ -95,7 +99,7 @@ def conv_chunk(n_positions, n_cols, itemsize):
     return max(1, _IM2COL_BYTES // max(1, n_positions * n_cols * itemsize))
 
 
-def _conv_forward(x, layer, clip, steps):
+def _conv_forward(x, layer, clip, steps, keep_patches=True):
     """A convolution as im2col then the dense kernel: rows are (image, position), so
     the GEMM output (n * Ho * Wo, F) is the channels-last feature map with no copy."""
     shape, kernel, w, b = tuple(layer["shape"]), tuple(layer["kernel"]), layer["W"], layer["b"]
@@ -104,7 +108,7 @@ def _conv_forward(x, layer, clip, steps):
         cols = ops.im2col(x, shape, kernel)
         z, a = ops.dense_forward(cols, w, b, clip, "sigmoid")
         a = a.reshape(n, -1)
-        steps.append((cols, z, a))
+        steps.append((cols if keep_patches else x, z, a))
         return a
     ho, wo, _ = conv_output_shape(shape, kernel, w.shape[1])
     step = conv_chunk(ho * wo, w.shape[0], x.dtype.itemsize)
