@@ -74,7 +74,8 @@ def test_linear_backward_leaves_grad_a_and_returns_its_sums():
 
 
 @pytest.mark.skipif(not backend.bfloat16_status()[0], reason="no bfloat16 products")
-def test_bfloat16_split_rounds_the_operands_once():
+def test_bfloat16_weight_gradient_rounds_the_operands():
+    # Not split along k in bfloat16 (gemm_k_chunk): one product, float32 sums over k.
     cpu = backend.get("cpu")
     x, g, w = _case(50000, 25, 32, np.float32, seed=1)
     with backend.matmul_precision("bfloat16"):
@@ -86,7 +87,9 @@ def test_bfloat16_split_rounds_the_operands_once():
 
     want = rounded(x).astype(np.float64).T @ rounded(g).astype(np.float64)
     np.testing.assert_allclose(gw, want, rtol=0, atol=1e-4 * np.sqrt(len(x)))
-    np.testing.assert_allclose(gb, g.astype(np.float64).sum(axis=0), rtol=0, atol=1e-3)
+    # One float32 sum over 50000 N(0, 1) rows: errors of a few 1e-3 (1.5e-3 seen).
+    np.testing.assert_allclose(gb, g.astype(np.float64).sum(axis=0), rtol=0,
+                               atol=1e-4 * np.sqrt(len(x)))
 
 
 _THREADS_SCRIPT = r"""

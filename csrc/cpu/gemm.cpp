@@ -162,6 +162,11 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
 
 index_t gemm_k_chunk(index_t m, index_t n, index_t k, bool trans_a, bool trans_b) {
   if (!trans_a || trans_b || m * n > kSplitMaxOutput || k < 2 * kSplitMinRows) return k;
+  // bfloat16 products are not split: in one CI run (CPU wheel) the chunked oneDNN product
+  // at (115200, 25, 32) differed in the last bits between 1 and 2 threads
+  // (tests/test_conv_speed_paths.py); the cause was not found, one call per product is
+  // what the thread-count tests have always passed with.
+  if (precision_ == Precision::BFloat16) return k;
   if (gemm_tiles(m, n, k).count() != 1) return k;
   index_t count = std::min<index_t>(kSplitMaxChunks, k / kSplitMinRows);
   count -= count % 2;
