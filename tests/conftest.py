@@ -201,3 +201,22 @@ def numeric_grad(f, param, eps=1e-6):
         param[i] = old
         grad[i] = (hi - lo) / (2 * eps)
     return grad
+
+
+def results_per_thread_count(script, counts, folder):
+    """{threads: dict of arrays} from ``script`` run in a fresh Python per thread count
+    (``OMP_NUM_THREADS``; argv: threads, output .npz path), from ``folder`` so that the
+    installed package, not the source tree, is imported."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for threads in counts:
+        path = os.path.join(folder, f"t{threads}.npz")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", script, str(threads), path], check=True,
+                       env=env, cwd=folder)
+        with np.load(path) as f:
+            results[threads] = dict(f)
+    return results

@@ -1,9 +1,6 @@
 """ConvRBM: the CD step against an unrolled dense RBM, the backends against each other,
 learning, reproducibility and scikit-learn conventions."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +8,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from conftest import TOL, tol
+from conftest import TOL, results_per_thread_count, tol
 from pymdbn import ConvRBM, backend
 from pymdbn.backend import reference as ref
 from pymdbn.models.conv_rbm import conv_layer
@@ -311,14 +308,7 @@ np.savez(sys.argv[2], **out)
 
 def test_bit_identical_with_1_and_3_threads(tmp_path):
     pytest.importorskip("pymdbn._core")
-    results = {}
-    for threads in (1, 3):
-        path = tmp_path / f"t{threads}.npz"
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(threads), str(path)],
-                       check=True, env=env, cwd=tmp_path)
-        with np.load(path) as f:
-            results[threads] = dict(f)
+    results = results_per_thread_count(_THREADS_SCRIPT, (1, 3), tmp_path)
     assert set(results[1]) == set(results[3])
     for key in results[1]:
         np.testing.assert_array_equal(results[3][key], results[1][key], err_msg=key)

@@ -8,14 +8,12 @@ float64 references, bit-identity over 1, 2 and 3 threads (float32, float64, bflo
 and the linear pass that no longer copies grad_a.
 """
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from pymdbn import backend
+from conftest import results_per_thread_count
 
 pytestmark = pytest.mark.skipif(backend.unavailable_reason("cpu") is not None,
                                 reason="no compiled core")
@@ -121,14 +119,7 @@ np.savez(sys.argv[2], **out)
 
 
 def test_bit_identical_with_1_2_and_3_threads(tmp_path):
-    results = {}
-    for threads in (1, 2, 3):
-        path = tmp_path / f"t{threads}.npz"
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(threads), str(path)],
-                       check=True, env=env, cwd=tmp_path)
-        with np.load(path) as f:
-            results[threads] = dict(f)
+    results = results_per_thread_count(_THREADS_SCRIPT, (1, 2, 3), tmp_path)
     for threads in (2, 3):
         assert set(results[threads]) == set(results[1])
         for key in results[1]:

@@ -8,14 +8,12 @@ of >= 2^15 elements), so every count really splits the work differently. CI has 
 3 and 4 threads oversubscribe them, which changes the timing only.
 """
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from pymdbn import backend
+from conftest import results_per_thread_count
 
 THREADS = (1, 2, 3, 4)
 
@@ -104,17 +102,7 @@ np.savez(path, **out)
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("threads")
-    results = {}
-    for threads in THREADS:
-        path = tmp / f"t{threads}.npz"
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        # cwd outside the source tree, so the installed package is the one imported
-        subprocess.run([sys.executable, "-c", _SCRIPT, str(threads), str(path)], check=True,
-                       env=env, cwd=tmp)
-        with np.load(path) as f:
-            results[threads] = dict(f)
-    return results
+    return results_per_thread_count(_SCRIPT, THREADS, tmp_path_factory.mktemp("threads"))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
