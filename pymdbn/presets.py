@@ -20,7 +20,7 @@ factory                        fusion       training of the top    sigmoid
 (:data:`CONV_PATHWAY`), for real scans where lesions move between images.
 """
 
-from pymdbn.layers import Conv, Pool
+from pymdbn.layers import Conv, Pool, input_shapes
 from pymdbn.models import finetune
 from pymdbn.models.dbn import DBN
 from pymdbn.models.early_fusion import EarlyFusionDBN
@@ -29,7 +29,7 @@ from pymdbn.models.mdbn import DEFAULT_MODALITIES, MDBN
 __all__ = ["EarlyFusionDBN", "early_fusion_dbn", "mdbn", "e_mdbn", "proposed",
            "PATHWAY", "PROPOSED_CLIP", "FINE_TUNE", "PRETRAIN_EPOCHS", "SPARSITY",
            "PER_FEATURE", "PER_IMAGE", "convolutional", "CONV_PATHWAY", "CONV_PRETRAIN_EPOCHS",
-           "CONV_AUGMENT", "CONV_FINE_TUNE"]
+           "CONV_AUGMENT", "CONV_FINE_TUNE", "conv_pathway"]
 
 #: Default hidden layer sizes of every modality pathway.
 PATHWAY = (512, 256)
@@ -197,6 +197,38 @@ def proposed(modalities=None, pathway=PATHWAY, joint_units=(256,), clip=PROPOSED
 #: beyond the clip after pretraining (no gradient there) and fine-tuning stalled at a
 #: training loss of 0.73; the third block (5x5x64 = 1600 features) trains, 0.935 accuracy.
 CONV_PATHWAY = (Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), Conv(64, 3), Pool(2), 256)
+
+
+def conv_pathway(image_size, dense_units=256):
+    """:data:`CONV_PATHWAY` grown for an image side: 3x3 blocks until maps are small.
+
+    The first two blocks (5x5 filters) are those of :data:`CONV_PATHWAY`; blocks of 64
+    3x3 filters with 2x2 max-pooling follow until the maps are at most 6 pixels wide, so
+    the dense layer sees about 1600 features at any size (why: see :data:`CONV_PATHWAY`).
+    64x64 gives :data:`CONV_PATHWAY` itself, 128x128 one more block (5x5x64 at the top).
+
+    Parameters
+    ----------
+    image_size : int or (int, int)
+        Image side, or (height, width).
+    dense_units : int or tuple of int
+        The dense layers above the convolutions.
+
+    Returns
+    -------
+    tuple
+        A pathway for :func:`convolutional` (``pathway=``).
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    layers = [Conv(32, 5), Pool(2), Conv(64, 5), Pool(2)]
+    _, top = input_shapes(layers, size)  # a ValueError names a layer that does not fit
+    while max(top[:2]) > 6 and min(top[:2]) >= 6:
+        layers += [Conv(64, 3), Pool(2)]
+        _, top = input_shapes(layers, size)
+    dense = (dense_units,) if isinstance(dense_units, int) else tuple(dense_units)
+    return tuple(layers) + dense
+
+
 #: Pretraining epochs of every RBM of :func:`convolutional`.
 CONV_PRETRAIN_EPOCHS = 10
 #: Fine-tuning of :func:`convolutional`: :data:`FINE_TUNE` without dropout. On the split
@@ -220,7 +252,9 @@ def convolutional(modalities=None, pathway=CONV_PATHWAY, joint_units=(256,),
     makes the code tolerant to small shifts. The rest is :func:`proposed`: a joint RBM,
     clipped sigmoid (c = 4) and full fine-tuning, with :data:`CONV_FINE_TUNE`.
 
-    Parameters are those of :func:`proposed`, plus ``augment``: False (the default, see
+    For images other than 64x64, pass ``pathway=conv_pathway(size)`` (:func:`conv_pathway`:
+    more 3x3 blocks for larger images). Parameters are those of :func:`proposed`, plus
+    ``augment``: False (the default, see
     :data:`CONV_FINE_TUNE`), True for :data:`CONV_AUGMENT` (random shifts of up to 5% of
     the image and rotations of up to 5 degrees), or an augmenter (``MDBN``'s
     ``augment``). Explain it with ``composite='epsilon_plus'``: on the real slices above

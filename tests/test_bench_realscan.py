@@ -55,7 +55,7 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
     if importlib.util.find_spec("torch") is not None:
         models.append("cnn")
     rc = bench.main([str(folder), *TINY, "--models", *models, "--composites", "epsilon",
-                     "epsilon_plus", "--out", str(out)])
+                     "epsilon_plus", "--out", str(out), "--save-models", str(tmp_path / "m")])
     assert rc == 0
     printed = capsys.readouterr().out
     record = json.loads((out / "realscan.json").read_text())
@@ -77,6 +77,9 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
             assert 0 <= r["per_class"][c]["sensitivity"] <= 1
             assert 0 <= r["per_class"][c]["specificity"] <= 1
         assert np.sum(r["confusion_matrix"]) == 9
+        o = r["occlusion"]
+        assert o["n_images"] == 9 and o["accuracy_all"] == pytest.approx(r["accuracy"])
+        assert 0 <= o["accuracy_box_hidden"] <= 1 and 0 <= o["accuracy_box_only"] <= 1
     by = {r["model"]: r for r in record["results"]}
     assert "relevance" not in by["logistic"]
     scores = by["proposed"]["relevance"]
@@ -85,6 +88,9 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
         assert s["n_images"] == 9
         assert 0 < s["box_area_share"] < 1 and s["pointing_chance"] == s["box_area_share"]
         assert 0 <= s["pointing_game"] <= 1
+        # A dilated box can only add hits; 15 px at 224 is 1 px at 16.
+        assert s["pointing_tolerance"] == 1
+        assert s["pointing_game"] <= s["pointing_game_tolerant"] <= 1
         assert s["mass_in_box"] is None or 0 <= s["mass_in_box"] <= 1
         assert s["mass_to_area_ratio"] is None or s["mass_to_area_ratio"] >= 0
         assert s["explain_seconds"] >= 0
@@ -100,6 +106,45 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
         assert any(row.startswith(f"| {r['label']} | {r['accuracy']:.3f} |") for row in rows)
     assert "| proposed MDBN (dense) | epsilon_plus |" in table
     assert all(row.count("|") == header.count("|") for row in rows[:len(models) + 1])
+    assert "| proposed MDBN (dense) | " + f"{by['proposed']['accuracy']:.3f}" in table
+    assert "box hidden" in table
+
+    # The saved model is the one measured: it loads and predicts the same classes.
+    import pymdbn.io
+
+    saved = pymdbn.io.load(tmp_path / "m" / "proposed.pmdbn")
+    assert sorted(os.listdir(tmp_path / "m")) == ["proposed.pmdbn"]
+    modality, X, y, masks, _ = bench.load(str(folder), 16, None, 0)
+    _, test = bench.split(y, 0.25, 0)
+    pred = saved.predict({modality: X[test]})
+    assert np.mean(pred == y[test]) == pytest.approx(by["proposed"]["accuracy"])
+
+
+def test_occlusion_hides_and_shows_the_box(bench):
+    """A predictor that reads the class from where the brightest pixel lies: hiding the
+    box leaves it guessing, showing only the box keeps every answer."""
+    rng = np.random.default_rng(1)
+    n, side = 30, 12
+    y = rng.integers(0, 3, n)
+    X = rng.uniform(0, 1, (n, side, side))
+    masks = np.zeros_like(X, bool)
+    for i, k in enumerate(y):
+        masks[i, 5:7, 4 * k:4 * k + 2] = True
+        X[i][masks[i]] = 5.0
+
+    def predict(images):
+        column = np.argmax(images.reshape(len(images), -1), axis=1) % side
+        return column // 4
+
+    o = bench.occlusion(predict, X, y, masks, np.full((side, side), 0.5))
+    assert o == {"n_images": n, "accuracy_all": 1.0, "accuracy_box_only": 1.0,
+                 "accuracy_box_hidden": pytest.approx(np.mean(predict(np.where(
+                     masks, 0.5, X)) == y))}
+    assert o["accuracy_box_hidden"] < 0.7
+    # Channels-last images take the (N, H, W) masks too.
+    o3 = bench.occlusion(lambda im: predict(im[..., 0]), X[..., None], y, masks,
+                         np.full((side, side, 1), 0.5))
+    assert o3 == o
 
 
 def test_realscan_is_reproducible_and_subsamples(bench, tmp_path, capsys):

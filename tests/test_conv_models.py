@@ -107,6 +107,22 @@ def test_convolutional_preset_builds_the_documented_model():
     assert isinstance(presets.convolutional(["brain"], augment=True).augment, ImageAugmenter)
 
 
+@pytest.mark.parametrize("size, blocks, top", [(16, 2, 1), (32, 2, 5), (64, 3, 5), ((64, 100), 3, 5),
+                                               (128, 4, 5), (256, 5, 5)])
+def test_conv_pathway_grows_with_the_image(size, blocks, top):
+    from pymdbn.layers import input_shapes
+
+    pathway = presets.conv_pathway(size)
+    assert pathway[:4] == presets.CONV_PATHWAY[:4] and pathway[-1] == 256
+    assert sum(isinstance(layer, Conv) for layer in pathway) == blocks
+    shape = (size, size) if isinstance(size, int) else size
+    assert min(input_shapes(pathway[:-1], shape)[1][:2]) == top
+    assert presets.conv_pathway(64) == presets.CONV_PATHWAY
+    assert presets.conv_pathway(64, (128, 32))[-2:] == (128, 32)
+    with pytest.raises(ValueError, match="layer 2 Conv"):
+        presets.conv_pathway(12)
+
+
 def test_augmenter_is_stored_in_model_files(tmp_path):
     import pymdbn
     from pymdbn import io
