@@ -1,7 +1,7 @@
-"""The SIMD variants of the CPU element-wise loops (csrc/cpu/common.h, sample.cpp).
+"""The SIMD variants of the CPU element-wise loops (csrc/cpu/common.h, sample.cpp, dense.cpp).
 
-The affine epilogue (bias + clipped sigmoid or identity) and the Bernoulli and Gaussian
-draws are compiled for SSE2 (the baseline), AVX2 and AVX-512 and picked at run time;
+The affine and dense-layer epilogues (bias + clipped sigmoid or identity), the sigmoid's
+derivative in the dense backward pass, and the Bernoulli and Gaussian draws are compiled for SSE2 (the baseline), AVX2 and AVX-512 and picked at run time;
 ``PYMDBN_SIMD=sse2|avx2|avx512``, read once per process, caps the choice. Each variant
 the CPU has runs here in its own process, at 1 and at 3 threads, on shapes whose rows
 end in every kind of tail (1 to 65 columns; the Bernoulli path groups 16 Philox blocks
@@ -59,6 +59,14 @@ for threads in (1, 3):
                 res["sig-" + key] = k.affine_sigmoid(x, np.ascontiguousarray(w.T), b, None,
                                                      False)
                 res["aff-" + key] = k.affine(x, w, b, True)
+                # The dense layer's epilogue and the sigmoid's derivative (fine-tuning).
+                wt = np.ascontiguousarray(w.T)
+                z, a = k.dense_forward(x, wt, b, 3.0, "sigmoid")
+                res["dz-" + key], res["da-" + key] = z, a
+                res["dlin-" + key] = k.dense_forward(x, wt, b, None, "linear")[1]
+                g = rng.standard_normal((rows, cols)).astype(dt)
+                res["dgx-" + key], res["dgw-" + key], res["dgb-" + key] = k.dense_backward(
+                    g, z, a, x, wt, 3.0, "sigmoid", True)
                 # Probabilities with exact 0 and 1, values outside [0, 1] and NaN.
                 p = rng.random((rows, cols)).astype(dt)
                 p.flat[::7] = 0.0

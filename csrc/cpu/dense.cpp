@@ -27,6 +27,69 @@ void gemv_call(bool trans, index_t m, index_t n, const double* a, index_t lda, c
 constexpr index_t kRowBlockSize = index_t(1) << 20;
 constexpr index_t kRowBlockAlign = 16;  // whole vector blocks of the GEMV kernels
 
+// dense_forward's epilogue on a block: z += b, then a = act(z) (one loop, compiled per
+// SIMD variant as common.h's bias_map_rows is, with the same bits).
+template <class T>
+PYMDBN_ALWAYS_INLINE void finish_block(Mat<T> z, Mat<T> a, const T* b, T c, bool linear,
+                                       index_t r0, index_t r1, index_t c0, index_t cols) {
+  const T* bj = b + c0;
+  for (index_t i = r0; i < r1; ++i) {
+    T* zi = z.row(i) + c0;
+    T* ai = a.row(i) + c0;
+    if (linear) {
+#pragma omp simd
+      for (index_t j = 0; j < cols; ++j) ai[j] = zi[j] = zi[j] + bj[j];
+    } else {
+#pragma omp simd
+      for (index_t j = 0; j < cols; ++j) {
+        zi[j] = zi[j] + bj[j];
+        ai[j] = clipped_sigmoid(zi[j], c);
+      }
+    }
+  }
+}
+
+// dense_backward's dz = grad_a sigma'(z) on rows [r0, r1), 0 where z is clipped.
+template <class T>
+PYMDBN_ALWAYS_INLINE void sigmoid_grad_rows(CMat<T> grad_a, CMat<T> z, CMat<T> a, T clip,
+                                            Mat<T> dz, index_t r0, index_t r1) {
+  const bool clipped = clip > T(0);
+  for (index_t i = r0; i < r1; ++i) {
+    const T* g = grad_a.row(i);
+    const T* zi = z.row(i);
+    const T* ai = a.row(i);
+    T* di = dz.row(i);
+#pragma omp simd
+    for (index_t j = 0; j < dz.cols; ++j) {
+      const T dv = g[j] * ai[j] * (T(1) - ai[j]);
+      di[j] = (clipped && !(std::fabs(zi[j]) < clip)) ? T(0) : dv;
+    }
+  }
+}
+
+#ifdef PYMDBN_SIMD_VARIANTS
+template <class T>
+PYMDBN_TARGET_AVX2 void finish_block_avx2(Mat<T> z, Mat<T> a, const T* b, T c, bool linear,
+                                          index_t r0, index_t r1, index_t c0, index_t cols) {
+  finish_block(z, a, b, c, linear, r0, r1, c0, cols);
+}
+template <class T>
+PYMDBN_TARGET_AVX512 void finish_block_avx512(Mat<T> z, Mat<T> a, const T* b, T c, bool linear,
+                                              index_t r0, index_t r1, index_t c0, index_t cols) {
+  finish_block(z, a, b, c, linear, r0, r1, c0, cols);
+}
+template <class T>
+PYMDBN_TARGET_AVX2 void sigmoid_grad_rows_avx2(CMat<T> grad_a, CMat<T> z, CMat<T> a, T clip,
+                                               Mat<T> dz, index_t r0, index_t r1) {
+  sigmoid_grad_rows(grad_a, z, a, clip, dz, r0, r1);
+}
+template <class T>
+PYMDBN_TARGET_AVX512 void sigmoid_grad_rows_avx512(CMat<T> grad_a, CMat<T> z, CMat<T> a, T clip,
+                                                   Mat<T> dz, index_t r0, index_t r1) {
+  sigmoid_grad_rows(grad_a, z, a, clip, dz, r0, r1);
+}
+#endif
+
 }  // namespace
 
 template <class T>
@@ -56,23 +119,18 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
   // z += b, then a = act(z), over a block of rows and columns: right after the block's
   // product, while it is in cache, with denormals flushed as the element-wise loops do
   // (the product itself runs without, as gemm runs it).
+  const Simd simd = simd_level();
   auto finish = [&](index_t r0, index_t rows, index_t c0, index_t cols) {
     ScopedFTZ ftz;
-    const T* bj = b.data + c0;
-    for (index_t i = r0; i < r0 + rows; ++i) {
-      T* zi = z.row(i) + c0;
-      T* ai = a.row(i) + c0;
-      if (act == Activation::Linear) {
-#pragma omp simd
-        for (index_t j = 0; j < cols; ++j) ai[j] = zi[j] = zi[j] + bj[j];
-      } else {
-#pragma omp simd
-        for (index_t j = 0; j < cols; ++j) {
-          zi[j] = zi[j] + bj[j];
-          ai[j] = clipped_sigmoid(zi[j], c);
-        }
-      }
-    }
+    const bool linear = act == Activation::Linear;
+#ifdef PYMDBN_SIMD_VARIANTS
+    if (simd == Simd::avx512)
+      return finish_block_avx512<T>(z, a, b.data, c, linear, r0, r0 + rows, c0, cols);
+    if (simd == Simd::avx2)
+      return finish_block_avx2<T>(z, a, b.data, c, linear, r0, r0 + rows, c0, cols);
+#endif
+    (void)simd;
+    finish_block<T>(z, a, b.data, c, linear, r0, r0 + rows, c0, cols);
   };
   if (z.empty()) return;
   // One sample: GEMVs over blocks of columns (bfloat16 products go through gemm).
@@ -111,17 +169,15 @@ void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, 
   // Linear: dz is grad_a itself (no copy; the workspace stays untouched).
   CMat<T> d = grad_a;
   if (act != Activation::Linear) {
-    for_rows(dz.rows, dz.cols, [&](index_t i) {
-      const T* g = grad_a.row(i);
-      const T* zi = z.row(i);
-      const T* ai = a.row(i);
-      T* di = dz.row(i);
-      const bool clipped = clip > T(0);
-#pragma omp simd
-      for (index_t j = 0; j < dz.cols; ++j) {
-        const T dv = g[j] * ai[j] * (T(1) - ai[j]);
-        di[j] = (clipped && !(std::fabs(zi[j]) < clip)) ? T(0) : dv;
-      }
+    const Simd simd = simd_level();
+    for_row_ranges(dz.rows, dz.cols, [&](index_t r0, index_t r1) {
+#ifdef PYMDBN_SIMD_VARIANTS
+      if (simd == Simd::avx512)
+        return sigmoid_grad_rows_avx512<T>(grad_a, z, a, clip, dz, r0, r1);
+      if (simd == Simd::avx2) return sigmoid_grad_rows_avx2<T>(grad_a, z, a, clip, dz, r0, r1);
+#endif
+      (void)simd;
+      sigmoid_grad_rows<T>(grad_a, z, a, clip, dz, r0, r1);
     });
     d = dz;
   }
