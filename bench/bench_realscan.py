@@ -137,7 +137,9 @@ def make_model(name, modality, args):
         return model, f"pymdbn.presets.proposed([{modality!r}], {_kw(kwargs)})", "dict"
     if name == "conv":
         kwargs = dict(overrides)
-        if hasattr(presets, "conv_pathway") and args.size != 64:
+        if args.conv_pathway:
+            kwargs["pathway"] = parse_conv_pathway(args.conv_pathway)
+        elif hasattr(presets, "conv_pathway") and args.size != 64:
             kwargs["pathway"] = presets.conv_pathway(args.size)
         model = presets.convolutional([modality], **kwargs)
         return model, f"pymdbn.presets.convolutional([{modality!r}], {_kw(kwargs)})", "dict"
@@ -152,6 +154,28 @@ def make_model(name, modality, args):
                        f"ReLU + 2x2 max-pool, channels {tuple(args.cnn_channels)}, "
                        f"{args.cnn_epochs} epochs of Adam, augmentation: {how}"), "dict"
     raise BenchError(f"unknown model {name!r}")
+
+
+def parse_conv_pathway(tokens):
+    """``c32x5`` Conv(32, 5), ``p2`` Pool(2), ``p2avg`` Pool(2, 'avg'), ``256`` dense."""
+    from pymdbn import Conv, Pool
+
+    layers = []
+    for token in tokens:
+        t = token.lower()
+        try:
+            if t.startswith("c"):
+                filters, kernel = t[1:].split("x")
+                layers.append(Conv(int(filters), int(kernel)))
+            elif t.startswith("p"):
+                mode = "avg" if t.endswith("avg") else "max"
+                layers.append(Pool(int(t[1:].removesuffix("avg").removesuffix("max")), mode))
+            else:
+                layers.append(int(t))
+        except ValueError:
+            raise BenchError(f"--conv-pathway: cannot read {token!r} (c<filters>x<kernel>, "
+                             "p<size>[avg|max] or a number of dense units)") from None
+    return tuple(layers)
 
 
 def _kw(kwargs):
@@ -407,6 +431,9 @@ def parse(argv):
     tuning.add_argument("--max-epochs", type=int, help="fine-tuning epochs at most")
     tuning.add_argument("--pathway", type=int, nargs="+", help="dense pathway layer sizes")
     tuning.add_argument("--joint-units", type=int, nargs="+", help="joint layer sizes")
+    tuning.add_argument("--conv-pathway", nargs="+", metavar="LAYER",
+                        help="the convolutional model's pathway, e.g. c32x5 p2 c64x5 p2 256 "
+                        "(default: presets.conv_pathway(size))")
     tuning.add_argument("--cnn-epochs", type=int, default=15)
     tuning.add_argument("--cnn-channels", type=int, nargs="+", default=[16, 32, 64, 128],
                         help="channels per CNN block (one block each)")

@@ -120,6 +120,17 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
     assert np.mean(pred == y[test]) == pytest.approx(by["proposed"]["accuracy"])
 
 
+def test_conv_pathway_option(bench):
+    from pymdbn import Conv, Pool
+
+    assert bench.parse_conv_pathway(["c32x5", "p2", "C8x3", "p3avg", "p2max", "64"]) == (
+        Conv(32, 5), Pool(2), Conv(8, 3), Pool(3, "avg"), Pool(2), 64)
+    with pytest.raises(bench.BenchError, match="cannot read 'c32'"):
+        bench.parse_conv_pathway(["c32"])
+    with pytest.raises(bench.BenchError, match="cannot read 'q2'"):
+        bench.parse_conv_pathway(["q2"])
+
+
 def test_occlusion_hides_and_shows_the_box(bench):
     """A predictor that reads the class from where the brightest pixel lies: hiding the
     box leaves it guessing, showing only the box keeps every answer."""
