@@ -213,8 +213,9 @@ def classification(y_true, y_pred, proba, classes):
             "confusion_matrix": report["confusion_matrix"]}
 
 
-def localisation(model, modality, X, masks, targets, composite):
-    """LRP of ``targets`` on X scored against the box masks."""
+def localisation(model, modality, X, masks, targets, composite, classes=None):
+    """LRP of ``targets`` on X scored against the box masks (per target class too, when
+    ``classes`` names them)."""
     from pymdbn.metrics.relevance import pointing_game, relevance_mass_accuracy
 
     has_box = masks.reshape(len(masks), -1).any(axis=1)
@@ -231,7 +232,16 @@ def localisation(model, modality, X, masks, targets, composite):
     tolerance = max(1, round(15 * boxes.shape[-1] / 224))
     pointing_tol = pointing_game(R, boxes, tolerance=tolerance).astype(float)
     defined = np.isfinite(mass)
-    return {"composite": composite, "n_images": int(has_box.sum()),
+    per_class = {}
+    for k, name in enumerate(classes or []):
+        of = targets[has_box] == k
+        if of.any():
+            per_class[name] = {"n_images": int(of.sum()),
+                               "pointing_game": float(np.mean(pointing[of])),
+                               "mass_to_area_ratio": (float(np.mean(
+                                   mass[of & defined] / area[of & defined]))
+                                   if (of & defined).any() else None)}
+    return {"composite": composite, "per_class": per_class, "n_images": int(has_box.sum()),
             "n_without_positive_relevance": int((~defined).sum()),
             "mass_in_box": float(np.mean(mass[defined])) if defined.any() else None,
             "box_area_share": float(np.mean(area)),
@@ -317,13 +327,16 @@ def run_model(name, modality, data, train, test, classes, args, log):
             targets = np.argmax(proba, axis=1)
         result["relevance"] = []
         for composite in args.composites:
-            scores = localisation(model, modality, X[test], masks[test], targets, composite)
+            scores = localisation(model, modality, X[test], masks[test], targets, composite,
+                                  [classes[int(c)] for c in classes_fit])
             result["relevance"].append(scores)
             log(f"   LRP {composite}: mass in box {_f(scores['mass_in_box'])} "
                 f"(x{_f(scores['mass_to_area_ratio'], 2)} the box's area share "
                 f"{scores['box_area_share']:.3f}), pointing game {scores['pointing_game']:.3f} "
                 f"({scores['pointing_game_tolerant']:.3f} within "
-                f"{scores['pointing_tolerance']} px), "
+                f"{scores['pointing_tolerance']} px; per class "
+                + ", ".join(f"{c} {v['pointing_game']:.3f}"
+                            for c, v in scores["per_class"].items()) + "), "
                 f"{scores['explain_seconds']:.1f} s")
     return result
 
@@ -367,6 +380,14 @@ def markdown(record):
                          f"{s['box_area_share']:.3f} | {_f(s['mass_to_area_ratio'], 2)} | "
                          f"{s['pointing_game']:.3f} | {tol} | {s['pointing_chance']:.3f} | "
                          f"{s['explain_seconds']:.1f} |")
+    if relevance and relevance[0][1].get("per_class"):
+        lines += ["", "Pointing game per class (of the explained target):", "",
+                  "| model | composite | " + " | ".join(classes) + " |",
+                  "|---|---|" + "---|" * len(classes)]
+        for r, s in relevance:
+            cells = [_f(s["per_class"][c]["pointing_game"]) if c in s["per_class"] else "n/a"
+                     for c in classes]
+            lines.append(f"| {r['label']} | {s['composite']} | " + " | ".join(cells) + " |")
     occluded = [r for r in record["results"] if "occlusion" in r]
     if occluded:
         lines += ["", "Occlusion: test accuracy with the tumour box replaced by the mean "

@@ -91,6 +91,10 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
         # A dilated box can only add hits; 15 px at 224 is 1 px at 16.
         assert s["pointing_tolerance"] == 1
         assert s["pointing_game"] <= s["pointing_game_tolerant"] <= 1
+        # Per class: the true classes of the 9 test images, 3 each; their mean is the whole.
+        assert {c: v["n_images"] for c, v in s["per_class"].items()} == dict.fromkeys(CLASSES, 3)
+        assert np.mean([v["pointing_game"] for v in s["per_class"].values()]) == \
+            pytest.approx(s["pointing_game"])
         assert s["mass_in_box"] is None or 0 <= s["mass_in_box"] <= 1
         assert s["mass_to_area_ratio"] is None or s["mass_to_area_ratio"] >= 0
         assert s["explain_seconds"] >= 0
@@ -107,7 +111,7 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
     assert "| proposed MDBN (dense) | epsilon_plus |" in table
     assert all(row.count("|") == header.count("|") for row in rows[:len(models) + 1])
     assert "| proposed MDBN (dense) | " + f"{by['proposed']['accuracy']:.3f}" in table
-    assert "box hidden" in table
+    assert "box hidden" in table and "Pointing game per class" in table
 
     # The saved model is the one measured: it loads and predicts the same classes.
     import pymdbn.io
