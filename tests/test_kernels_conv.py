@@ -183,6 +183,16 @@ def test_max_pool_ties_and_nans_go_to_the_first_element(kern, dtype):
     want[np.arange(5), first] = g[:, 0]
     np.testing.assert_array_equal(gx, want)
     np.testing.assert_array_equal(gx, ref.pool_backward(g, windows, (2, 2, 1), 2, "max"))
+    # Gradients pass to the maximum bit for bit (-0, infinities, NaN), +0 elsewhere.
+    g = np.array([[-0.0], [np.inf], [-np.inf], [nan], [-1e-300 if dtype == "float64" else -1e-40]],
+                 dtype=dtype)
+    gx = kern.pool_backward(g, windows, (2, 2, 1), 2, "max")
+    want = np.zeros_like(windows)
+    want[np.arange(5), first] = g[:, 0]
+    uint = f"u{windows.itemsize}"
+    np.testing.assert_array_equal(gx.view(uint), want.view(uint))
+    np.testing.assert_array_equal(gx.view(uint), ref.pool_backward(g, windows, (2, 2, 1), 2,
+                                                                   "max").view(uint))
 
 
 # --- threads ------------------------------------------------------------------------------

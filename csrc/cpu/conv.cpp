@@ -4,6 +4,9 @@
 // fixed order, so results are the same for any thread count. No FTZ: sums and means
 // keep denormals, as the NumPy twins do, and match them bit for bit.
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -108,22 +111,27 @@ template <class T>
 void pool_backward(CMat<T> grad_y, CMat<T> x, index_t h, index_t w, index_t c, index_t size,
                    Pooling mode, Mat<T> grad_x) {
   const index_t ho = h / size, wo = w / size, n = x.rows, wc = wo * c;
+  const index_t used = wo * size * c, tail = (w - wo * size) * c;
   const T area = T(size * size);
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
 #pragma omp parallel if (x.rows * x.cols >= kParallelWork)
   {
-    // Per output row: the running maximum and its window index, per (ox, ch).
-    std::vector<T> best(mode == Pooling::Max ? wc : 0);
-    std::vector<index_t> arg(best.size());
+    // Per output row: the running maximum and its window index k = dy * size + dx, per
+    // (ox, ch). The index is kept as a T (exact: k < size^2 is small) so that the
+    // compare-and-select loops below vectorise with one register width; an int64 index
+    // beside a float maximum, and a division to decode it, made this pass 8x the forward.
+    std::vector<T> best(mode == Pooling::Max ? wc : 0), arg(best.size());
 #pragma omp for collapse(2) schedule(static)
     for (index_t i = 0; i < n; ++i) {
       for (index_t oy = 0; oy < ho; ++oy) {
         const T* g = grad_y.row(i) + oy * wc;
         const T* xb = x.row(i) + oy * size * w * c;
         T* gb = grad_x.row(i) + oy * size * w * c;
-        // This window row's image rows, the dropped columns included; the last window row
-        // also clears the dropped rows below it.
-        const index_t rows = oy + 1 == ho ? h - oy * size : size;
-        std::fill_n(gb, rows * w * c, T(0));
+        // Every window element is written below; the dropped columns of this window row
+        // and, below the last window row, the dropped rows are cleared here.
+        if (tail)
+          for (index_t dy = 0; dy < size; ++dy) std::fill_n(gb + dy * w * c + used, tail, T(0));
+        if (oy + 1 == ho) std::fill_n(gb + size * w * c, (h - ho * size) * w * c, T(0));
         if (mode == Pooling::Avg) {
           for (index_t dy = 0; dy < size; ++dy)
             for (index_t dx = 0; dx < size; ++dx)
@@ -138,32 +146,49 @@ void pool_backward(CMat<T> grad_y, CMat<T> x, index_t h, index_t w, index_t c, i
         // The argmax as pool_forward picks it: first maximal element, row-major.
         for (index_t dy = 0; dy < size; ++dy) {
           for (index_t dx = 0; dx < size; ++dx) {
-            const index_t k = dy * size + dx;
+            const T k = T(dy * size + dx);
             for (index_t ox = 0; ox < wo; ++ox) {
               const T* s = xb + (dy * w + ox * size + dx) * c;
               T* b = best.data() + ox * c;
-              index_t* a = arg.data() + ox * c;
-              if (k == 0) {
+              T* a = arg.data() + ox * c;
+              if (dy == 0 && dx == 0) {
 #pragma omp simd
                 for (index_t ch = 0; ch < c; ++ch) {
                   b[ch] = s[ch];
-                  a[ch] = 0;
+                  a[ch] = T(0);
                 }
               } else {
+                // Branch-free (GCC made the two selects branches on one compare, which
+                // random data mispredicts): the index moves by (k - a) * [s > b], exact
+                // for these small integers, and the maximum is the forward's fold.
 #pragma omp simd
                 for (index_t ch = 0; ch < c; ++ch) {
-                  const bool better = s[ch] > b[ch];
-                  b[ch] = better ? s[ch] : b[ch];
-                  a[ch] = better ? k : a[ch];
+                  const T better = T(s[ch] > b[ch]);
+                  a[ch] += (k - a[ch]) * better;
+                  b[ch] = s[ch] > b[ch] ? s[ch] : b[ch];
                 }
               }
             }
           }
         }
-        for (index_t ox = 0; ox < wo; ++ox)
-          for (index_t ch = 0; ch < c; ++ch) {
-            const index_t k = arg[ox * c + ch], dy = k / size, dx = k - dy * size;
-            gb[(dy * w + ox * size + dx) * c + ch] = g[ox * c + ch];
+        // Each window element takes its window's gradient where it is the argmax.
+        for (index_t dy = 0; dy < size; ++dy)
+          for (index_t dx = 0; dx < size; ++dx) {
+            const T k = T(dy * size + dx);
+            for (index_t ox = 0; ox < wo; ++ox) {
+              T* d = gb + (dy * w + ox * size + dx) * c;
+              const T* s = g + ox * c;
+              const T* a = arg.data() + ox * c;
+              // The gradient's bits under an all-ones / all-zero mask: exact for any
+              // value (a product by 0 or 1 would turn -g into -0 and inf into NaN).
+#pragma omp simd
+              for (index_t ch = 0; ch < c; ++ch) {
+                Bits bits;
+                std::memcpy(&bits, s + ch, sizeof(T));
+                bits &= Bits(0) - Bits(a[ch] == k);
+                std::memcpy(d + ch, &bits, sizeof(T));
+              }
+            }
           }
       }
     }
