@@ -203,8 +203,9 @@ def conv_pathway(image_size, dense_units=256):
     """:data:`CONV_PATHWAY` grown for an image side: 3x3 blocks until maps are small.
 
     The first two blocks (5x5 filters) are those of :data:`CONV_PATHWAY`; blocks of 64
-    3x3 filters with 2x2 max-pooling follow until the maps are at most 6 pixels wide, so
-    the dense layer sees no more than 6x6x64 features (why: see :data:`CONV_PATHWAY`).
+    3x3 filters with 2x2 max-pooling follow while the maps are more than 6 pixels wide
+    and at least 6 high and wide, so that square images reach the dense layer with at most
+    6x6x64 features (why: see :data:`CONV_PATHWAY`).
     64x64 gives :data:`CONV_PATHWAY` itself, 128x128 one more block (5x5x64 at the top).
 
     Parameters
