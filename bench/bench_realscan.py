@@ -255,21 +255,17 @@ def localisation(model, modality, X, masks, targets, composite, classes=None):
 
 
 def occlusion(predict, X, y, masks, fill):
-    """Accuracy with the lesion box hidden and with only the box shown.
+    """Accuracy over the images with a box, unchanged, with the box hidden (its pixels
+    replaced by ``fill``, the mean training image: what an average slice has there) and
+    with only the box shown (:func:`pymdbn.metrics.relevance.lesion_occlusion`)."""
+    from pymdbn.metrics.relevance import lesion_occlusion
 
-    Hidden: box pixels replaced by ``fill`` (the mean training image, what an average
-    slice has there); shown: every pixel outside the box replaced. A model whose accuracy
-    hardly drops with the box hidden takes its evidence from elsewhere, so no explanation
-    of it can point at the box; this is the model's property, not the explainer's.
-    """
     has_box = masks.reshape(len(masks), -1).any(axis=1)
-    X, y, boxes = X[has_box], y[has_box], masks[has_box]
-    if X.ndim == boxes.ndim + 1:  # channels
-        boxes = boxes[..., None]
+    r = lesion_occlusion(predict, X[has_box], y[has_box], masks[has_box], fill)
     return {"n_images": int(has_box.sum()),
-            "accuracy_all": float(np.mean(predict(X) == y)),
-            "accuracy_box_hidden": float(np.mean(predict(np.where(boxes, fill, X)) == y)),
-            "accuracy_box_only": float(np.mean(predict(np.where(boxes, X, fill)) == y))}
+            "accuracy_all": float(r.correct.mean()),
+            "accuracy_box_hidden": float(r.correct_hidden.mean()),
+            "accuracy_box_only": float(r.correct_shown.mean())}
 
 
 # -- one model ----------------------------------------------------------------------------------

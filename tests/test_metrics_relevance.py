@@ -5,6 +5,7 @@ import pytest
 
 from pymdbn.metrics.relevance import (
     PixelFlippingResult,
+    lesion_occlusion,
     lesion_relevance_sign,
     modality_attribution_accuracy,
     pixel_flipping,
@@ -301,6 +302,56 @@ def test_modality_attribution_accuracy_nan_shares_are_misses():
     shares = {"a": np.array([np.nan, 0.9]), "b": np.array([np.nan, 0.1])}
     lesions = {"a": np.array([True, True]), "b": np.array([False, False])}
     np.testing.assert_array_equal(modality_attribution_accuracy(shares, lesions), [0.0, 1.0])
+
+
+# --------------------------------------------------------------- occlusion
+def _bright_column_model(side):
+    """Predicts class k when the brightest pixel lies in columns [4k, 4k + 4)."""
+    def predict(images):
+        flat = np.asarray(images).reshape(len(images), -1)
+        return (np.argmax(flat, axis=1) % side) // 4
+    return predict
+
+
+def test_lesion_occlusion_hides_and_shows_the_lesion():
+    rng = np.random.default_rng(1)
+    n, side = 40, 12
+    y = rng.integers(0, 3, n)
+    X = rng.uniform(0, 1, (n, side, side))
+    mask = np.zeros_like(X, bool)
+    for i, k in enumerate(y):
+        mask[i, 5:7, 4 * k:4 * k + 2] = True
+    X[mask] = 5.0  # the class is the bright lesion's position
+    predict = _bright_column_model(side)
+    r = lesion_occlusion(predict, X, y, mask, fill=0.5)
+    assert r.correct.all() and r.correct_shown.all()
+    # Hidden: the brightest remaining pixel is noise, right about a third of the time.
+    np.testing.assert_array_equal(r.correct_hidden, predict(np.where(mask, 0.5, X)) == y)
+    assert r.correct_hidden.mean() < 0.6
+    # A model that reads the class from outside the lesion keeps it when hidden.
+    X2 = X.copy()
+    X2[np.arange(n), 0, 4 * y + 3] = 9.0
+    r2 = lesion_occlusion(predict, X2, y, mask, fill=0.5)
+    assert r2.correct_hidden.all() and r2.correct.all()
+    # Channels-last inputs take (N, H, W) masks; a per-pixel fill broadcasts.
+    r3 = lesion_occlusion(lambda im: predict(im[..., 0]), X[..., None], y, mask,
+                          fill=np.full((side, side, 1), 0.5))
+    for field in ("correct", "correct_hidden", "correct_shown"):
+        np.testing.assert_array_equal(getattr(r3, field), getattr(r, field))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros((2, 3, 3)), [0, 1], np.ones((2, 3, 4), bool)), "does not fit X shape"),
+    ((np.zeros((2, 3, 3)), [0], np.ones((2, 3, 3), bool)), "does not match 2 samples"),
+    ((np.zeros((2, 3, 3)), [0, 1], np.zeros((2, 3, 3), bool)), "non-empty lesion mask"),
+    ((np.zeros((0, 3, 3)), [], np.zeros((0, 3, 3), bool)), "non-empty shape"),
+])
+def test_lesion_occlusion_validation(args, message):
+    with pytest.raises(ValueError, match=message):
+        lesion_occlusion(lambda im: np.zeros(len(im), int), *args)
+    X, y, mask = np.zeros((2, 3, 3)), np.array([0, 1]), np.ones((2, 3, 3), bool)
+    with pytest.raises(ValueError, match=r"predict_fn returned shape \(3,\)"):
+        lesion_occlusion(lambda im: np.zeros(3, int), X, y, mask)
 
 
 def test_old_paths_name_the_same_objects():

@@ -1,7 +1,9 @@
 """Compatibility alias of :mod:`pymdbn.metrics.relevance`."""
 
 from pymdbn.metrics.relevance import (
+    LesionOcclusionResult,
     PixelFlippingResult,
+    lesion_occlusion,
     lesion_relevance_sign,
     modality_attribution_accuracy,
     pixel_flipping,
@@ -18,4 +20,6 @@ __all__ = [
     "pixel_flipping",
     "PixelFlippingResult",
     "modality_attribution_accuracy",
+    "lesion_occlusion",
+    "LesionOcclusionResult",
 ]
