@@ -296,9 +296,14 @@ ARCHS = {
 }
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("name", list(COMPOSITES))
-def test_matches_unrolled_network_float64(arch, name):
+def test_matches_unrolled_network_float64(arch, name, chunked, monkeypatch):
+    if chunked:  # the conv layers' relevance one image at a time (bounded memory)
+        import pymdbn.models.network as network
+
+        monkeypatch.setattr(network, "_IM2COL_BYTES", 1)
     rng = np.random.default_rng(7)
     model = make_model(rng, ARCHS[arch], joint=(6,) if "tab" in ARCHS[arch] else (), clip=4.0)
     x = inputs(rng, model, 5)
