@@ -323,6 +323,29 @@ def test_matches_unrolled_network_float64(arch, name, chunked, monkeypatch):
                                atol=1e-12 * scale.max())
 
 
+def test_default_chunks_bound_the_activations(monkeypatch):
+    """By default explain takes as many samples at a time as keep its activations near
+    _EXPLAIN_BYTES; the chunks give the same relevance as one pass."""
+    rng = np.random.default_rng(3)
+    model = make_model(rng, ARCHS["conv-avg-conv-max+dense"], joint=(6,), clip=4.0)
+    x = inputs(rng, model, 7)
+    whole = _engine.explain(model, x, composite="epsilon_plus", batch_size=7)
+    net = _engine._Network(model)
+    units = sum(_engine._width(layer) for m in net.modalities for layer in net.pathways[m])
+    assert _engine._default_batch_size(net, 7) == 7
+    monkeypatch.setattr(_engine, "_EXPLAIN_BYTES", 3 * 8 * units * 2)  # two samples' worth
+    assert _engine._default_batch_size(net, 7) == 2
+    calls = []
+    batch = _engine._explain_batch
+    monkeypatch.setattr(_engine, "_explain_batch", lambda *a, **k: calls.append(1) or batch(*a, **k))
+    chunked = _engine.explain(model, x, composite="epsilon_plus")
+    assert len(calls) == 4
+    for m in model["modalities"]:
+        np.testing.assert_allclose(chunked.relevance[m], whole.relevance[m], rtol=1e-12,
+                                   atol=1e-12 * np.abs(whole.relevance[m]).max())
+    np.testing.assert_array_equal(chunked.target, whole.target)
+
+
 @pytest.mark.parametrize("name", ["epsilon", "epsilon_plus", "epsilon_gamma_box",
                                   "epsilon_plus_flat", "alpha_beta"])
 def test_matches_unrolled_network_float32(name):

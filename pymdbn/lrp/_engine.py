@@ -719,6 +719,20 @@ def _run(net: _Network, x: dict[str, np.ndarray], shapes: dict, n: int, target: 
                            owned, reference, device)
 
 
+#: Layer activations that :func:`explain` holds per chunk of samples by default (each
+#: layer's output, pre-activation and relevance): a 128x128 slice through
+#: ``presets.conv_pathway(128)`` has 1.2 M of them, and 766 slices at once took 13 GB.
+_EXPLAIN_BYTES = 256 << 20
+
+
+def _default_batch_size(net: _Network, n: int) -> int:
+    """All ``n`` samples at once unless their activations would pass _EXPLAIN_BYTES
+    (dense pathways: thousands of samples per chunk)."""
+    units = sum(_width(layer) for m in net.modalities for layer in net.pathways[m])
+    per_sample = 3 * np.dtype(net.dtype).itemsize * max(units, 1)
+    return max(1, min(n, _EXPLAIN_BYTES // per_sample))
+
+
 def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size, owned,
                 reference, device):
     """The passes of :func:`_run`, in the product precision it set."""
@@ -727,7 +741,7 @@ def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
         x, reference = backend.to_device((x, reference), device)
         owned = True  # the uploads are this call's own copies
     if batch_size is None:
-        batch_size = n
+        batch_size = _default_batch_size(net, n)
     elif not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     t = _targets(net, target, n)
@@ -837,7 +851,9 @@ def explain_model(model: Any, X: Any, target: Any = None, composite: str | Compo
         Also return the relevance at every layer (``Explanation.layers``).
     batch_size : int, optional
         Explain this many samples at a time to bound memory (the result
-        does not depend on it, up to rounding). Default: all at once.
+        does not depend on it, up to rounding). Default: all at once, or
+        chunks whose layer activations stay near 256 MiB (convolutional
+        pathways: a few dozen 128x128 images).
     reference : dict of str -> array_like, or array_like, optional
         One raw input per modality (an image, shaped like one sample of
         ``X``), e.g. the mean image of healthy training patients. Layers
