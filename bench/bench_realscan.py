@@ -268,6 +268,25 @@ def occlusion(predict, X, y, masks, fill):
             "accuracy_box_only": float(r.correct_shown.mean())}
 
 
+def load_fitted(model, name, description, folder):
+    """The model saved as ``folder/<name>.pmdbn`` by ``--save-models``, or None (no folder,
+    no such file, or not a pymdbn model). Its parameters must be this run's."""
+    if not folder or not hasattr(model, "save"):
+        return None
+    path = os.path.join(folder, f"{name}.pmdbn")
+    if not os.path.exists(path):
+        return None
+    import pymdbn
+
+    fitted = pymdbn.load(path)
+    mine, theirs = model.get_params(deep=False), fitted.get_params(deep=False)
+    differ = sorted(k for k in mine if k not in theirs or repr(mine[k]) != repr(theirs[k]))
+    if differ:
+        raise BenchError(f"{path} was fitted with other parameters than this run's "
+                         f"{description} ({', '.join(differ)} differ)")
+    return fitted
+
+
 # -- one model ----------------------------------------------------------------------------------
 def run_model(name, modality, data, train, test, classes, args, log):
     X, y, masks = data
@@ -282,11 +301,16 @@ def run_model(name, modality, data, train, test, classes, args, log):
 
     def inputs(idx):
         return as_input(X[idx])
+    loaded = load_fitted(model, name, description, args.load_models)
+    if loaded is not None:
+        model = loaded
+        log(f"   loaded {os.path.join(args.load_models, name + '.pmdbn')} (not refitted)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
-        model.fit(inputs(train), y[train])
-        fit_seconds = time.perf_counter() - t0
+        if loaded is None:
+            model.fit(inputs(train), y[train])
+        fit_seconds = None if loaded is not None else time.perf_counter() - t0
         t0 = time.perf_counter()
         proba = np.asarray(model.predict_proba(inputs(test)))
         predict_seconds = time.perf_counter() - t0
@@ -297,13 +321,14 @@ def run_model(name, modality, data, train, test, classes, args, log):
     full[:, classes_fit.astype(int)] = proba
     result = {"model": name, "label": LABELS[name], "description": description,
               "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
+              "loaded": loaded is not None,
               **classification(y[test], pred, full, classes),
               "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})}
     for w in result["warnings"]:
         log(f"   warning: {w}")
     log(f"   accuracy {result['accuracy']:.3f}, macro F1 {result['macro_f1']:.3f}, "
-        f"fit {fit_seconds:.1f} s")
-    if args.save_models and hasattr(model, "save"):
+        f"fit {_seconds(fit_seconds)}")
+    if args.save_models and hasattr(model, "save") and loaded is None:
         path = os.path.join(args.save_models, f"{name}.pmdbn")
         model.save(path)
         log(f"   saved {path}")
@@ -338,6 +363,10 @@ def run_model(name, modality, data, train, test, classes, args, log):
 
 
 # -- output -------------------------------------------------------------------------------------
+def _seconds(value):
+    return "loaded" if value is None else f"{value:.1f} s"
+
+
 def _f(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -358,7 +387,7 @@ def markdown(record):
         cells = [r["label"], _f(r["accuracy"]), _f(r["macro_f1"]), _f(r["roc_auc"])]
         cells += [_f(r["per_class"][c]["sensitivity"]) for c in classes]
         cells += [_f(r["per_class"][c]["specificity"]) for c in classes]
-        cells.append(f"{r['fit_seconds']:.1f}")
+        cells.append("loaded" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     relevance = [(r, s) for r in record["results"] for s in r.get("relevance", [])]
     if relevance:
@@ -457,6 +486,9 @@ def parse(argv):
     tuning.add_argument("--logistic-c", type=float, default=1.0)
     parser.add_argument("--save-models", metavar="DIR",
                         help="save the fitted pymdbn models there (DIR/<model>.pmdbn)")
+    parser.add_argument("--load-models", metavar="DIR",
+                        help="take pymdbn models from DIR/<model>.pmdbn (saved by "
+                        "--save-models with the same settings) instead of fitting them")
     args = parser.parse_args(argv)
     if not 0 < args.test_size < 1:
         parser.error(f"--test-size must lie in (0, 1), got {args.test_size}")

@@ -124,6 +124,27 @@ def test_realscan_writes_every_figure(bench, tmp_path, capsys):
     assert np.mean(pred == y[test]) == pytest.approx(by["proposed"]["accuracy"])
 
 
+def test_saved_models_are_loaded_not_refitted(bench, tmp_path, capsys):
+    folder = make_folder(tmp_path / "scans")
+    saved = tmp_path / "m"
+    base = [str(folder), *TINY, "--models", "proposed", "--composites", "epsilon"]
+    assert bench.main([*base, "--out", str(tmp_path / "a"), "--save-models", str(saved)]) == 0
+    assert bench.main([*base, "--out", str(tmp_path / "b"), "--load-models", str(saved)]) == 0
+    a, b = (json.loads((tmp_path / d / "realscan.json").read_text())["results"][0]
+            for d in "ab")
+    assert not a["loaded"] and a["fit_seconds"] > 0
+    assert b["loaded"] and b["fit_seconds"] is None
+    for key in ("accuracy", "confusion_matrix", "occlusion"):
+        assert a[key] == b[key]
+    assert a["relevance"][0]["pointing_game"] == b["relevance"][0]["pointing_game"]
+    assert "| loaded |" in (tmp_path / "b" / "realscan.md").read_text()
+    capsys.readouterr()
+    # Another setting than the saved model's is refused, naming it.
+    other = [a if a != "2" else "3" for a in base]  # --max-epochs 3
+    assert bench.main([*other, "--load-models", str(saved)]) == 2
+    assert "max_epochs differ" in capsys.readouterr().err
+
+
 def test_conv_pathway_option(bench):
     from pymdbn import Conv, Pool
 
