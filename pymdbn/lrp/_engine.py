@@ -583,7 +583,7 @@ def _conv_relevance(layer, rule, x, z, r, ref):
     if ref is not None and isinstance(rule, Epsilon):
         x, z, b = x - ref[0], z - ref[1], xp.zeros_like(b)
     n, f = len(x), w.shape[1]
-    rows = len(z[0]) // f if n else 0  # output positions per image
+    rows = layer["out"][0] * layer["out"][1]  # output positions per image
     r, z = r.reshape(n, -1), z.reshape(n, -1)
     chunk = conv_chunk(rows, w.shape[0], w.dtype.itemsize)
     parts = []
