@@ -175,3 +175,21 @@ def test_kernel_rounding_equals_the_twin_bit_for_bit(cols):
         got = backend.ops.affine(x, eye, np.zeros(cols, np.float32), False)
     # + 0: the sum turns -0 into +0 (-0 * 1 + 0 * ... = +0), as the GEMM's sums do.
     np.testing.assert_array_equal(bits(got), bits(round_bfloat16(x) + np.float32(0)))
+
+
+@needs_bf16
+@pytest.mark.parametrize("cols", [1, 31, 32, 33, 100])
+def test_transposed_operand_rounding_equals_the_twin_bit_for_bit(cols):
+    # x^T times the identity (dense_backward's grad_w = x^T dz): op(A) = x^T is rounded
+    # from x's columns, in panels of 32 (gemm.cpp); every tail of a panel is here.
+    rng = np.random.default_rng(6)
+    n = 40
+    x = rng.standard_normal((n, cols)).astype(np.float32)
+    x.flat[::9] = 1 + np.float32(2.0**-8)  # a tie: rounds to even (1)
+    x.flat[4::13] = -1e-40
+    z = np.zeros((n, n), np.float32)
+    w = np.zeros((cols, n), np.float32)
+    with backend.matmul_precision("bfloat16"):
+        _, grad_w, _ = backend.ops.dense_backward(np.eye(n, dtype=np.float32), z, z, x, w,
+                                                  None, "linear", False)
+    np.testing.assert_array_equal(bits(grad_w), bits(round_bfloat16(x).T + np.float32(0)))

@@ -1,7 +1,9 @@
 """The SIMD variants of the CPU element-wise loops (csrc/cpu/common.h, sample.cpp, dense.cpp).
 
 The affine and dense-layer epilogues (bias + clipped sigmoid or identity), the sigmoid's
-derivative in the dense backward pass, and the Bernoulli and Gaussian draws are compiled for SSE2 (the baseline), AVX2 and AVX-512 and picked at run time;
+derivative in the dense backward pass, the CD weight update (cd_apply) and the Bernoulli
+and Gaussian draws are compiled for SSE2 (the baseline), AVX2 and AVX-512 and picked at
+run time;
 ``PYMDBN_SIMD=sse2|avx2|avx512``, read once per process, caps the choice. Each variant
 the CPU has runs here in its own process, at 1 and at 3 threads, on shapes whose rows
 end in every kind of tail (1 to 65 columns; the Bernoulli path groups 16 Philox blocks
@@ -80,6 +82,17 @@ for threads in (1, 3):
                 m = rng.standard_normal((rows, cols)).astype(dt)
                 res["m-" + key] = m
                 res["gau-" + key] = k.sample_gaussian(m, 9, cols, 5)
+                # The CD weight update (cd_apply): with momentum and decay, and without
+                # (v_w written, not read); tiny values exercise the denormal flush.
+                hh = rng.random((2 * rows, cols)).astype(dt)
+                hh[rows:] *= -1
+                vv = rng.standard_normal((2 * rows, nv)).astype(dt)
+                for mom, decay in ((0.5, 1e-3), (0.0, 0.0)):
+                    st = [0.1 * w, np.zeros(nv, dt), np.zeros(cols, dt),
+                          np.full((cols, nv), 1e-36, dt), np.zeros(nv, dt),
+                          np.zeros(cols, dt)]
+                    k.cd_apply(hh, vv, *st, 0.05, mom, decay, 0.1, 0.01)
+                    res[f"cdw{mom}-" + key], res[f"cdv{mom}-" + key] = st[0], st[3]
         # Sigmoid edge inputs: z = a_i * 1 + b_j through a one-column product.
         a = np.array(EDGE, dt)
         for cols in (1, 17, 32):

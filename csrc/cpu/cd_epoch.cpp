@@ -24,6 +24,52 @@ index_t update_chunk(index_t n_hidden, std::size_t elem_size) {
   return std::max<index_t>(16, c / 16 * 16);
 }
 
+// The weight update over one column chunk (columns c0 + [0, g.cols)):
+// v_w = mom v_w + g + pull_j vbar - decay w, w += v_w. Every scalar is a parameter: read
+// through the caller's closure, GCC reloaded mom and decay from memory at every element
+// (a store to v_w might have changed them) and kept to SSE. Compiled per SIMD variant
+// like the element-wise loops (common.h): the same bits at every width.
+template <class T>
+PYMDBN_ALWAYS_INLINE void update_rows(Mat<T> w, Mat<T> v_w, CMat<T> g, index_t c0,
+                                      const T* vbar, const T* pull, T mom, T decay) {
+  const index_t n = g.cols;
+  const T* vb = vbar + c0;
+  const bool plain = mom == T(0) && decay == T(0);
+  for (index_t j = 0; j < g.rows; ++j) {
+    T* __restrict vw = v_w.row(j) + c0;
+    T* __restrict wj = w.row(j) + c0;
+    const T* __restrict gj = g.row(j);
+    const T pj = pull[j];
+    if (plain) {  // no momentum, no decay: v_w is written, not read
+#pragma omp simd
+      for (index_t i = 0; i < n; ++i) {
+        const T vij = flush_denormal(gj[i] + pj * vb[i]);
+        vw[i] = vij;
+        wj[i] += vij;
+      }
+      continue;
+    }
+#pragma omp simd
+    for (index_t i = 0; i < n; ++i) {
+      const T vij = flush_denormal(mom * vw[i] + gj[i] + pj * vb[i] - decay * wj[i]);
+      vw[i] = vij;
+      wj[i] += vij;
+    }
+  }
+}
+#ifdef PYMDBN_SIMD_VARIANTS
+template <class T>
+PYMDBN_TARGET_AVX2 void update_rows_avx2(Mat<T> w, Mat<T> v_w, CMat<T> g, index_t c0,
+                                         const T* vbar, const T* pull, T mom, T decay) {
+  update_rows(w, v_w, g, c0, vbar, pull, mom, decay);
+}
+template <class T>
+PYMDBN_TARGET_AVX512 void update_rows_avx512(Mat<T> w, Mat<T> v_w, CMat<T> g, index_t c0,
+                                             const T* vbar, const T* pull, T mom, T decay) {
+  update_rows(w, v_w, g, c0, vbar, pull, mom, decay);
+}
+#endif
+
 }  // namespace
 
 template <class T>
@@ -115,33 +161,19 @@ void cd_apply(CMat<T> h, CMat<T> v, RBMState<T> s, const CDConfig<T>& cfg) {
   // at (V, H) = (4096, 1024)).
   const T decay = lr * cfg.weight_decay;
   // The update streams w and v_w through memory once per step (32 MB each way at (4096,
-  // 1024)), the largest cost after the products: without momentum and decay the read of
-  // v_w is skipped (0 * v_w added nothing but the sign of a zero).
-  const bool plain = mom == T(0) && decay == T(0);
+  // 1024)), the largest cost after the products: without momentum and decay update_rows
+  // skips the read of v_w (0 * v_w added nothing but the sign of a zero).
+  const Simd simd = simd_level();
   gemm_column_chunks<T>(true, lr * inv_b, h, v, update_chunk(nh, sizeof(T)),
                         [&](index_t c0, CMat<T> g) {
-    for (index_t j = 0; j < nh; ++j) {
-      T* vw = s.v_w.row(j) + c0;
-      T* wj = s.w.row(j) + c0;
-      const T* gj = g.row(j);
-      const T* vb = vbar.data() + c0;
-      const T pj = sp[j];
-      if (plain) {  // no momentum, no decay: v_w is written, not read
-#pragma omp simd
-        for (index_t i = 0; i < g.cols; ++i) {
-          const T vij = flush_denormal(gj[i] + pj * vb[i]);
-          vw[i] = vij;
-          wj[i] += vij;
-        }
-        continue;
-      }
-#pragma omp simd
-      for (index_t i = 0; i < g.cols; ++i) {
-        const T vij = flush_denormal(mom * vw[i] + gj[i] + pj * vb[i] - decay * wj[i]);
-        vw[i] = vij;
-        wj[i] += vij;
-      }
-    }
+#ifdef PYMDBN_SIMD_VARIANTS
+    if (simd == Simd::avx512)
+      return update_rows_avx512<T>(s.w, s.v_w, g, c0, vbar.data(), sp.data(), mom, decay);
+    if (simd == Simd::avx2)
+      return update_rows_avx2<T>(s.w, s.v_w, g, c0, vbar.data(), sp.data(), mom, decay);
+#endif
+    (void)simd;
+    update_rows<T>(s.w, s.v_w, g, c0, vbar.data(), sp.data(), mom, decay);
   });
 }
 

@@ -222,13 +222,31 @@ const std::uint16_t* op_rows_bf16(CMat<float> x, bool trans, index_t r0, index_t
   const index_t k = trans ? x.rows : x.cols;
   if (buf.size() < std::size_t(rows * k)) buf.resize(std::size_t(rows * k));
   std::uint16_t* o = buf.data();
-#pragma omp parallel for schedule(static) if (parallel && rows > 1 && rows * k >= (1 << 15))
-  for (index_t i = 0; i < rows; ++i) {
-    std::uint16_t* oi = o + i * k;
-    if (trans) {
-      for (index_t j = 0; j < k; ++j) oi[j] = to_bf16(x(j, r0 + i));
-    } else {
-      row_bf16(x.row(r0 + i), oi, k);
+  const bool par = parallel && rows > 1 && rows * k >= (1 << 15);
+  if (!trans) {
+#pragma omp parallel for schedule(static) if (par)
+    for (index_t i = 0; i < rows; ++i) row_bf16(x.row(r0 + i), o + i * k, k);
+    return o;
+  }
+  // op(X) = X^T: kBlock columns of X at a time, each of X's rows converted as a short
+  // contiguous run (row_bf16) into a k x kBlock panel, then the panel transposed into
+  // kBlock output rows. Element by element down the columns (one cache line per
+  // element) this took 13% of a bfloat16 cd_apply at (4096, 1024, 256).
+  constexpr index_t kBlock = 32;
+  const index_t blocks = (rows + kBlock - 1) / kBlock;
+#pragma omp parallel if (par && blocks > 1)
+  {
+    thread_local std::vector<std::uint16_t> panel;
+    if (panel.size() < std::size_t(k * kBlock)) panel.resize(std::size_t(k * kBlock));
+#pragma omp for schedule(static)
+    for (index_t blk = 0; blk < blocks; ++blk) {
+      const index_t i0 = blk * kBlock, w = std::min(kBlock, rows - i0);
+      for (index_t j = 0; j < k; ++j) row_bf16(&x(j, r0 + i0), panel.data() + j * kBlock, w);
+      for (index_t i = 0; i < w; ++i) {
+        std::uint16_t* oi = o + (i0 + i) * k;
+        const std::uint16_t* pi = panel.data() + i;
+        for (index_t j = 0; j < k; ++j) oi[j] = pi[j * kBlock];
+      }
     }
   }
   return o;
