@@ -134,6 +134,8 @@ def test_mdbn_bfloat16_accuracy_save_load_and_explain(tmp_path):
     # a few bfloat16 roundings (2^-8 relative) of each pixel's share of max |R|.
     e_bf = bf.explain(Xte)
     e_fp = pymdbn.lrp.explain(bf, Xte, dtype="float32")
+    # MDBN.explain ran in the model's dtype (it once ran float32 for a bfloat16 model).
+    assert not all(np.array_equal(e_bf.relevance[m], e_fp.relevance[m]) for m in X)
     for m in X:
         scale = np.abs(e_fp.relevance[m]).max()
         np.testing.assert_allclose(e_bf.relevance[m], e_fp.relevance[m], rtol=0,
@@ -193,3 +195,19 @@ def test_transposed_operand_rounding_equals_the_twin_bit_for_bit(cols):
         _, grad_w, _ = backend.ops.dense_backward(np.eye(n, dtype=np.float32), z, z, x, w,
                                                   None, "linear", False)
     np.testing.assert_array_equal(bits(grad_w), bits(round_bfloat16(x).T + np.float32(0)))
+
+
+@needs_bf16
+def test_early_fusion_explains_in_its_networks_dtype():
+    data = make_phantoms(120, size=16, random_state=1)
+    dbn = pymdbn.DBN(hidden_layers=(32,), n_iter=1, fine_tune_epochs=2, random_state=0,
+                     dtype="bfloat16")
+    model = pymdbn.EarlyFusionDBN(dbn).fit(data.X, data.y)
+    e_bf = model.explain(data.X)
+    model.dbn_.set_params(dtype="float32")
+    e_fp = model.explain(data.X)
+    assert not all(np.array_equal(e_bf.relevance[m], e_fp.relevance[m]) for m in data.X)
+    for m in data.X:
+        scale = np.abs(e_fp.relevance[m]).max()
+        np.testing.assert_allclose(e_bf.relevance[m], e_fp.relevance[m], rtol=0,
+                                   atol=0.05 * scale, err_msg=m)

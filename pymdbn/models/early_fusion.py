@@ -151,7 +151,7 @@ class EarlyFusionDBN(io.SaveMixin, ClassifierMixin, BaseEstimator):
         target = target_indices(target, self.classes_)
         e = explain(d, {"x": self._concat(X)}, target=target, composite=composite,
                     return_layers=return_layers, batch_size=batch_size, reference=reference,
-                    scaled=True, device=self.dbn_.device)
+                    scaled=True, device=self.dbn_.device, dtype=self.dbn_.dtype)
         R = e.relevance["x"]
         relevance = {m: R[:, a:b].reshape((len(R),) + tuple(self.scaler_.shapes_[m]))
                      for m, (a, b) in self.slices_.items()}

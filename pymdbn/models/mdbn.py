@@ -646,7 +646,7 @@ class MDBN(DeviceMixin, io.SaveMixin, ClassifierMixin, BaseEstimator):
         return explain(self._layout(), X,
                        target=finetune.target_indices(target, self.classes_), composite=composite,
                        return_layers=return_layers, batch_size=batch_size, reference=reference,
-                       device=self.device)
+                       device=self.device, dtype=self.dtype)
 
     # -- dict and file persistence ------------------------------------------------------------
     def to_dict(self, copy=True):
