@@ -45,14 +45,15 @@ def matmul(a, b):
     inf that reaches the result is still there for the caller's checks to see.
 
     With the thread's precision at 'bfloat16' (:func:`set_precision`), the float32
-    operands of a matrix-matrix product (the kernels' GEMMs; matrix-vector products stay
-    float32, as in the kernels) are first rounded to bfloat16 (:func:`round_bfloat16`):
-    products of two bfloat16 values are exact in float32, so only the float32 summation
-    order differs from a bfloat16 GEMM's.
+    operands of a matrix-matrix product of more than one row (the kernels' GEMMs;
+    matrix-vector products and products of one row stay float32, as in the kernels: they
+    are bound by reading ``b``, which rounding would read once more) are first rounded to
+    bfloat16 (:func:`round_bfloat16`): products of two bfloat16 values are exact in
+    float32, so only the float32 summation order differs from a bfloat16 GEMM's.
     """
     if get_precision() == "bfloat16":
         a, b = np.asarray(a), np.asarray(b)
-        if a.ndim == b.ndim == 2 and a.dtype == b.dtype == np.float32:
+        if a.ndim == b.ndim == 2 and a.shape[0] > 1 and a.dtype == b.dtype == np.float32:
             a, b = round_bfloat16(a), round_bfloat16(b)
     with np.errstate(all="ignore"):
         return np.matmul(a, b)

@@ -194,7 +194,9 @@ def test_transposed_operand_rounding_equals_the_twin_bit_for_bit(cols):
     with backend.matmul_precision("bfloat16"):
         _, grad_w, _ = backend.ops.dense_backward(np.eye(n, dtype=np.float32), z, z, x, w,
                                                   None, "linear", False)
-    np.testing.assert_array_equal(bits(grad_w), bits(round_bfloat16(x).T + np.float32(0)))
+    # One row of op(A) (cols = 1) is a product of one row: float32, not rounded.
+    want = round_bfloat16(x).T if cols > 1 else x.T
+    np.testing.assert_array_equal(bits(grad_w), bits(want + np.float32(0)))
 
 
 @needs_bf16
@@ -211,3 +213,28 @@ def test_early_fusion_explains_in_its_networks_dtype():
         scale = np.abs(e_fp.relevance[m]).max()
         np.testing.assert_allclose(e_bf.relevance[m], e_fp.relevance[m], rtol=0,
                                    atol=0.05 * scale, err_msg=m)
+
+
+@needs_bf16
+def test_one_row_products_stay_float32_in_kernels_and_twin():
+    # A product of one row is bound by reading its other operand: the kernels keep it in
+    # float32 (rounding B would read it once more), and the twin's matmul does the same.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 50)).astype(np.float32)
+    w = rng.standard_normal((50, 20)).astype(np.float32)
+    b = np.zeros(20, np.float32)
+    with backend.matmul_precision("bfloat16"):
+        one = backend.ops.affine(x, w, b, False)
+        two = backend.ops.affine(np.vstack([x, x]), w, b, False)
+    numpy_backend = backend.get("numpy")
+    numpy_backend.set_matmul_precision("bfloat16")
+    try:
+        twin_one, twin_two = matmul(x, w), matmul(np.vstack([x, x]), w)
+    finally:
+        numpy_backend.set_matmul_precision("float32")
+    np.testing.assert_allclose(one, x @ w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(twin_one, x @ w)
+    np.testing.assert_array_equal(twin_two, round_bfloat16(np.vstack([x, x])) @ round_bfloat16(w))
+    rounded = round_bfloat16(x) @ round_bfloat16(w)
+    np.testing.assert_allclose(two[0], rounded[0], rtol=1e-5, atol=1e-5)
+    assert np.abs(two[0] - (x @ w)[0]).max() > 1e-3  # the two-row product was rounded

@@ -8,6 +8,7 @@ from pymdbn.models.finetune import new_layer
 from pymdbn.models.network import Network
 from pymdbn.backend import reference as ref
 from pymdbn import backend
+from pymdbn._matmul import get_precision
 from conftest import TOL, numeric_grad
 
 cpu = backend.get("cpu")
@@ -58,8 +59,15 @@ def test_dense_forward_of_one_sample_matches_twin_and_its_batch(kernels_dtype, r
     rz, ra = ref.dense_forward(x[:1], w, b, 2.0, activation)
     # The float32 sums of 4100 products round to a few 1e-6 of their terms.
     t = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else TOL[dtype]
-    for got, want in ((z, rz), (a, ra), (z, kern.dense_forward(x, w, b, 2.0, activation)[0][:1])):
+    batch = kern.dense_forward(x, w, b, 2.0, activation)[0][:1]
+    for got, want in ((z, rz), (a, ra), (z, batch)):
         assert got.dtype == dtype and got.shape == (1, n_out)
+        if want is batch and get_precision() == "bfloat16":
+            # One row stays float32; the batch's rows round both operands to bfloat16
+            # (2^-9 relative each): within 2^-7 of the sum of |terms|.
+            bound = (np.abs(x[:1]) @ np.abs(w)) * 2.0**-7 + 1e-5
+            assert (np.abs(got - want) <= bound).all()
+            continue
         np.testing.assert_allclose(got, want, **t)
     if n_in == 0:
         np.testing.assert_array_equal(z, b[None])

@@ -110,10 +110,15 @@ void set_matmul_precision(Precision p) {
 }
 Precision matmul_precision() { return precision_; }
 
+// The precision of a product with m rows: float32 for one row whatever the setting (a
+// matrix-vector product in effect, bound by reading B, which rounding B would read once
+// more; the NumPy twin's matmul makes the same exception).
+static Precision precision_for(index_t m) { return m > 1 ? precision_ : Precision::Float32; }
+
 
 GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
   GemmTiles g;
-  g.precision = precision_;
+  g.precision = precision_for(m);
   g.m = m;
   g.n = n;
   g.tm = std::max<index_t>(m, 1);
@@ -166,7 +171,7 @@ index_t gemm_k_chunk(index_t m, index_t n, index_t k, bool trans_a, bool trans_b
   // at (115200, 25, 32) differed in the last bits between 1 and 2 threads
   // (tests/test_conv_speed_paths.py); the cause was not found, one call per product is
   // what the thread-count tests have always passed with.
-  if (precision_ == Precision::BFloat16) return k;
+  if (precision_for(m) == Precision::BFloat16) return k;
   if (gemm_tiles(m, n, k).count() != 1) return k;
   index_t count = std::min<index_t>(kSplitMaxChunks, k / kSplitMinRows);
   count -= count % 2;
@@ -307,7 +312,7 @@ void gemm_split_k(index_t kc, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c,
          t == 0 ? beta : T(0), d.data, d.ld);
   };
   if constexpr (std::is_same_v<T, float>) {
-    if (precision_ == Precision::BFloat16) {
+    if (precision_for(m) == Precision::BFloat16) {
       // op(A) = A^T rounded once (m x k, dense), B as stored (k x n, dense): a chunk is
       // columns [k0, k0 + rows) of the one and rows [k0, k0 + rows) of the other.
       thread_local std::vector<std::uint16_t> abuf, bbuf;
@@ -445,7 +450,7 @@ void gemm_column_chunks(bool ta, T alpha, CMat<T> a, CMat<T> b, index_t chunk,
   chunk = std::max<index_t>(1, std::min(n, round_up((n + count - 1) / count, kAlign)));
   count = (n + chunk - 1) / chunk;
   bool bf16 = false;
-  if constexpr (std::is_same_v<T, float>) bf16 = precision_ == Precision::BFloat16 && k > 0;
+  if constexpr (std::is_same_v<T, float>) bf16 = precision_for(m) == Precision::BFloat16 && k > 0;
   // bfloat16: op(A), which every chunk multiplies, rounded once on this thread.
   std::vector<std::uint16_t> a16;
   if constexpr (std::is_same_v<T, float>)

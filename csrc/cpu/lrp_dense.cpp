@@ -131,11 +131,12 @@ void times_x_by_tiles(Mat<T> s, FillS fill_s, CMat<T> w, CMat<T> x, Mat<T> out,
   }
 }
 
-// dst = x op(w), op(w) = w^T when trans: gemm, or for one row the GEMVs of row_blocks
-// (a GEMM of one row packs all of w first; bfloat16 products go through gemm).
+// dst = x op(w), op(w) = w^T when trans: gemm, or for one row the float32 GEMVs of
+// row_blocks, whatever the precision (a GEMM of one row packs all of w first, and
+// rounding w to bfloat16 reads all of it once more; see dense_forward).
 template <class T>
 void product(CMat<T> x, CMat<T> w, bool trans, Mat<T> dst) {
-  if (x.rows != 1 || matmul_precision() != Precision::Float32) {
+  if (x.rows != 1) {
     gemm<T>(false, trans, T(1), x, w, T(0), dst);
     return;
   }

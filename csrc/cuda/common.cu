@@ -180,7 +180,8 @@ void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat
   const int m_ = as_int(c.cols, "gemm n"), n_ = as_int(c.rows, "gemm m"), k_ = as_int(k, "gemm k"),
             ldb = as_int(b.ld > 0 ? b.ld : 1, "ldb"), lda = as_int(a.ld > 0 ? a.ld : 1, "lda"),
             ldc = as_int(c.ld, "ldc");
-  if (bf16_products && std::is_same<T, float>::value) {
+  // bfloat16 operands from two rows of C on: one row stays float32, as on the CPU.
+  if (bf16_products && std::is_same<T, float>::value && c.rows > 1) {
     PYMDBN_CUDA_CHECK(call_bf16<T>(ob, oa, m_, n_, k_, &alpha, b.data, ldb, a.data, lda, &beta,
                                    c.data, ldc));
     return;

@@ -97,7 +97,8 @@ class RBM(DeviceMixin, io.SaveMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         ``'bfloat16'`` keeps float32 parameters, data and updates (small updates rounded
         into bfloat16 weights would be lost) and rounds the operands of the matrix
         products to bfloat16 with float32 sums: binary Gibbs states are exact in
-        bfloat16. It needs oneDNN (``pip install 'pymdbn[bf16]'``) and a CPU with
+        bfloat16. Products of one row (one sample) stay float32: they are bound by
+        reading the weights, which rounding would read once more. It needs oneDNN (``pip install 'pymdbn[bf16]'``) and a CPU with
         AVX512_BF16 or AMX, or a CUDA device; elsewhere the products stay float32 and a
         :class:`~pymdbn.backend.BFloat16FallbackWarning` says why.
     device : {'cpu', 'cuda'}, default='cpu'
