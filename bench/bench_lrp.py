@@ -57,6 +57,10 @@ def _parser():
     p.add_argument("--profile", action="store_true",
                    help="only profile pymdbn: time per kernel (op and shape) and the Python "
                         "around them, of forward and explain at N and at N=1")
+    p.add_argument("--bfloat16", action="store_true",
+                   help="also time the MDBN with dtype='bfloat16' (bfloat16 operands of the "
+                        "products, float32 weights and sums) and PyTorch's forward under "
+                        "bfloat16 autocast; its relevance is checked against float32")
     p.add_argument("--json")
     return p
 
@@ -475,6 +479,16 @@ def main():
         def pym_explain(x):
             return est.explain(x, composite=args.composite)
 
+    est16 = None
+    if args.bfloat16:
+        if args.no_model or dtype != np.float32:
+            raise SystemExit("--bfloat16 times an MDBN of float32 weights (not with --no-model "
+                             "or --dtype float64)")
+        ok, detail = pymdbn.backend.bfloat16_status()
+        if not ok:
+            raise SystemExit(f"--bfloat16: bfloat16 products unavailable: {detail}")
+        est16 = as_mdbn(model, dtype).set_params(dtype="bfloat16")
+
     if args.profile:
         profile({f"pymdbn forward, N={args.n}": lambda: pym_forward(X),
                  f"pymdbn explain, N={args.n}": lambda: pym_explain(X)}, args.repeat)
@@ -527,12 +541,43 @@ def main():
             with torch.no_grad():
                 return tm(*(xt[m].reshape(args.n, -1) for m in MODALITIES))
 
+    bf16_check = None
+    if est16 is not None:
+        # bfloat16 relevance against float32's, per sample: max |diff| / max |float32|,
+        # and the Pearson correlation of the two heatmaps. An Epsilon rule's small epsilon
+        # amplifies the rounding of pre-activations near zero (s = R / z), so these
+        # measure the composite's conditioning as much as the arithmetic.
+        e16 = est16.explain(X, composite=args.composite)
+        bf16_check = {}
+        for m in MODALITIES:
+            a = ex.relevance[m].reshape(args.n, -1).astype(np.float64)
+            c = e16.relevance[m].reshape(args.n, -1).astype(np.float64)
+            top = np.abs(a).max(axis=1)
+            dev = np.abs(c - a).max(axis=1) / np.where(top > 0, top, 1)
+            ac, cc = a - a.mean(axis=1, keepdims=True), c - c.mean(axis=1, keepdims=True)
+            norm = np.sqrt((ac * ac).sum(axis=1) * (cc * cc).sum(axis=1))
+            corr = (ac * cc).sum(axis=1) / np.where(norm > 0, norm, 1)
+            bf16_check[m] = {"median": float(np.median(dev)), "p90": float(np.quantile(dev, 0.9)),
+                             "max": float(dev.max()), "pearson_median": float(np.median(corr)),
+                             "pearson_p10": float(np.quantile(corr, 0.1))}
+        bf16_check["same_prediction"] = float(np.mean(
+            e16.logits.argmax(axis=1) == ex.logits.argmax(axis=1)))
+
     reference = {m: X[m].mean(axis=0) for m in MODALITIES}
     columns = {"forward": lambda: pym_forward(X), "explain": lambda: pym_explain(X),
                "explain_reference": lambda: explain(model, X, reference=reference,
                                                       composite=args.composite)}
+    if est16 is not None:
+        columns["forward_bf16"] = lambda: est16.decision_function(X)
+        columns["explain_bf16"] = lambda: est16.explain(X, composite=args.composite)
     if side is not None:
         columns["torch_forward"] = torch_forward
+        if est16 is not None:
+            def torch_forward_bf16():
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    return tm(*(xt[m].reshape(args.n, -1) for m in MODALITIES))
+
+            columns["torch_forward_bf16"] = torch_forward_bf16
     if zennit_explain is not None:
         columns["zennit_explain"] = lambda: zennit_explain(X)
     times = {k: [] for k in columns}
@@ -551,6 +596,8 @@ def main():
         latency = {}
         if args.latency_calls > 0:
             one = {"pymdbn": lambda: pym_explain(X1)}
+            if est16 is not None:
+                one["pymdbn_bf16"] = lambda: est16.explain(X1, composite=args.composite)
             if zennit_explain is not None:
                 one["zennit"] = lambda: zennit_explain(X1)
             lat = {k: [] for k in one}
@@ -579,6 +626,7 @@ def main():
         "numpy_over_explain": med["numpy_explain"] / med["explain"],
         "explain_us_per_sample": 1e6 * med["explain"] / args.n,
         "latency_s": latency, "zennit_max_deviation": zennit_check,
+        "bfloat16_deviation": bf16_check,
         "load_1min": [load_before, load_after], "times": times, "notes": ZENNIT_NOTES,
         "machine": machine_info(),
     }
@@ -596,6 +644,13 @@ def main():
         result["versions"]["zennit"] = metadata.version("zennit")
     if "zennit" in latency:
         result["latency_zennit_over_pymdbn"] = latency["zennit"] / latency["pymdbn"]
+    if "explain_bf16" in med:
+        result["explain_bf16_over_forward_bf16"] = med["explain_bf16"] / med["forward_bf16"]
+        if "zennit_explain" in med:
+            result["zennit_over_explain_bf16"] = med["zennit_explain"] / med["explain_bf16"]
+        if "torch_forward_bf16" in med:
+            result["torch_bf16_over_forward_bf16"] = (med["torch_forward_bf16"]
+                                                      / med["forward_bf16"])
 
     def ms(seconds):
         return f"{1e3 * seconds:8.1f} ms"
@@ -622,8 +677,27 @@ def main():
               + ", ".join(f"{m} {v['median']:.1e}" for m, v in f32.items()) + "; 90th pct "
               + ", ".join(f"{v['p90']:.1e}" for v in f32.values()) + "; float64 max "
               + ", ".join(f"{v:.1e}" for v in zennit_check["float64_max"].values()))
+    if "explain_bf16" in med:
+        line = (f"  bfloat16: pymdbn forward {ms(med['forward_bf16'])}, explain "
+                f"{ms(med['explain_bf16'])} (= {result['explain_bf16_over_forward_bf16']:.2f} x "
+                f"forward)")
+        if "zennit_over_explain_bf16" in result:
+            line += f"; zennit (float32) / explain = {result['zennit_over_explain_bf16']:.2f}"
+        if "torch_bf16_over_forward_bf16" in result:
+            line += (f"; torch autocast forward {ms(med['torch_forward_bf16'])}, torch / pymdbn "
+                     f"= {result['torch_bf16_over_forward_bf16']:.2f}")
+        print(line)
+        print("  bfloat16 relevance vs float32, per sample max|diff| / max|float32|: median "
+              + ", ".join(f"{m} {bf16_check[m]['median']:.1e}" for m in MODALITIES)
+              + "; Pearson r median "
+              + ", ".join(f"{bf16_check[m]['pearson_median']:.3f}" for m in MODALITIES)
+              + ", 10th pct "
+              + ", ".join(f"{bf16_check[m]['pearson_p10']:.3f}" for m in MODALITIES)
+              + f"; same predicted class {bf16_check['same_prediction']:.3f}")
     if latency:
         line = f"  one patient: pymdbn explain {1e3 * latency['pymdbn']:.3f} ms"
+        if "pymdbn_bf16" in latency:
+            line += f" (bfloat16 {1e3 * latency['pymdbn_bf16']:.3f} ms)"
         if "zennit" in latency:
             line += (f", zennit {1e3 * latency['zennit']:.3f} ms "
                      f"(= {result['latency_zennit_over_pymdbn']:.1f} x)")
