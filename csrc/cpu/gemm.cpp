@@ -66,7 +66,7 @@ constexpr index_t kMinSideMany = 2048;
 // Tile sides are multiples of 16: whole register blocks of OpenBLAS's kernels (4 to 16
 // wide), so no tile but the last of a row or column runs the slower edge kernels.
 constexpr index_t kAlign = 16;
-constexpr index_t kMinRowsBf16 = 128;
+constexpr index_t kMinRowsBf16 = 256;
 
 // Weight-gradient products C = op(A)^T B whose output has a single tile (too small to
 // split by rows or columns) but whose k, the rows of A and B, is long: a convolution's
@@ -130,7 +130,10 @@ GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
     // gemm:jit or ref:any instead of brg:avx512_core_amx). And few of them: each tile
     // reorders all of op(B) into the kernels' layout, so tiles of 32 rows made the
     // (4096, 1024, 256) epoch's products reorder W eight times each. Tiles of at least
-    // kMinRowsBf16 rows (2 tiles from 64 rows on), in whole 16-row blocks.
+    // kMinRowsBf16 rows (2 tiles from 64 rows on), in whole 16-row blocks. 256, not 128:
+    // a batch of 1000 then takes 4 tiles, not 8, and bench_lrp.py --bfloat16 (N = 1000,
+    // 2 threads) went from 38 to 28 ms forward and 66 to 53 ms explaining; 512 (2 tiles)
+    // measured the same as 256 and would leave a third and fourth thread idle.
     for (index_t count : {12, 8, 6, 4, 2}) {
       if (work < double(count) * kTileFlops) continue;
       const index_t tm = side(m, count, kAlign);
