@@ -127,6 +127,15 @@ def make_model(name, modality, args):
         overrides["pretrain_epochs"] = args.pretrain_epochs
     if args.max_epochs is not None:
         overrides["max_epochs"] = args.max_epochs
+    if args.patience is not None:
+        overrides["n_iter_no_change"] = args.patience
+    if args.dropout is not None:
+        overrides["dropout"] = args.dropout
+    if args.augment is not None:
+        from pymdbn.augment import ImageAugmenter
+
+        shift, flip, rotation = args.augment
+        overrides["augment"] = ImageAugmenter(shift=shift, flip=flip, rotation=rotation)
     if name == "proposed":
         kwargs = dict(overrides)
         if args.pathway:
@@ -154,6 +163,17 @@ def make_model(name, modality, args):
                        f"ReLU + 2x2 max-pool, channels {tuple(args.cnn_channels)}, "
                        f"{args.cnn_epochs} epochs of Adam, augmentation: {how}"), "dict"
     raise BenchError(f"unknown model {name!r}")
+
+
+def _augment_spec(text):
+    """``SHIFT,FLIP,ROTATION`` (e.g. ``0.1,horizontal,10``) as (float, str, float)."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected SHIFT,FLIP,ROTATION, got {text!r}")
+    try:
+        return float(parts[0]), parts[1], float(parts[2])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"SHIFT and ROTATION must be numbers, got {text!r}")
 
 
 def parse_conv_pathway(tokens):
@@ -480,6 +500,12 @@ def parse(argv):
     tuning.add_argument("--conv-pathway", nargs="+", metavar="LAYER",
                         help="the convolutional model's pathway, e.g. c32x5 p2 c64x5 p2 256 "
                         "(default: presets.conv_pathway(size))")
+    tuning.add_argument("--patience", type=int,
+                        help="fine-tuning epochs without improvement before early stopping")
+    tuning.add_argument("--dropout", type=float, help="fine-tuning dropout of the dense units")
+    tuning.add_argument("--augment", type=_augment_spec, metavar="SHIFT,FLIP,ROTATION",
+                        help="augment the pymdbn models' fine-tuning, e.g. 0.1,horizontal,10 "
+                        "(pymdbn.augment.ImageAugmenter's shift, flip and rotation)")
     tuning.add_argument("--cnn-epochs", type=int, default=15)
     tuning.add_argument("--cnn-channels", type=int, nargs="+", default=[16, 32, 64, 128],
                         help="channels per CNN block (one block each)")

@@ -156,6 +156,20 @@ def test_conv_pathway_option(bench):
         bench.parse_conv_pathway(["q2"])
 
 
+def test_tuning_options_reach_the_pymdbn_models(bench, tmp_path):
+    args = bench.parse([str(tmp_path), "--augment", "0.05,none,5", "--patience", "7",
+                             "--dropout", "0.2"])
+    model, description, _ = bench.make_model("proposed", "image", args)
+    params = model.get_params()
+    assert params["n_iter_no_change"] == 7 and params["dropout"] == 0.2
+    aug = params["augment"]
+    assert (aug.shift, aug.flip, aug.rotation) == (0.05, "none", 5.0)
+    assert "n_iter_no_change=7" in description
+    for bad in ("0.1,horizontal", "x,none,5"):
+        with pytest.raises(SystemExit):
+            bench.parse([str(tmp_path), "--augment", bad])
+
+
 def test_occlusion_counts_images_with_a_box(bench):
     """The bench's accuracies are lesion_occlusion's over the images that have a box."""
     from pymdbn.metrics.relevance import lesion_occlusion
