@@ -19,7 +19,11 @@ inputs, interleaved round by round (so that every column sees the same machine l
   registered once, then forward + ``torch.autograd.grad`` per call) with the equivalent
   composite, relevance of the predicted logit (``one_hot * logits``);
 * one-patient latency (N=1, median of ``--latency-calls`` calls) of pymdbn's and zennit's
-  explain.
+  explain;
+* with ``--bfloat16``: the same MDBN with ``dtype='bfloat16'`` (forward, explain, one
+  patient), PyTorch's forward and zennit under ``torch.autocast('cpu', torch.bfloat16)``,
+  and the bfloat16 relevance against float32's (max deviation and Pearson r per sample:
+  with Epsilon(1e-6) pre-activations near zero amplify any rounding, zennit's too).
 
 Before timing, pymdbn's relevance is checked against zennit's in float32 (and against the
 NumPy twins in float64), see ``check_zennit``. torch and zennit are optional: without them
@@ -27,6 +31,7 @@ their columns are skipped with a message.
 
     python bench/bench_lrp.py                        # N=1000, 2 threads, epsilon
     python bench/bench_lrp.py --composite epsilon_plus --json out.json
+    python bench/bench_lrp.py --bfloat16              # also dtype='bfloat16' (oneDNN, AMX)
     python bench/bench_lrp.py --n 200 --repeat 2 --no-model   # smoke run (pymdbn bench --quick)
 """
 
@@ -59,8 +64,9 @@ def _parser():
                         "around them, of forward and explain at N and at N=1")
     p.add_argument("--bfloat16", action="store_true",
                    help="also time the MDBN with dtype='bfloat16' (bfloat16 operands of the "
-                        "products, float32 weights and sums) and PyTorch's forward under "
-                        "bfloat16 autocast; its relevance is checked against float32")
+                        "products, float32 weights and sums), and PyTorch's forward and "
+                        "zennit under bfloat16 autocast; its relevance is compared with "
+                        "float32's")
     p.add_argument("--json")
     return p
 
@@ -580,6 +586,12 @@ def main():
             columns["torch_forward_bf16"] = torch_forward_bf16
     if zennit_explain is not None:
         columns["zennit_explain"] = lambda: zennit_explain(X)
+        if est16 is not None:
+            def zennit_explain_bf16():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return zennit_explain(X)
+
+            columns["zennit_explain_bf16"] = zennit_explain_bf16
     times = {k: [] for k in columns}
     load_before = _load()
     if composite is not None and zennit_explain is not None:
@@ -648,6 +660,9 @@ def main():
         result["explain_bf16_over_forward_bf16"] = med["explain_bf16"] / med["forward_bf16"]
         if "zennit_explain" in med:
             result["zennit_over_explain_bf16"] = med["zennit_explain"] / med["explain_bf16"]
+        if "zennit_explain_bf16" in med:
+            result["zennit_bf16_over_explain_bf16"] = (med["zennit_explain_bf16"]
+                                                       / med["explain_bf16"])
         if "torch_forward_bf16" in med:
             result["torch_bf16_over_forward_bf16"] = (med["torch_forward_bf16"]
                                                       / med["forward_bf16"])
@@ -683,6 +698,9 @@ def main():
                 f"forward)")
         if "zennit_over_explain_bf16" in result:
             line += f"; zennit (float32) / explain = {result['zennit_over_explain_bf16']:.2f}"
+        if "zennit_bf16_over_explain_bf16" in result:
+            line += (f"; zennit under bfloat16 autocast {ms(med['zennit_explain_bf16'])}, "
+                     f"zennit / pymdbn = {result['zennit_bf16_over_explain_bf16']:.2f}")
         if "torch_bf16_over_forward_bf16" in result:
             line += (f"; torch autocast forward {ms(med['torch_forward_bf16'])}, torch / pymdbn "
                      f"= {result['torch_bf16_over_forward_bf16']:.2f}")
