@@ -135,8 +135,8 @@ void dense_forward(CMat<T> x, CMat<T> w, CVec<T> b, T clip, Activation act, Mat<
   if (z.empty()) return;
   // One sample: float32 GEMVs over blocks of columns, in bfloat16 precision too. A
   // product of one row is bound by reading w, and rounding w to bfloat16 reads it once
-  // more: explaining one patient took 4.9 ms so against 1.7 ms in float32 (three 4096 x
-  // 512 pathways, 2 threads).
+  // more: with the rounding, one patient took 4.9 ms to explain, against 1.7 ms in
+  // float32 (three 4096 x 512 pathways, 2 threads).
   if (x.rows == 1) {
     const RowBlocks rb = row_blocks(w.cols, w.rows * w.cols);
     const int nt = omp_in_parallel() ? 1 : int(std::min<index_t>(omp_get_max_threads(), rb.count));

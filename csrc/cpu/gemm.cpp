@@ -115,7 +115,6 @@ Precision matmul_precision() { return precision_; }
 // more; the NumPy twin's matmul makes the same exception).
 static Precision precision_for(index_t m) { return m > 1 ? precision_ : Precision::Float32; }
 
-
 GemmTiles gemm_tiles(index_t m, index_t n, index_t k) {
   GemmTiles g;
   g.precision = precision_for(m);
