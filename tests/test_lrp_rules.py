@@ -10,8 +10,10 @@ from pymdbn.backend import reference as ref
 from pymdbn.lrp import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare, ZBox,
                         ZPlus, get_composite)
 
-# (batch, n_in, n_out), size 1 included.
-SHAPES = [(1, 1, 1), (1, 5, 3), (6, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33)]
+# (batch, n_in, n_out), size 1 included; (1, 2100, 1000): one sample over more than one
+# column block of the one-row kernels.
+SHAPES = [(1, 1, 1), (1, 5, 3), (6, 1, 4), (3, 13, 1), (17, 31, 9), (64, 100, 33),
+          (1, 2100, 1000)]
 KERNEL_RULES = {
     "epsilon": {},
     "zplus": {},
