@@ -47,8 +47,8 @@ struct Split {
 
 // w's positive and negative parts, dense (ld = w.cols), row by row in parallel: read once
 // from w as stored (no dense copy first), into buffers that are not zero-filled first.
-// Done per call: for one patient through three 4096 x 512 pathways the serial copy and
-// split took 15 of its 17.6 ms ('epsilon_plus', 2 threads).
+// Done per call: with a serial dense copy and split first, one patient through three
+// 4096 x 512 pathways took 17.7 ms ('epsilon_plus', 2 threads), 10.0 ms without.
 template <class T>
 struct SplitRows {
   std::unique_ptr<T[]> pos, neg;
@@ -75,13 +75,6 @@ SplitRows<T> split_rows(CMat<T> w) {
   return s;
 }
 
-// ZPlus / AlphaBeta for one sample, in two passes over w and no split copies: the
-// batched form's products of one row are GEMVs over w+ and w- (four passes, plus the
-// pass that splits w), which made one patient through three 4096 x 512 pathways 10 ms
-// ('epsilon_plus', 2 threads). z_a = x+ w+ + x- w- + b_a (alpha part) and z_b = x+ w- +
-// x- w+ + b_b (beta part) column block by column block, each column summed over the
-// rows in order (any thread count: the same bits); then per input row one pass over w
-// for the four sums of s_a and s_b against w's positive and negative parts.
 // z[j] += xp w+[j] + xn w-[j] over one row of w (the one-row kernel's first pass).
 template <class T>
 inline void add_sign_split(const T* __restrict wi, T xp, T xn, T* __restrict z, index_t n) {
@@ -107,6 +100,13 @@ inline void sign_split_dots(const T* __restrict wi, const T* __restrict s, index
   *neg = q;
 }
 
+// ZPlus / AlphaBeta for one sample, in two passes over w and no split copies: the
+// batched form's products of one row are GEMVs over w+ and w- (four passes, plus the
+// pass that splits w), which made one patient through three 4096 x 512 pathways 10 ms
+// ('epsilon_plus', 2 threads). z_a = x+ w+ + x- w- + b_a (alpha part) and z_b = x+ w- +
+// x- w+ + b_b (beta part) column block by column block, each column summed over the
+// rows in order (any thread count: the same bits); then per input row one pass over w
+// for the four sums of s_a and s_b against w's positive and negative parts.
 template <class T>
 void sign_split_one_row(CMat<T> x, CMat<T> w, const T* bias_pos, const T* bias_neg,
                         const T* relevance, T alpha, T beta, T eps, Mat<T> out) {
