@@ -558,8 +558,7 @@ def main():
         for m in MODALITIES:
             a = ex.relevance[m].reshape(args.n, -1).astype(np.float64)
             c = e16.relevance[m].reshape(args.n, -1).astype(np.float64)
-            top = np.abs(a).max(axis=1)
-            dev = np.abs(c - a).max(axis=1) / np.where(top > 0, top, 1)
+            dev = sample_deviation(c, a)
             ac, cc = a - a.mean(axis=1, keepdims=True), c - c.mean(axis=1, keepdims=True)
             norm = np.sqrt((ac * ac).sum(axis=1) * (cc * cc).sum(axis=1))
             corr = (ac * cc).sum(axis=1) / np.where(norm > 0, norm, 1)
