@@ -7,6 +7,7 @@
 namespace pymdbn::bind {
 
 void bind_config(py::module_& m) {
+  bind_pool(m);
   m.def("build_info", [] {
     py::dict d;
     d["version"] = PYMDBN_VERSION;

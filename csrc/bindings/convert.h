@@ -167,6 +167,7 @@ void bind_nn(py::module_& m);
 void bind_lrp(py::module_& m);
 void bind_prep(py::module_& m);
 void bind_conv(py::module_& m);
-void bind_config(py::module_& m);  // per build: bind_config.cpp (_core), csrc/cuda (_cuda)
+void bind_config(py::module_& m);
+void bind_pool(py::module_& m);  // host_pool.cpp, _core only  // per build: bind_config.cpp (_core), csrc/cuda (_cuda)
 
 }  // namespace pymdbn::bind

@@ -56,6 +56,27 @@ def build_info():
     return info
 
 
+def pool_enter():
+    """Install the caching NumPy memory handler (csrc/bindings/host_pool.cpp) in this
+    context; returns the handler to restore, or None where it is unavailable."""
+    return _core.pool_enter()
+
+
+def pool_leave(previous):
+    """Restore ``previous``; the last active block frees the cached buffers."""
+    _core.pool_leave(previous)
+
+
+def pool_stats():
+    """The pool's state: active blocks, cached bytes and blocks, its cap, hits."""
+    return dict(_core.pool_stats())
+
+
+def pool_set_cap(cap_bytes):
+    """Most bytes the pool keeps (default: 2 GiB or an eighth of the machine's memory)."""
+    _core.pool_set_cap(int(cap_bytes))
+
+
 def get_num_threads():
     """(OpenMP threads, OpenBLAS threads) of the kernels."""
     return _core.get_num_threads()

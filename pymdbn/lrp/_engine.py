@@ -754,12 +754,14 @@ def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
     }
     ref = None if reference is None else _forward(net, reference)
     chunks = []
-    for start in range(0, n, batch_size):
-        rows = slice(start, start + batch_size)
-        whole = start == 0 and batch_size >= n
-        chunk = _explain_batch(net, rules, x if whole else {m: x[m][rows] for m in net.modalities},
-                               None if t is None else t[rows], return_layers, owned, ref)
-        chunks.append(chunk if device == "cpu" else backend.to_device(chunk, "cpu"))
+    with backend.array_pool():  # each chunk's temporaries reuse the last chunk's buffers
+        for start in range(0, n, batch_size):
+            rows = slice(start, start + batch_size)
+            whole = start == 0 and batch_size >= n
+            chunk = _explain_batch(net, rules,
+                                   x if whole else {m: x[m][rows] for m in net.modalities},
+                                   None if t is None else t[rows], return_layers, owned, ref)
+            chunks.append(chunk if device == "cpu" else backend.to_device(chunk, "cpu"))
     out = chunks[0] if len(chunks) == 1 else _concat(chunks)
     if device != "cpu":
         ref = backend.to_device(ref, "cpu")

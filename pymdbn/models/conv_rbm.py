@@ -370,7 +370,7 @@ class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
         w_shape = xp.zeros((n_cols, n_filters), dtype=dtype)  # dense_backward checks its shape
         order = backend.to_device(np.asarray(order, dtype=np.int64), backend.device_of(X))
         sq = 0.0
-        with _quiet():
+        with _quiet(), backend.array_pool():
             for start in range(0, len(order), self.batch_size):
                 v0 = X[order[start:start + self.batch_size]]
                 sq += self._cd_step(v0, self.n_steps_, zeros_k, w_shape)

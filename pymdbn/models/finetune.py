@@ -205,50 +205,51 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
     history = state["history"]
     if state["epoch"]:
         progress.update(state["epoch"])
-    while state["epoch"] < max_epochs and not state["stopped"]:
-        t0 = time.perf_counter()
-        epoch = state["epoch"]
-        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
-        order_dev = backend.to_device(order, device)  # one upload per epoch
-        total, weight = 0.0, 0.0
-        drop = not output_only and (dropout > 0 or input_dropout > 0)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            idx_dev = order_dev[start:start + batch_size]
-            masks = (Dropout(dropout, input_dropout, [seed, epoch, start // batch_size])
-                     if drop else None)
-            batch = {k: v[idx_dev] for k, v in X.items()}
-            if augment is not None:
-                batch = augment(batch, [seed, epoch, start // batch_size])
-            cache = net.forward(batch, masks)
-            sw = None if sample_weight is None else sw_dev[idx_dev]
-            loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y_dev[idx_dev], sw)
-            if not np.isfinite(loss):
-                raise FloatingPointError("fine-tuning diverged (non-finite loss); lower "
-                                         "learning_rate")
-            opt.step(params, net.backward(cache, grad, output_only))
-            w = len(idx) if sample_weight is None else float(sample_weight[idx].sum())
-            total += loss * w
-            weight += w
-        entry = {"epoch": epoch + 1, "loss": total / weight}
-        if early_stopping:
-            entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y_dev[val_dev], sw_val)
-            best = state["best_loss"]
-            if best is None or entry["val_loss"] < best - tol:
-                state["best_loss"] = entry["val_loss"]
-                state["no_improve"] = 0
-                state["best_params"] = [p.copy() for p in params]
-            else:
-                state["no_improve"] += 1
-            state["stopped"] = state["no_improve"] >= n_iter_no_change
-        entry["time"] = time.perf_counter() - t0
-        history.append(entry)
-        state["epoch"] = epoch + 1
-        state["t"] = opt.t
-        state["slots"] = opt.slots
-        progress.update(1, **{k: v for k, v in entry.items() if k in ("loss", "val_loss")})
-        if on_epoch is not None:
-            on_epoch(state)
+    with backend.array_pool():  # the batches' temporaries reuse one set of buffers
+        while state["epoch"] < max_epochs and not state["stopped"]:
+            t0 = time.perf_counter()
+            epoch = state["epoch"]
+            order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+            order_dev = backend.to_device(order, device)  # one upload per epoch
+            total, weight = 0.0, 0.0
+            drop = not output_only and (dropout > 0 or input_dropout > 0)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                idx_dev = order_dev[start:start + batch_size]
+                masks = (Dropout(dropout, input_dropout, [seed, epoch, start // batch_size])
+                         if drop else None)
+                batch = {k: v[idx_dev] for k, v in X.items()}
+                if augment is not None:
+                    batch = augment(batch, [seed, epoch, start // batch_size])
+                cache = net.forward(batch, masks)
+                sw = None if sample_weight is None else sw_dev[idx_dev]
+                loss, grad, _ = ops.softmax_cross_entropy(cache["logits"], y_dev[idx_dev], sw)
+                if not np.isfinite(loss):
+                    raise FloatingPointError("fine-tuning diverged (non-finite loss); lower "
+                                             "learning_rate")
+                opt.step(params, net.backward(cache, grad, output_only))
+                w = len(idx) if sample_weight is None else float(sample_weight[idx].sum())
+                total += loss * w
+                weight += w
+            entry = {"epoch": epoch + 1, "loss": total / weight}
+            if early_stopping:
+                entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y_dev[val_dev], sw_val)
+                best = state["best_loss"]
+                if best is None or entry["val_loss"] < best - tol:
+                    state["best_loss"] = entry["val_loss"]
+                    state["no_improve"] = 0
+                    state["best_params"] = [p.copy() for p in params]
+                else:
+                    state["no_improve"] += 1
+                state["stopped"] = state["no_improve"] >= n_iter_no_change
+            entry["time"] = time.perf_counter() - t0
+            history.append(entry)
+            state["epoch"] = epoch + 1
+            state["t"] = opt.t
+            state["slots"] = opt.slots
+            progress.update(1, **{k: v for k, v in entry.items() if k in ("loss", "val_loss")})
+            if on_epoch is not None:
+                on_epoch(state)
     if early_stopping and state["best_params"] is not None:
         for p, best in zip(params, state["best_params"]):
             p[...] = best
