@@ -4,8 +4,8 @@ For the preset's pathway (``Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), 256``) o
 64x64x1 images (layer 2 on 30x30x32) and the 128x128 variant (layer 2 on 62x62x32):
 
 (a) a ConvRBM CD-1 epoch of each conv layer (``partial_fit`` over the images);
-(b) its im2col products alone, NumPy matmul on the same im2col matrices with OpenBLAS's
-    own threads: per batch cols0 W^T, h W, cols W^T (forward) and cols0^T ph0, cols^T phn
+(b) its im2col products alone, NumPy matmul into preallocated outputs on the same im2col
+    matrices with OpenBLAS's own threads: per batch cols0 W^T, h W, cols W^T (forward) and cols0^T ph0, cols^T phn
     (weight gradients). Each product is timed with NumPy's OpenBLAS at the run's thread
     count and at 1 thread; the bound is the sum of the faster of the two (on a loaded
     2-core machine OpenBLAS's threads can be far slower than one: cols^T ph of
@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 import pymdbn
-from pymdbn import ConvRBM
+from pymdbn import ConvRBM, backend
 from pymdbn.backend import ops
 from pymdbn.benchmark import _cpu_info, _versions
 from pymdbn.models import finetune
@@ -49,6 +49,13 @@ def _blas_limit(threads):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _product(a, b):
+    """``a @ b`` into a preallocated output, as the dense suite's bound: the bound
+    counts the multiplication, not a fresh output's page faults."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    return lambda: np.matmul(a, b, out=out)
 
 
 def _timed(fn):
@@ -82,11 +89,11 @@ def crbm_case(shape, kernel, filters, n_images, batch, rng):
     phn = ph0.copy()
     wt = np.ascontiguousarray(wf.T)
     products = {
-        "cols0 W^T": lambda: cols0 @ wt,
-        "h W": lambda: hs @ wf,
-        "cols W^T": lambda: cols @ wt,
-        "cols0^T ph0": lambda: cols0.T @ ph0,
-        "cols^T phn": lambda: cols.T @ phn,
+        "cols0 W^T": _product(cols0, wt),
+        "h W": _product(hs, wf),
+        "cols W^T": _product(cols, wt),
+        "cols0^T ph0": _product(cols0.T, ph0),
+        "cols^T phn": _product(cols.T, phn),
     }
     return {"epoch": lambda: model.partial_fit(X), "products": products,
             "n_batches": n_batches, "rows": len(cols0), "cols": cols0.shape[1]}
@@ -129,15 +136,15 @@ def network_case(size, n_images, batch, rng):
             continue
         wl = layer["W"]
         dz = np.ascontiguousarray(z if z.ndim == 2 else z.reshape(len(x), -1))
-        products[f"L{i} x W"] = (lambda x=x, wl=wl: x @ wl)
-        products[f"L{i} x^T dz"] = (lambda x=x, dz=dz: x.T @ dz)
+        products[f"L{i} x W"] = _product(x, wl)
+        products[f"L{i} x^T dz"] = _product(x.T, dz)
         if i > 0:
-            products[f"L{i} dz W^T"] = (lambda dz=dz, wl=wl: dz @ wl.T)
+            products[f"L{i} dz W^T"] = _product(dz, wl.T)
     code = cache["code"]
     gl = np.ones((len(code), CLASSES), np.float32)
-    products["out x W"] = lambda: code @ out["W"]
-    products["out x^T dz"] = lambda: code.T @ gl
-    products["out dz W^T"] = lambda: gl @ out["W"].T
+    products["out x W"] = _product(code, out["W"])
+    products["out x^T dz"] = _product(code.T, gl)
+    products["out dz W^T"] = _product(gl, out["W"].T)
 
     torch_epoch = None
     try:
@@ -255,7 +262,9 @@ def main(argv=None):
         if "crbm" in args.parts:
             for i, (shape, kernel, filters) in enumerate(layers):
                 case = crbm_case(shape, kernel, filters, args.images, args.batch, rng)
-                rec = measure(case, args.threads, args.rounds)
+                # partial_fit per epoch, buffers kept between epochs as ConvRBM.fit keeps them
+                with backend.array_pool():
+                    rec = measure(case, args.threads, args.rounds)
                 rec.update(case="ConvRBM CD-1", size=size, layer=i + 1, input=list(shape),
                            filters=filters, gemm_rows=case["rows"], gemm_cols=case["cols"])
                 record["results"].append(rec)
@@ -263,7 +272,8 @@ def main(argv=None):
                       f"bound {rec['bound_s']:.3f} s, ratio {rec['ratio']:.2f}", flush=True)
         if "finetune" in args.parts:
             case = network_case(size, args.images, args.batch, rng)
-            rec = measure(case, args.threads, args.rounds, with_torch=not args.no_torch)
+            with backend.array_pool():  # as pymdbn.models.finetune.train holds it
+                rec = measure(case, args.threads, args.rounds, with_torch=not args.no_torch)
             rec.update(case="fine-tune epoch", size=size, layer="pathway")
             record["results"].append(rec)
             print(f"# {size}x{size} fine-tune: epoch {rec['epoch_s']:.3f} s, bound "

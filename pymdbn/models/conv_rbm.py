@@ -410,7 +410,8 @@ class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
         device = backend.check_device(self.device)
         X, shape = self._input(X, True, device)
         self._initialize(shape, X.dtype, self.random_state)
-        with arrays_on(self, self._STATE_ARRAYS, device, keep=True):
+        # One pool for all epochs: each epoch's first batch reuses the last one's buffers.
+        with arrays_on(self, self._STATE_ARRAYS, device, keep=True), backend.array_pool():
             for epoch in range(self.n_iter):
                 t0 = time.perf_counter()
                 order = np.random.default_rng([self.seed_, epoch]).permutation(len(X))
