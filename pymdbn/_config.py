@@ -48,6 +48,9 @@ def show_config(mode="stdout"):
         ``backends`` (those that load here), ``bfloat16`` (whether ``dtype='bfloat16'``
         gets bfloat16 products on the host backend) and ``bfloat16_info`` (the library and
         CPU feature, or why not). ``onednn_compiled``: the build can load oneDNN.
+        ``array_pool`` (whether training and explaining loops reuse their large
+        temporaries, :func:`pymdbn.backend.array_pool`) and ``array_pool_info`` (its cap,
+        or why not).
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
@@ -62,6 +65,7 @@ def show_config(mode="stdout"):
     else:
         info["cuda_unavailable"] = reason
     info["bfloat16"], info["bfloat16_info"] = backend.bfloat16_status()
+    info["array_pool"], info["array_pool_info"] = backend.array_pool_status()
     threads = get_num_threads()
     info["openmp_threads"] = threads["openmp"]
     info["blas_threads"] = threads["blas"]

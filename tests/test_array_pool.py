@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+import pymdbn
 from pymdbn import MDBN, Conv, ImageAugmenter, Pool, backend
 
 pytestmark = pytest.mark.skipif(backend.host_backend() != "cpu",
@@ -97,11 +98,15 @@ def test_the_cap_bounds_the_cached_bytes():
         cpu.pool_set_cap(cap)
 
 
-def test_opt_out_leaves_numpy_alone(monkeypatch):
+def test_opt_out_leaves_numpy_alone_and_show_config_says_so(monkeypatch):
+    info = pymdbn.show_config(mode="dicts")
+    assert info["array_pool"] is True and "MiB" in info["array_pool_info"]
     monkeypatch.setenv(backend.POOL_ENV_VAR, "0")
     outside = handler_name()
     with backend.array_pool():
         assert handler_name() == outside
+    info = pymdbn.show_config(mode="dicts")
+    assert info["array_pool"] is False and "PYMDBN_ARRAY_POOL=0" in info["array_pool_info"]
 
 
 def test_other_threads_keep_their_handler_and_free_pooled_arrays():

@@ -32,7 +32,7 @@ import warnings
 __all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "PRECISIONS", "ops", "get", "available",
            "host_backend", "device_of", "unavailable_reason", "check_device", "to_device",
            "namespace", "DeviceUnavailableError", "matmul_precision", "bfloat16_status",
-           "BFloat16FallbackWarning", "storage_dtype", "precision_of", "array_pool"]
+           "BFloat16FallbackWarning", "storage_dtype", "precision_of", "array_pool", "array_pool_status"]
 
 #: The devices estimators compute on (their ``device`` parameter).
 DEVICES = ("cpu", "cuda")
@@ -319,3 +319,14 @@ def array_pool():
         yield
     finally:
         module.pool_leave(previous)
+
+
+def array_pool_status():
+    """``(on, detail)``: whether :func:`array_pool` pools here, and its cap or why not."""
+    if os.environ.get(POOL_ENV_VAR, "").strip() == "0":
+        return False, f"turned off by {POOL_ENV_VAR}=0"
+    name = host_backend()
+    status = getattr(get(name), "pool_status", None)
+    if status is None:
+        return False, f"the {name!r} backend has no pool"
+    return status()

@@ -72,6 +72,15 @@ def pool_stats():
     return dict(_core.pool_stats())
 
 
+def pool_status():
+    """``(on, detail)``: whether the pool can install its handler here, its cap or why not."""
+    reason = _core.pool_unavailable()
+    if reason:
+        return False, reason
+    cap = _core.pool_stats()["cap_bytes"]
+    return True, f"keeps freed buffers of 1 MiB or more, up to {cap / 2**20:.0f} MiB"
+
+
 def pool_set_cap(cap_bytes):
     """Most bytes the pool keeps (default: 2 GiB or an eighth of the machine's memory)."""
     _core.pool_set_cap(int(cap_bytes))
