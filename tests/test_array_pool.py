@@ -17,7 +17,10 @@ MIB = 1 << 20
 
 
 def handler_name(a=None):
-    from numpy._core.multiarray import get_handler_name
+    try:
+        from numpy._core.multiarray import get_handler_name
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import get_handler_name
 
     return get_handler_name() if a is None else get_handler_name(a)
 
