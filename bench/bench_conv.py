@@ -5,12 +5,13 @@ For the preset's pathway (``Conv(32, 5), Pool(2), Conv(64, 5), Pool(2), 256``) o
 
 (a) a ConvRBM CD-1 epoch of each conv layer (``partial_fit`` over the images);
 (b) its im2col products alone, NumPy matmul into preallocated outputs on the same im2col
-    matrices with OpenBLAS's own threads: per batch cols0 W^T, h W, cols W^T (forward) and cols0^T ph0, cols^T phn
-    (weight gradients). Each product is timed with NumPy's OpenBLAS at the run's thread
-    count and at 1 thread; the bound is the sum of the faster of the two (on a loaded
-    2-core machine OpenBLAS's threads can be far slower than one: cols^T ph of
-    25 x 115200 x 32 took 2 s with 2 threads, 4.5 ms with 1);
-(c) a fine-tuning epoch of the whole pathway (``Network.forward`` + softmax + ``backward``)
+    matrices with OpenBLAS's own threads: per batch cols0 W^T, h W, cols W^T (forward)
+    and cols0^T ph0, cols^T phn (weight gradients). Each product is timed with NumPy's
+    OpenBLAS at the run's thread count and at 1 thread; the bound is the sum of the
+    faster of the two (on a loaded 2-core machine OpenBLAS's threads can be far slower
+    than one: cols^T ph of 25 x 115200 x 32 took 2 s with 2 threads, 4.5 ms with 1);
+(c) a fine-tuning epoch of the whole pathway (``Network.forward`` + softmax +
+    ``backward``)
     against its products (forward x W, weight gradients x^T dz, input gradients dz W^T of
     every layer but the first) and against PyTorch CPU (conv2d + sigmoid + max_pool2d,
     linear, cross-entropy, forward and backward), when torch imports.

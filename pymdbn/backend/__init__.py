@@ -32,7 +32,8 @@ import warnings
 __all__ = ["BACKENDS", "DTYPES", "OPS", "DEVICES", "PRECISIONS", "ops", "get", "available",
            "host_backend", "device_of", "unavailable_reason", "check_device", "to_device",
            "namespace", "DeviceUnavailableError", "matmul_precision", "bfloat16_status",
-           "BFloat16FallbackWarning", "storage_dtype", "precision_of", "array_pool", "array_pool_status"]
+           "BFloat16FallbackWarning", "storage_dtype", "precision_of", "array_pool",
+           "array_pool_status"]
 
 #: The devices estimators compute on (their ``device`` parameter).
 DEVICES = ("cpu", "cuda")
@@ -311,7 +312,7 @@ def array_pool():
     """
     module = get(host_backend())
     enter = getattr(module, "pool_enter", None)
-    if enter is None or os.environ.get(POOL_ENV_VAR, "").strip() == "0":
+    if enter is None or _pool_turned_off():
         yield
         return
     previous = enter()
@@ -321,9 +322,13 @@ def array_pool():
         module.pool_leave(previous)
 
 
+def _pool_turned_off():
+    return os.environ.get(POOL_ENV_VAR, "").strip() == "0"
+
+
 def array_pool_status():
     """``(on, detail)``: whether :func:`array_pool` pools here, and its cap or why not."""
-    if os.environ.get(POOL_ENV_VAR, "").strip() == "0":
+    if _pool_turned_off():
         return False, f"turned off by {POOL_ENV_VAR}=0"
     name = host_backend()
     status = getattr(get(name), "pool_status", None)

@@ -233,7 +233,8 @@ def train(net, X, y, sample_weight, *, output_only, optimizer, learning_rate, mo
                 weight += w
             entry = {"epoch": epoch + 1, "loss": total / weight}
             if early_stopping:
-                entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y_dev[val_dev], sw_val)
+                entry["val_loss"], entry["val_accuracy"] = _loss(net, X_val, y_dev[val_dev],
+                                                                 sw_val)
                 best = state["best_loss"]
                 if best is None or entry["val_loss"] < best - tol:
                     state["best_loss"] = entry["val_loss"]
