@@ -71,6 +71,7 @@ bounds of the first rule layer's input, where zennit would need them given.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Mapping
@@ -754,7 +755,9 @@ def _run_passes(net, x, shapes, n, target, composite, return_layers, batch_size,
     }
     ref = None if reference is None else _forward(net, reference)
     chunks = []
-    with backend.array_pool():  # each chunk's temporaries reuse the last chunk's buffers
+    # Several chunks: each one's temporaries reuse the last one's buffers (one chunk has
+    # nothing to reuse, and one patient's latency would pay for the handler's switch).
+    with backend.array_pool() if batch_size < n else contextlib.nullcontext():
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size)
             whole = start == 0 and batch_size >= n
