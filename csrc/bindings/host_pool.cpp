@@ -11,10 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <unistd.h>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace pymdbn::bind {
 
@@ -141,11 +143,33 @@ Header* header_of(void* ptr) {
 
 bool too_big(std::size_t size) { return size > SIZE_MAX - kHeader; }
 
+// NumPy's own handler asks for transparent huge pages on blocks of 4 MiB and more
+// (numpy/_core/src/multiarray/alloc.c), which cuts a fresh block's page faults 512-fold
+// where THP is in 'madvise' mode; so must this one, for the blocks it does not reuse
+// (an inference loop keeps every chunk's output): without it, 3 passes of 200 128x128
+// images through a 5x5x32 convolution took 521 k faults against NumPy's 22 k.
+constexpr std::size_t kHugePageMin = std::size_t(1) << 22;
+
+void advise_huge(void* user, std::size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (size < kHugePageMin) return;
+  const std::uintptr_t page = 4096, p = reinterpret_cast<std::uintptr_t>(user);
+  const std::uintptr_t start = (p + page - 1) / page * page;
+  madvise(reinterpret_cast<void*>(start), size - (start - p), MADV_HUGEPAGE);
+#else
+  (void)user;
+  (void)size;
+#endif
+}
+
 void* pool_malloc(void*, std::size_t size) {
   if (too_big(size)) return nullptr;
-  void* raw = pool().take(size);
-  if (raw == nullptr) raw = std::malloc(kHeader + size);
-  return raw == nullptr ? nullptr : user_of(raw, size);
+  if (void* raw = pool().take(size)) return user_of(raw, size);
+  void* raw = std::malloc(kHeader + size);
+  if (raw == nullptr) return nullptr;
+  void* user = user_of(raw, size);
+  advise_huge(user, size);
+  return user;
 }
 
 void* pool_calloc(void*, std::size_t nelem, std::size_t elsize) {
@@ -158,7 +182,10 @@ void* pool_calloc(void*, std::size_t nelem, std::size_t elsize) {
   }
   // Fresh memory from calloc: glibc maps zero pages for large blocks without writing them.
   void* raw = std::calloc(1, kHeader + size);
-  return raw == nullptr ? nullptr : user_of(raw, size);
+  if (raw == nullptr) return nullptr;
+  void* user = user_of(raw, size);
+  advise_huge(user, size);
+  return user;
 }
 
 void* pool_realloc(void* ctx, void* ptr, std::size_t size) {

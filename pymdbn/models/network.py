@@ -14,6 +14,8 @@ kernels ``dense_forward`` and ``dense_backward``; their NumPy twins in
 :mod:`pymdbn.backend.reference` define them.
 """
 
+import contextlib
+
 import numpy as np
 
 from pymdbn import backend
@@ -113,9 +115,12 @@ def _conv_forward(x, layer, clip, steps, keep_patches=True):
     ho, wo, _ = conv_output_shape(shape, kernel, w.shape[1])
     step = conv_chunk(ho * wo, w.shape[0], x.dtype.itemsize)
     parts = []
-    for s in range(0, n, step):
-        cols = ops.im2col(x[s:s + step], shape, kernel)
-        parts.append(ops.dense_forward(cols, w, b, clip, "sigmoid")[1].reshape(len(cols) // (ho * wo), -1))
+    # Several chunks: each im2col matrix (~_IM2COL_BYTES) reuses the last one's buffer.
+    with backend.array_pool() if n > step else contextlib.nullcontext():
+        for s in range(0, n, step):
+            cols = ops.im2col(x[s:s + step], shape, kernel)
+            a = ops.dense_forward(cols, w, b, clip, "sigmoid")[1]
+            parts.append(a.reshape(len(cols) // (ho * wo), -1))
     return parts[0] if len(parts) == 1 else backend.namespace(parts[0]).concatenate(parts)
 
 
