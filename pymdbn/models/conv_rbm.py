@@ -6,6 +6,7 @@ whose visible layer is folded back onto the image by ``col2im``; see
 :class:`ConvRBM`. The layout is the channels-last one of :mod:`pymdbn.layers`.
 """
 
+import contextlib
 import numbers
 import time
 
@@ -464,7 +465,9 @@ class ConvRBM(DeviceMixin, io.SaveMixin, TransformerMixin, BaseEstimator):
         ho, wo, n_filters = self.output_shape_
         per_image = ho * wo * self.components_[0].size
         chunk = max(1, _TRANSFORM_ENTRIES // per_image)
-        with arrays_on(self, ("components_", "intercept_hidden_"), device):
+        # Several chunks: each im2col matrix reuses the last one's buffer.
+        pool = backend.array_pool() if n > chunk else contextlib.nullcontext()
+        with arrays_on(self, ("components_", "intercept_hidden_"), device), pool:
             w = self.components_.reshape(n_filters, -1)
             kernel = self.components_.shape[1:3]
             parts = [ops.affine_sigmoid(ops.im2col(Xd[s:s + chunk], shape, kernel), w,
