@@ -49,15 +49,25 @@ def test_conv_layer_matches_direct_convolution(host, rng):
     assert a.shape == (5, 5 * 5 * 4)
 
 
-def test_inference_chunks_match_training_pass(host, rng, monkeypatch):
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_inference_chunks_match_training_pass(host, rng, monkeypatch, mode, dtype):
+    """Inference runs each chunk of images through the convolution and the pool after
+    it (the unpooled maps of all images are never held); training runs the batch
+    through each layer in turn. The same bits."""
     layers = [conv_layer(rng, (8, 8, 1), (3, 3), 3),
-              {"type": "pool", "size": 2, "mode": "max", "shape": (6, 6, 3)},
+              {"type": "pool", "size": 2, "mode": mode, "shape": (6, 6, 3)},
               {"W": rng.standard_normal((27, 4)), "b": rng.standard_normal(4)}]
-    x = rng.standard_normal((11, 64))
+    layers = [{k: v.astype(dtype) if isinstance(v, np.ndarray) else v for k, v in layer.items()}
+              for layer in layers]
+    x = rng.standard_normal((11, 64)).astype(dtype)
     whole = propagate(x, layers, 2.0, [])
-    monkeypatch.setattr(network, "_IM2COL_BYTES", 36 * 9 * 8 * 3)  # 3 images per chunk
-    assert network.conv_chunk(36, 9, 8) == 3
+    size = np.dtype(dtype).itemsize
+    monkeypatch.setattr(network, "_IM2COL_BYTES", 36 * 9 * size * 3)  # 3 images per chunk
+    assert network.conv_chunk(36, 9, size) == 3
     np.testing.assert_array_equal(propagate(x, layers, 2.0), whole)
+    np.testing.assert_array_equal(propagate(x, layers[:2], 2.0),
+                                  propagate(propagate(x, layers[:1], 2.0), layers[1:2], 2.0))
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])

@@ -376,15 +376,19 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         params = self._rbm_params(seeds)
         shapes = (input_shapes(specs, image_shape)[0] if is_convolutional(specs)
                   else [None] * len(specs))
+        def pool_layer(i):
+            return {"type": "pool", "size": specs[i].size, "mode": specs[i].mode,
+                    "shape": shapes[i]}
+
+        pooled = False  # X already went through the pool layer this loop is at
         for i, (spec, p) in enumerate(zip(specs, params)):
             what = f"{desc} layer {i + 1}/{len(params)}"
             last = i + 1 == len(params)
             if isinstance(spec, Pool):
-                layer = {"type": "pool", "size": spec.size, "mode": spec.mode,
-                         "shape": shapes[i]}
-                self.layers_.append(layer)
-                if not last:
+                self.layers_.append(pool_layer(i))
+                if not last and not pooled:
                     X = ops.pool_forward(X, shapes[i], spec.size, spec.mode)
+                pooled = False
                 continue
             # Above a conv or pool layer: pretrained on standardised inputs, folded back.
             mean, scale = (_feature_scale(X, shapes[i] if isinstance(spec, Conv) else None)
@@ -406,7 +410,15 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
             if last:
                 pass
             elif isinstance(spec, Conv) or mean is not None:
-                X = propagate(X, backend.to_device([layer], backend.device_of(X)), self.clip)
+                # A pool layer next (not the last) pools each chunk of the maps as the
+                # convolution computes it: the unpooled maps of the whole training set
+                # are never held (network._conv_forward).
+                ahead = [layer]
+                if isinstance(spec, Conv) and isinstance(specs[i + 1], Pool) and \
+                        i + 2 < len(specs):
+                    ahead.append(pool_layer(i + 1))
+                    pooled = True
+                X = propagate(X, backend.to_device(ahead, backend.device_of(X)), self.clip)
             else:  # as before convolutional pathways existed: the same bits
                 X = rbm.transform(X)
             self.rbms_.append(rbm)
