@@ -376,6 +376,7 @@ class DBN(DeviceMixin, SaveMixin, ClassifierMixin, TransformerMixin, BaseEstimat
         params = self._rbm_params(seeds)
         shapes = (input_shapes(specs, image_shape)[0] if is_convolutional(specs)
                   else [None] * len(specs))
+
         def pool_layer(i):
             return {"type": "pool", "size": specs[i].size, "mode": specs[i].mode,
                     "shape": shapes[i]}

@@ -77,10 +77,10 @@ def propagate(x, layers, clip, steps=None, masks=None, keep_patches=True):
     """
     pooled = False  # the last convolution also ran the pool layer after it
     for i, layer in enumerate(layers):
-        kind = layer_type(layer)
         if pooled:
             pooled = False
             continue
+        kind = layer_type(layer)
         if kind == "pool":
             a = ops.pool_forward(x, tuple(layer["shape"]), layer["size"], layer["mode"])
             if steps is not None:
