@@ -1,7 +1,7 @@
 // A NumPy memory handler (NEP 49) that keeps freed array buffers of 1 MiB and more for
 // the next allocation of the same size, installed only around pymdbn's training and
-// explaining loops (pymdbn/_pool.py). Those loops allocate the same temporaries batch
-// after batch; glibc serves each large one with a fresh mmap, whose pages the kernel
+// explaining loops (pymdbn.backend.array_pool). Those loops allocate the same
+// temporaries batch after batch; glibc serves each large one with a fresh mmap, whose pages the kernel
 // faults in and zeroes on first touch: 14-19% of a convolutional epoch's CPU time here.
 // Bound into _core only: CUDA arrays have their own allocators.
 #include <pybind11/pybind11.h>
@@ -40,7 +40,6 @@ struct DataMemHandler {
 // Indices in NumPy's C-API table (numpy/_core/code_generators/numpy_api.py), part of
 // its ABI since 1.22.
 constexpr int kSetHandler = 304, kGetHandler = 305;
-constexpr const char* kName = "pymdbn_pool";
 
 // Every block carries a header before the pointer NumPy sees: its size and a tag, so
 // free and realloc need not trust the size NumPy passes. 64 bytes keep malloc's
@@ -202,6 +201,7 @@ void pool_free(void*, void* ptr, std::size_t) {
   if (!pool().keep(h, size)) std::free(h);
 }
 
+// The name NumPy reports (get_handler_name) for arrays allocated here.
 DataMemHandler g_handler = {"pymdbn_pool", 1,
                             {nullptr, pool_malloc, pool_calloc, pool_realloc, pool_free}};
 

@@ -40,11 +40,6 @@ void multiply_into(CMat<T> x, CMat<T> back, T scale, bool accumulate, Mat<T> out
   });
 }
 
-template <class T>
-struct Split {
-  std::vector<T> pos, neg;
-};
-
 // w's positive and negative parts, dense (ld = w.cols), row by row in parallel: read once
 // from w as stored (no dense copy first), into buffers that are not zero-filled first.
 // Done per call: with a serial dense copy and split first, one patient through three
@@ -147,16 +142,6 @@ void sign_split_one_row(CMat<T> x, CMat<T> w, const T* bias_pos, const T* bias_n
       o[i] = r;
     }
   }
-}
-
-template <class T>
-Split<T> split(const T* data, index_t n) {
-  Split<T> s{std::vector<T>(n), std::vector<T>(n)};
-  for (index_t i = 0; i < n; ++i) {
-    s.pos[i] = data[i] > T(0) ? data[i] : T(0);
-    s.neg[i] = data[i] < T(0) ? data[i] : T(0);
-  }
-  return s;
 }
 
 }  // namespace
@@ -338,9 +323,9 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
     case LrpRule::AlphaBeta: {
       const T alpha = prm.rule == LrpRule::ZPlus ? T(1) : prm.alpha;
       const T beta = prm.rule == LrpRule::ZPlus ? T(0) : prm.beta;
-      const Split<T> bs = split(bias, n_out);
+      const SplitRows<T> bs = split_rows(CMat<T>(bias, 1, n_out));
       if (n == 1) {
-        sign_split_one_row<T>(x, w, bs.pos.data(), bs.neg.data(), relevance.row(0), alpha,
+        sign_split_one_row<T>(x, w, bs.pos.get(), bs.neg.get(), relevance.row(0), alpha,
                               beta, eps, out);
         return;
       }
@@ -364,8 +349,8 @@ void lrp_rule(CMat<T> x, CMat<T> w, CVec<T> b, CMat<T> relevance, CMat<T> z_in,
           multiply_into<T>(xn, back, scale, true, out);
         }
       };
-      part(wp, wn, bs.pos.data(), alpha, false);
-      if (beta != T(0)) part(wn, wp, bs.neg.data(), -beta, true);
+      part(wp, wn, bs.pos.get(), alpha, false);
+      if (beta != T(0)) part(wn, wp, bs.neg.get(), -beta, true);
       return;
     }
     case LrpRule::ZBox: {
