@@ -1,8 +1,9 @@
 // A NumPy memory handler (NEP 49) that keeps freed array buffers of 1 MiB and more for
 // the next allocation of the same size, installed only around pymdbn's training and
 // explaining loops (pymdbn.backend.array_pool). Those loops allocate the same
-// temporaries batch after batch; glibc serves each large one with a fresh mmap, whose pages the kernel
-// faults in and zeroes on first touch: 14-19% of a convolutional epoch's CPU time here.
+// temporaries batch after batch; glibc serves each large one with a fresh mmap, whose
+// pages the kernel faults in and zeroes on first touch: 14-19% of a convolutional
+// epoch's CPU time here.
 // Bound into _core only: CUDA arrays have their own allocators.
 #include <pybind11/pybind11.h>
 
