@@ -42,6 +42,7 @@ import json, sys
 import numpy as np
 import pymdbn
 from pymdbn import backend
+from pymdbn.backend import reference as ref
 
 COLS, ROWS, DTYPES, EDGE, out_path = json.loads(sys.argv[1])
 k = backend.get("cpu")
@@ -78,6 +79,16 @@ for threads in (1, 3):
                 p.flat[8::19] = 1.5
                 res["p-" + key] = p
                 res["ber-" + key] = k.sample_bernoulli(p, 7, 3 + cols, 11)
+                # p on the draws' own uniforms (rounded to dt) and one step either side:
+                # where the float32 path compares in integers, u < p must still hold
+                # exactly as in double. Denormal p too (0 under DAZ: no draw).
+                u = ref.uniform(rows, cols, 5, 2 + cols, 3)
+                pe = u.astype(dt)
+                pe.flat[1::3] = np.nextafter(pe.flat[1::3], np.inf)
+                pe.flat[2::3] = np.nextafter(pe.flat[2::3], -np.inf)
+                pe.flat[4::9] = 1e-40
+                res["pe-" + key] = pe
+                res["bedge-" + key] = k.sample_bernoulli(pe, 5, 2 + cols, 3)
                 res["gib-" + key] = k.gibbs_hidden(x, w, b, 3.0, 2**63 + 5, 2**40 + 1)[1]
                 m = rng.standard_normal((rows, cols)).astype(dt)
                 res["m-" + key] = m
@@ -177,6 +188,9 @@ def test_draws_match_twins(results, dt):
                 key = f"{dt}-{cols}-{rows}-1"
                 _same_bits(res["ber-" + key], ref.sample_bernoulli(res["p-" + key], 7, 3 + cols,
                                                                    11), f"{level} ber {key}")
+                _same_bits(res["bedge-" + key], ref.sample_bernoulli(res["pe-" + key], 5,
+                                                                     2 + cols, 3),
+                           f"{level} ber on the uniforms {key}")
                 np.testing.assert_allclose(res["gau-" + key],
                                            ref.sample_gaussian(res["m-" + key], 9, cols, 5),
                                            rtol=1e-5 if dt == "float32" else 1e-12,

@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "common.h"
 #ifdef PYMDBN_SIMD_VARIANTS
 // GCC 12's AVX-512 shift intrinsics pass _mm512_undefined_epi32() (self-initialised) as
@@ -52,13 +54,17 @@ PYMDBN_ALWAYS_INLINE void philox_lanes(const std::uint32_t* c0, const std::uint3
 }
 
 #ifdef PYMDBN_SIMD_VARIANTS
-PYMDBN_TARGET_AVX512 inline void philox_lanes_avx512(const std::uint32_t* c0p,
-                                                     const std::uint32_t* c1p, std::uint32_t c2s,
-                                                     std::uint32_t c3s, std::uint32_t k0s,
-                                                     std::uint32_t k1s, std::uint32_t* words) {
-  static_assert(kLanes == 16, "one zmm of counters");
+// The words of 16 Philox blocks with counters (c0[l], c1[l], c2, c3), block-major: word t
+// of lane l is element 4 l + t of the 64, returned as four vectors of 16.
+struct Words16x4 {
+  __m512i v[4];
+};
+PYMDBN_TARGET_AVX512 PYMDBN_ALWAYS_INLINE Words16x4 philox16_avx512(__m512i c0, __m512i c1,
+                                                                   std::uint32_t c2s,
+                                                                   std::uint32_t c3s,
+                                                                   std::uint32_t k0s,
+                                                                   std::uint32_t k1s) {
   const __m512i m0 = _mm512_set1_epi32(int(0xD2511F53u)), m1 = _mm512_set1_epi32(int(0xCD9E8D57u));
-  __m512i c0 = _mm512_loadu_si512(c0p), c1 = _mm512_loadu_si512(c1p);
   __m512i c2 = _mm512_set1_epi32(int(c2s)), c3 = _mm512_set1_epi32(int(c3s));
   for (int r = 0; r < 10; ++r) {
     const __m512i k0 = _mm512_set1_epi32(int(k0s)), k1 = _mm512_set1_epi32(int(k1s));
@@ -82,10 +88,70 @@ PYMDBN_TARGET_AVX512 inline void philox_lanes_avx512(const std::uint32_t* c0p,
   const __m512i u2 = _mm512_unpacklo_epi64(t2, t3), u3 = _mm512_unpackhi_epi64(t2, t3);
   const __m512i a = _mm512_shuffle_i32x4(u0, u1, 0x44), b = _mm512_shuffle_i32x4(u2, u3, 0x44);
   const __m512i c = _mm512_shuffle_i32x4(u0, u1, 0xEE), d = _mm512_shuffle_i32x4(u2, u3, 0xEE);
-  _mm512_storeu_si512(words, _mm512_shuffle_i32x4(a, b, 0x88));
-  _mm512_storeu_si512(words + 16, _mm512_shuffle_i32x4(a, b, 0xDD));
-  _mm512_storeu_si512(words + 32, _mm512_shuffle_i32x4(c, d, 0x88));
-  _mm512_storeu_si512(words + 48, _mm512_shuffle_i32x4(c, d, 0xDD));
+  return {{_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xDD),
+           _mm512_shuffle_i32x4(c, d, 0x88), _mm512_shuffle_i32x4(c, d, 0xDD)}};
+}
+
+PYMDBN_TARGET_AVX512 inline void philox_lanes_avx512(const std::uint32_t* c0p,
+                                                     const std::uint32_t* c1p, std::uint32_t c2s,
+                                                     std::uint32_t c3s, std::uint32_t k0s,
+                                                     std::uint32_t k1s, std::uint32_t* words) {
+  static_assert(kLanes == 16, "one zmm of counters");
+  const Words16x4 w = philox16_avx512(_mm512_loadu_si512(c0p), _mm512_loadu_si512(c1p), c2s, c3s,
+                                      k0s, k1s);
+  for (int q = 0; q < 4; ++q) _mm512_storeu_si512(words + 16 * q, w.v[q]);
+}
+
+// Bernoulli draws (float) of `rows` rows of `cols` columns from row `row0` of the
+// generator's rows on, p and o at their first element, consecutive rows `ld` apart.
+// The counters of 16 consecutive blocks are made in registers (rows of ld == cols, a
+// multiple of 4, are walked as one run of blocks; other rows one at a time), and
+// u01(x) < p, exact in double, is compared in 32-bit integers: for 0 < p < 1, p 2^32 is
+// a float (a power-of-two scaling) below 2^32, and the integer x is below it exactly when
+// it is below its ceiling; p >= 1 always draws 1, p <= 0 and NaN never do (the double
+// compare's answers; a denormal p, zero under DAZ in both, draws 0).
+PYMDBN_TARGET_AVX512 void bernoulli_runs_avx512(const CounterRNG& rng, const float* p, float* o,
+                                                index_t rows, index_t cols, index_t ld,
+                                                index_t row0) {
+  const std::uint32_t c2 = std::uint32_t(rng.stream), c3 = std::uint32_t(rng.stream >> 32),
+                      k0 = std::uint32_t(rng.seed), k1 = std::uint32_t(rng.seed >> 32);
+  const bool one_run = cols % 4 == 0 && ld == cols;
+  const index_t runs = one_run ? 1 : rows, run_rows = one_run ? rows : 1;
+  const index_t nb = (cols + 3) / 4;
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i nbv = _mm512_set1_epi32(int(nb)), onei = _mm512_set1_epi32(1);
+  const __m512 scale = _mm512_set1_ps(0x1p32f), one = _mm512_set1_ps(1.0f),
+               zero = _mm512_setzero_ps();
+  for (index_t run = 0; run < runs; ++run) {
+    const float* pp = p + run * ld;
+    float* oo = o + run * ld;
+    // Elements of this run: run_rows rows of cols, element e = word e of the run's blocks
+    // (a run of several rows has no partial blocks).
+    const index_t elems = run_rows * cols, blocks = run_rows * nb;
+    index_t row = row0 + run, blk = 0;
+    for (index_t g = 0; g < blocks; g += 16) {
+      __m512i b = _mm512_add_epi32(_mm512_set1_epi32(int(blk)), iota);
+      __m512i r = _mm512_set1_epi32(int(std::uint32_t(rng.row_offset + std::uint64_t(row))));
+      for (__mmask16 wrap; (wrap = _mm512_cmpge_epu32_mask(b, nbv));) {
+        b = _mm512_mask_sub_epi32(b, wrap, b, nbv);
+        r = _mm512_mask_add_epi32(r, wrap, r, onei);
+      }
+      const Words16x4 w = philox16_avx512(b, r, c2, c3, k0, k1);
+      for (int q = 0; q < 4; ++q) {
+        const index_t e0 = 4 * g + 16 * q, left = elems - e0;
+        if (left <= 0) break;
+        const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+        const __m512 pv = _mm512_maskz_loadu_ps(m, pp + e0);
+        const __m512i thr = _mm512_cvt_roundps_epu32(_mm512_mul_ps(pv, scale),
+                                                     _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+        const __mmask16 hit =
+            _mm512_cmp_ps_mask(pv, one, _CMP_GE_OQ) |
+            (_mm512_cmp_ps_mask(pv, zero, _CMP_GT_OQ) & _mm512_cmplt_epu32_mask(w.v[q], thr));
+        _mm512_mask_storeu_ps(oo + e0, m, _mm512_maskz_mov_ps(hit, one));
+      }
+      for (blk += 16; blk >= nb;) blk -= nb, ++row;
+    }
+  }
 }
 
 PYMDBN_TARGET_AVX2 inline void philox_lanes_avx2(const std::uint32_t* c0p, const std::uint32_t* c1p,
@@ -192,22 +258,92 @@ PYMDBN_ALWAYS_INLINE void bernoulli_rows(const CounterRNG& rng, CMat<T> p, Mat<T
   });
 }
 
+// Box-Muller for float without libm calls, so that a block's four normals vectorise
+// (glibc's scalar logf and sincosf made a float draw cost 8x a Bernoulli draw). Only
+// +, -, *, /, sqrt, conversions and selects: every SIMD variant gives the same bits.
+// Cephes' logf and sinf / cosf polynomials (about 1 ulp); the angle 2 pi u2 is reduced
+// in u2, exactly: u2 = q / 4 + f with q = round(4 u2), |f| <= 1/8, then rotated by q
+// quarter turns. Against the twin's float64 Box-Muller the normals differ by a few
+// float ulps of |z| <= 6.7, as glibc's did.
+PYMDBN_ALWAYS_INLINE float log_cephes(float x) {  // x normal and positive
+  std::int32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  std::int32_t e = (bits >> 23) - 126;  // x = m 2^e, m in [0.5, 1)
+  float m = float_from_bits((bits & 0x007fffff) | 0x3f000000);
+  const bool low = m < 0.707106781186547524f;
+  e = low ? e - 1 : e;
+  m = low ? (m + m) - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292E-2f;
+  y = y * m - 1.1514610310E-1f;
+  y = y * m + 1.1676998740E-1f;
+  y = y * m - 1.2420140846E-1f;
+  y = y * m + 1.4249322787E-1f;
+  y = y * m - 1.6668057665E-1f;
+  y = y * m + 2.0000714765E-1f;
+  y = y * m - 2.4999993993E-1f;
+  y = y * m + 3.3333331174E-1f;
+  y = y * m * z;
+  const float fe = float(e);
+  y = y + -2.12194440e-4f * fe;
+  y = y + -0.5f * z;
+  return (m + y) + 0.693359375f * fe;
+}
+
+PYMDBN_ALWAYS_INLINE void box_muller_float(std::uint32_t a, std::uint32_t b, float& z0,
+                                           float& z1) {
+  const float u1 = float((double(a) + 1.0) * 0x1p-32);  // as box_muller<float>
+  const float u2 = float(double(b) * 0x1p-32);
+  const float r = std::sqrt(-2.0f * log_cephes(u1));
+  const float q = (u2 * 4.0f + 12582912.0f) - 12582912.0f;  // round(4 u2), 0..4
+  const float x = (u2 - q * 0.25f) * 6.283185307179586f;   // in [-pi/4, pi/4]
+  const float xx = x * x;
+  const float s = ((-1.9515295891E-4f * xx + 8.3321608736E-3f) * xx - 1.6666654611E-1f) * xx * x + x;
+  const float c = (((2.443315711809948E-5f * xx - 1.388731625493765E-3f) * xx +
+                    4.166664568298827E-2f) * xx * xx - 0.5f * xx) + 1.0f;
+  const int k = int(q) & 3;  // cos, sin of x + k pi / 2
+  const float cs = (k & 1) ? s : c, sn = (k & 1) ? c : s;
+  z0 = r * (((k + 1) & 2) ? -cs : cs);
+  z1 = r * ((k & 2) ? -sn : sn);
+}
+
+// The normals of the 4 kLanes words: z[2 i], z[2 i + 1] from words 2 i and 2 i + 1.
+template <class T>
+PYMDBN_ALWAYS_INLINE void normals(const std::uint32_t* words, T* z) {
+  if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+    for (index_t i = 0; i < 2 * kLanes; ++i)
+      box_muller_float(words[2 * i], words[2 * i + 1], z[2 * i], z[2 * i + 1]);
+  } else {
+    for (index_t i = 0; i < 2 * kLanes; ++i)
+      box_muller(words[2 * i], words[2 * i + 1], z[2 * i], z[2 * i + 1]);
+  }
+}
+
 // Gaussian draws of rows [r0, r1): Box-Muller on words (0, 1) and (2, 3) of each block.
 template <PhiloxIsa kIsa, class T>
 PYMDBN_ALWAYS_INLINE void gaussian_rows(const CounterRNG& rng, CMat<T> mean, Mat<T> out,
                                         index_t r0, index_t r1) {
   const index_t cols = mean.cols, nb = (cols + 3) / 4;
+  const bool flat = cols % 4 == 0 && mean.ld == cols && out.ld == cols;
   block_groups<kIsa>(rng, r0, r1, nb, [&](index_t n, const index_t* rows, const index_t* blks,
                                     const std::uint32_t* words) {
+    alignas(64) T z[4 * kLanes];
+    normals(words, z);
+    const index_t last = n - 1;
+    if (flat || (rows[0] == rows[last] && 4 * blks[last] + 4 <= cols)) {
+      const T* mm = mean.row(rows[0]) + 4 * blks[0];
+      T* o = out.row(rows[0]) + 4 * blks[0];
+      const index_t m = 4 * n;
+#pragma omp simd
+      for (index_t e = 0; e < m; ++e) o[e] = mm[e] + z[e];
+      return;
+    }
     for (index_t l = 0; l < n; ++l) {
       const index_t j0 = 4 * blks[l], m = std::min<index_t>(4, cols - j0);
       const T* mm = mean.row(rows[l]) + j0;
       T* o = out.row(rows[l]) + j0;
-      const std::uint32_t* w = words + 4 * l;
-      T z[4];
-      box_muller(w[0], w[1], z[0], z[1]);
-      box_muller(w[2], w[3], z[2], z[3]);
-      for (index_t t = 0; t < m; ++t) o[t] = mm[t] + z[t];
+      for (index_t t = 0; t < m; ++t) o[t] = mm[t] + z[4 * l + t];
     }
   });
 }
@@ -221,6 +357,13 @@ PYMDBN_TARGET_AVX2 void bernoulli_rows_avx2(const CounterRNG& rng, CMat<T> p, Ma
 template <class T>
 PYMDBN_TARGET_AVX512 void bernoulli_rows_avx512(const CounterRNG& rng, CMat<T> p, Mat<T> out,
                                                 index_t r0, index_t r1) {
+  // Runs of whole registers: a matrix of rows end to end in multiples of 4 columns, or
+  // rows of at least 64 columns (one group of 16 blocks each); narrower rows with gaps
+  // between them are grouped across rows by bernoulli_rows.
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.ld == out.ld && ((p.cols % 4 == 0 && p.ld == p.cols) || p.cols >= 64))
+      return bernoulli_runs_avx512(rng, p.row(r0), out.row(r0), r1 - r0, p.cols, p.ld, r0);
+  }
   bernoulli_rows<PhiloxIsa::avx512, T>(rng, p, out, r0, r1);
 }
 template <class T>
