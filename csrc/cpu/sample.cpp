@@ -258,92 +258,22 @@ PYMDBN_ALWAYS_INLINE void bernoulli_rows(const CounterRNG& rng, CMat<T> p, Mat<T
   });
 }
 
-// Box-Muller for float without libm calls, so that a block's four normals vectorise
-// (glibc's scalar logf and sincosf made a float draw cost 8x a Bernoulli draw). Only
-// +, -, *, /, sqrt, conversions and selects: every SIMD variant gives the same bits.
-// Cephes' logf and sinf / cosf polynomials (about 1 ulp); the angle 2 pi u2 is reduced
-// in u2, exactly: u2 = q / 4 + f with q = round(4 u2), |f| <= 1/8, then rotated by q
-// quarter turns. Against the twin's float64 Box-Muller the normals differ by a few
-// float ulps of |z| <= 6.7, as glibc's did.
-PYMDBN_ALWAYS_INLINE float log_cephes(float x) {  // x normal and positive
-  std::int32_t bits;
-  std::memcpy(&bits, &x, sizeof(bits));
-  std::int32_t e = (bits >> 23) - 126;  // x = m 2^e, m in [0.5, 1)
-  float m = float_from_bits((bits & 0x007fffff) | 0x3f000000);
-  const bool low = m < 0.707106781186547524f;
-  e = low ? e - 1 : e;
-  m = low ? (m + m) - 1.0f : m - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292E-2f;
-  y = y * m - 1.1514610310E-1f;
-  y = y * m + 1.1676998740E-1f;
-  y = y * m - 1.2420140846E-1f;
-  y = y * m + 1.4249322787E-1f;
-  y = y * m - 1.6668057665E-1f;
-  y = y * m + 2.0000714765E-1f;
-  y = y * m - 2.4999993993E-1f;
-  y = y * m + 3.3333331174E-1f;
-  y = y * m * z;
-  const float fe = float(e);
-  y = y + -2.12194440e-4f * fe;
-  y = y + -0.5f * z;
-  return (m + y) + 0.693359375f * fe;
-}
-
-PYMDBN_ALWAYS_INLINE void box_muller_float(std::uint32_t a, std::uint32_t b, float& z0,
-                                           float& z1) {
-  const float u1 = float((double(a) + 1.0) * 0x1p-32);  // as box_muller<float>
-  const float u2 = float(double(b) * 0x1p-32);
-  const float r = std::sqrt(-2.0f * log_cephes(u1));
-  const float q = (u2 * 4.0f + 12582912.0f) - 12582912.0f;  // round(4 u2), 0..4
-  const float x = (u2 - q * 0.25f) * 6.283185307179586f;   // in [-pi/4, pi/4]
-  const float xx = x * x;
-  const float s = ((-1.9515295891E-4f * xx + 8.3321608736E-3f) * xx - 1.6666654611E-1f) * xx * x + x;
-  const float c = (((2.443315711809948E-5f * xx - 1.388731625493765E-3f) * xx +
-                    4.166664568298827E-2f) * xx * xx - 0.5f * xx) + 1.0f;
-  const int k = int(q) & 3;  // cos, sin of x + k pi / 2
-  const float cs = (k & 1) ? s : c, sn = (k & 1) ? c : s;
-  z0 = r * (((k + 1) & 2) ? -cs : cs);
-  z1 = r * ((k & 2) ? -sn : sn);
-}
-
-// The normals of the 4 kLanes words: z[2 i], z[2 i + 1] from words 2 i and 2 i + 1.
-template <class T>
-PYMDBN_ALWAYS_INLINE void normals(const std::uint32_t* words, T* z) {
-  if constexpr (std::is_same_v<T, float>) {
-#pragma omp simd
-    for (index_t i = 0; i < 2 * kLanes; ++i)
-      box_muller_float(words[2 * i], words[2 * i + 1], z[2 * i], z[2 * i + 1]);
-  } else {
-    for (index_t i = 0; i < 2 * kLanes; ++i)
-      box_muller(words[2 * i], words[2 * i + 1], z[2 * i], z[2 * i + 1]);
-  }
-}
-
 // Gaussian draws of rows [r0, r1): Box-Muller on words (0, 1) and (2, 3) of each block.
 template <PhiloxIsa kIsa, class T>
 PYMDBN_ALWAYS_INLINE void gaussian_rows(const CounterRNG& rng, CMat<T> mean, Mat<T> out,
                                         index_t r0, index_t r1) {
   const index_t cols = mean.cols, nb = (cols + 3) / 4;
-  const bool flat = cols % 4 == 0 && mean.ld == cols && out.ld == cols;
   block_groups<kIsa>(rng, r0, r1, nb, [&](index_t n, const index_t* rows, const index_t* blks,
                                     const std::uint32_t* words) {
-    alignas(64) T z[4 * kLanes];
-    normals(words, z);
-    const index_t last = n - 1;
-    if (flat || (rows[0] == rows[last] && 4 * blks[last] + 4 <= cols)) {
-      const T* mm = mean.row(rows[0]) + 4 * blks[0];
-      T* o = out.row(rows[0]) + 4 * blks[0];
-      const index_t m = 4 * n;
-#pragma omp simd
-      for (index_t e = 0; e < m; ++e) o[e] = mm[e] + z[e];
-      return;
-    }
     for (index_t l = 0; l < n; ++l) {
       const index_t j0 = 4 * blks[l], m = std::min<index_t>(4, cols - j0);
       const T* mm = mean.row(rows[l]) + j0;
       T* o = out.row(rows[l]) + j0;
-      for (index_t t = 0; t < m; ++t) o[t] = mm[t] + z[4 * l + t];
+      const std::uint32_t* w = words + 4 * l;
+      T z[4];
+      box_muller(w[0], w[1], z[0], z[1]);
+      box_muller(w[2], w[3], z[2], z[3]);
+      for (index_t t = 0; t < m; ++t) o[t] = mm[t] + z[t];
     }
   });
 }
