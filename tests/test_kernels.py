@@ -116,6 +116,31 @@ def test_gibbs_half_steps(kernels_dtype, rng, n, nv, nh, visible):
         assert _bernoulli_mismatch_ok(vs, rvs, rmean, ref.uniform(n, nv, 3, 10), dtype)
 
 
+# Shapes whose products split into tiles (gemm_tiles): 2 tiles of whole rows (the draws
+# of each follow its product) and, at (600, 256, 1024), tiles of columns for the hidden
+# half-step (the draws follow the whole product).
+@pytest.mark.parametrize("n,nv,nh", [(6000, 25, 32), (600, 256, 1024)])
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_gibbs_half_steps_draw_as_the_samplers_do(kernels_dtype, rng, n, nv, nh, visible):
+    """The half-steps equal their parts (the product with its activation, then the
+    sampler on it) bit for bit, at a nonzero row offset too."""
+    kern, dtype = kernels_dtype
+    w, bv, bh = random_rbm(rng, nv, nh, dtype, scale=0.3)
+    v = rng.random((n, nv)).astype(dtype)
+    for offset in (0, 77):
+        prob, sample = kern.gibbs_hidden(v, w, bh, 2.5, 3, 9, row_offset=offset)
+        np.testing.assert_array_equal(prob, kern.affine_sigmoid(v, w, bh, 2.5, True))
+        np.testing.assert_array_equal(sample, kern.sample_bernoulli(prob, 3, 9, offset))
+        mean, vs = kern.gibbs_visible(sample, w, bv, visible, 2.5, 3, 10, row_offset=offset)
+        if visible == "gaussian":
+            np.testing.assert_array_equal(mean, kern.affine(sample, w, bv, False))
+            np.testing.assert_array_equal(vs, kern.sample_gaussian(mean, 3, 10, offset))
+        else:
+            np.testing.assert_array_equal(mean,
+                                          kern.affine_sigmoid(sample, w, bv, 2.5, False))
+            np.testing.assert_array_equal(vs, kern.sample_bernoulli(mean, 3, 10, offset))
+
+
 def _state(rng, nv, nh, dtype, batch):
     w, bv, bh = random_rbm(rng, nv, nh, dtype, scale=0.1)
     return dict(w=w, b_visible=bv, b_hidden=bh,
