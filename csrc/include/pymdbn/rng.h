@@ -4,6 +4,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "pymdbn/hd.h"
 
@@ -52,11 +54,89 @@ struct CounterRNG {
 // Uniform in [0, 1) with 32 random bits; exact in double.
 PYMDBN_HD inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
 
+// log(n 2^-32) for an integer n in [1, 2^32], in double, without the C library: n =
+// 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
+// log(1 + f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + R)), R = sum_j 2 s^2j / (2j + 1)
+// (Taylor: |s| < 0.172, so 10 terms leave a relative error below 1e-18); ln 2 split
+// into a head with 21 zero low bits (k ln2_hi exact) and the rest. Within about an ulp
+// of the true value (tests/test_libm_paths.py).
+PYMDBN_HD inline double log_u32_scaled(std::uint64_t n) {
+  const double d = double(n);  // exact: n < 2^53
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, sizeof(bits));
+  int k = int(bits >> 52) - 1023;
+  bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
+  double m;
+  std::memcpy(&m, &bits, sizeof(m));  // [1, 2)
+  const bool halve = m >= 0x1.6a09e667f3bcdp+0;
+  m = halve ? 0.5 * m : m;
+  k += halve ? 1 : 0;
+  const double f = m - 1.0, s = f / (2.0 + f), z = s * s;
+  double r = 2.0 / 21.0;
+  r = r * z + 2.0 / 19.0;
+  r = r * z + 2.0 / 17.0;
+  r = r * z + 2.0 / 15.0;
+  r = r * z + 2.0 / 13.0;
+  r = r * z + 2.0 / 11.0;
+  r = r * z + 2.0 / 9.0;
+  r = r * z + 2.0 / 7.0;
+  r = r * z + 2.0 / 5.0;
+  r = r * z + 2.0 / 3.0;
+  r = r * z;
+  const double hfsq = 0.5 * f * f, kd = double(k - 32);
+  constexpr double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+  return kd * ln2_hi - ((hfsq - (s * (hfsq + r) + kd * ln2_lo)) - f);
+}
+
+// cos and sin of 2 pi b 2^-32 for a 32-bit b, in double, without the C library: the
+// nearest quarter turn q = round(b / 2^30) split off in integers (exact), the rest x,
+// |x| <= pi/4, by Taylor series (the first omitted terms below 2^-60 relative), then the
+// quarter's exact swaps and sign changes.
+PYMDBN_HD inline void cos_sin_turns_u32(std::uint32_t b, double& c, double& s) {
+  const std::uint64_t q = (std::uint64_t(b) + (1u << 29)) >> 30;  // 0..4
+  const double x = double(std::int64_t(b) - std::int64_t(q << 30)) * 0x1.921fb54442d18p-30;
+  const double x2 = x * x;
+  double ps = 1.0 / 355687428096000.0;  // 1/17!
+  ps = ps * x2 - 1.0 / 1307674368000.0;
+  ps = ps * x2 + 1.0 / 6227020800.0;
+  ps = ps * x2 - 1.0 / 39916800.0;
+  ps = ps * x2 + 1.0 / 362880.0;
+  ps = ps * x2 - 1.0 / 5040.0;
+  ps = ps * x2 + 1.0 / 120.0;
+  ps = ps * x2 - 1.0 / 6.0;
+  const double sn = x + x * (x2 * ps);
+  double pc = -1.0 / 6402373705728000.0;  // -1/18!
+  pc = pc * x2 + 1.0 / 20922789888000.0;
+  pc = pc * x2 - 1.0 / 87178291200.0;
+  pc = pc * x2 + 1.0 / 479001600.0;
+  pc = pc * x2 - 1.0 / 3628800.0;
+  pc = pc * x2 + 1.0 / 40320.0;
+  pc = pc * x2 - 1.0 / 720.0;
+  pc = pc * x2 + 1.0 / 24.0;
+  const double cs = 1.0 - (0.5 * x2 - x2 * (x2 * pc));
+  const int quarter = int(q & 3);
+  c = quarter == 0 ? cs : quarter == 1 ? -sn : quarter == 2 ? -cs : sn;
+  s = quarter == 0 ? sn : quarter == 1 ? cs : quarter == 2 ? -sn : -cs;
+}
+
 // Box-Muller on one pair of words, both outputs; |z| <= 6.66 since u1 is in [2^-32, 1].
-// Computed in the output precision: float's logf/sinf/cosf are much cheaper and their
-// error is below float's own resolution of the result.
+// float: logf, sinf and cosf, much cheaper, their error below float's own resolution of
+// the result; glibc's FMA and SSE2 builds of them agree on every float input here.
+// double on the host: the functions above, whose plain IEEE operations give the same
+// bits on every CPU and C library (glibc's log and sin/cos round differently in their
+// FMA and SSE2 builds, in about 1 of 3000 draws). The device keeps its own functions.
 template <class T>
 PYMDBN_HD inline void box_muller(std::uint32_t a, std::uint32_t b, T& z0, T& z1) {
+#ifndef __CUDA_ARCH__
+  if constexpr (std::is_same<T, double>::value) {
+    const double r = std::sqrt(-2.0 * log_u32_scaled(std::uint64_t(a) + 1));
+    double c, s;
+    cos_sin_turns_u32(b, c, s);
+    z0 = r * c;
+    z1 = r * s;
+    return;
+  }
+#endif
   const T u1 = T((double(a) + 1.0) * 0x1p-32);
   const T u2 = T(double(b) * 0x1p-32);
   const T r = std::sqrt(T(-2) * std::log(u1)), t = T(6.283185307179586) * u2;
