@@ -211,6 +211,27 @@ void dense_backward(CMat<T> grad_a, CMat<T> z, CMat<T> a, CMat<T> x, CMat<T> w, 
   if (!grad_x.empty()) gemm<T>(false, true, T(1), d, w, T(0), grad_x);
 }
 
+// The double exp, log and power of the loss and of Adam's bias corrections. float64
+// models: numerics.h's, the same on every CPU (glibc's round differently with and without
+// FMA). float32 models keep the C library's, and their bits: a last-bit difference in
+// double reaches a float result only where it straddles a float rounding boundary
+// (about 2^-29 of such values).
+template <class T>
+double exp_of(double x) {
+  if constexpr (std::is_same_v<T, double>) return exp_ieee(x);
+  return std::exp(x);
+}
+template <class T>
+double log_of(double x) {
+  if constexpr (std::is_same_v<T, double>) return log_ieee(x);
+  return std::log(x);
+}
+template <class T>
+double pow_of(double b, std::int64_t t) {
+  if constexpr (std::is_same_v<T, double>) return pow_int(b, t);
+  return std::pow(b, double(t));
+}
+
 template <class T>
 double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double* weight,
                              Mat<T> grad, Mat<T> proba) {
@@ -225,10 +246,10 @@ double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double
     double mx = l[0];
     for (index_t j = 1; j < k; ++j) mx = std::max(mx, double(l[j]));
     double sum = 0;
-    for (index_t j = 0; j < k; ++j) sum += std::exp(double(l[j]) - mx);
-    const double log_sum = std::log(sum), wi = (weight ? weight[i] : 1.0) / total;
+    for (index_t j = 0; j < k; ++j) sum += exp_of<T>(double(l[j]) - mx);
+    const double log_sum = log_of<T>(sum), wi = (weight ? weight[i] : 1.0) / total;
     for (index_t j = 0; j < k; ++j) {
-      const double pj = std::exp(double(l[j]) - mx - log_sum);
+      const double pj = exp_of<T>(double(l[j]) - mx - log_sum);
       p[j] = T(pj);
       g[j] = T(wi * (pj - (j == y[i] ? 1.0 : 0.0)));
     }
@@ -251,8 +272,8 @@ void sgd_momentum_update(Vec<T> p, CVec<T> g, Vec<T> v, T lr, T momentum, T wd) 
 template <class T>
 void adam_update(Vec<T> p, CVec<T> g, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2, T eps,
                  std::int64_t t, T wd) {
-  const T c1 = T(1) - T(std::pow(double(beta1), double(t)));
-  const T c2 = T(1) - T(std::pow(double(beta2), double(t)));
+  const T c1 = T(1) - T(pow_of<T>(double(beta1), t));
+  const T c2 = T(1) - T(pow_of<T>(double(beta2), t));
 #pragma omp parallel for simd if (p.size >= kParallelWork)
   for (index_t i = 0; i < p.size; ++i) {
     const T gi = g[i] + wd * p[i];

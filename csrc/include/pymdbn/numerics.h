@@ -23,6 +23,17 @@ PYMDBN_HD inline float float_from_bits(std::int32_t bits) {
 #endif
 }
 
+// The double whose bits are `bits`.
+PYMDBN_HD inline double float64_from_bits(std::uint64_t bits) {
+#ifdef __CUDA_ARCH__
+  return __longlong_as_double(static_cast<long long>(bits));
+#else
+  double f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+#endif
+}
+
 // exp for float without branches, so loops vectorise (Cephes expf, ~1 ulp on the
 // range used here). Inputs are clamped to [-87, 88], where the result is normal.
 // The clamps are std::max then std::min written out, so the result is unchanged.
@@ -42,7 +53,119 @@ PYMDBN_HD inline float exp_approx(float x) {
   const int n = static_cast<int>(r);
   return y * float_from_bits((n + 127) << 23);
 }
+
+// -- double exp, log and log1p without the C library ------------------------------------
+// glibc's double exp, log, log1p and pow have FMA and SSE2 builds that round differently
+// (in a C loop over 2e7 arguments each, every one of the four hashed differently under
+// GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F), so float64 results computed with
+// them would depend on the CPU. These use plain IEEE operations in a fixed order (the
+// element-wise loops compile with fp-contract=off), so the host gets the same bits on every
+// CPU and C library; they are within a few ulps of exact (tests/test_libm_paths.py). The
+// device keeps its own functions.
+
+// log(2^k (1 + f)) for f = m - 1, m in [sqrt(2)/2, sqrt(2)) (f exact): with s = f / (2 + f),
+// log(1 + f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + R)), R = sum_j 2 s^2j / (2j + 1) (Taylor:
+// |s| < 0.172, so 10 terms leave a relative error below 1e-18); ln 2 split into a head
+// with 21 zero low bits (k ln2_hi exact) and the rest.
+PYMDBN_HD inline double log_reduced(double f, double k) {
+  const double s = f / (2.0 + f), z = s * s;
+  double r = 2.0 / 21.0;
+  r = r * z + 2.0 / 19.0;
+  r = r * z + 2.0 / 17.0;
+  r = r * z + 2.0 / 15.0;
+  r = r * z + 2.0 / 13.0;
+  r = r * z + 2.0 / 11.0;
+  r = r * z + 2.0 / 9.0;
+  r = r * z + 2.0 / 7.0;
+  r = r * z + 2.0 / 5.0;
+  r = r * z + 2.0 / 3.0;
+  r = r * z;
+  const double hfsq = 0.5 * f * f;
+  constexpr double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+  return k * ln2_hi - ((hfsq - (s * (hfsq + r) + k * ln2_lo)) - f);
+}
+
+// x = 2^k m, m in [sqrt(2)/2, sqrt(2)), for a positive finite x (denormals scaled first).
+PYMDBN_HD inline double split_exponent(double x, double& k) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  int e = int(bits >> 52);
+  int bias = 1023;
+  if (e == 0) {  // denormal: scale by 2^54 (exact)
+    x *= 0x1p54;
+    std::memcpy(&bits, &x, sizeof(bits));
+    e = int(bits >> 52);
+    bias += 54;
+  }
+  bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
+  double m;
+  std::memcpy(&m, &bits, sizeof(m));  // [1, 2)
+  const bool halve = m >= 0x1.6a09e667f3bcdp+0;
+  k = double(e - bias + (halve ? 1 : 0));
+  return halve ? 0.5 * m : m;
+}
+
+PYMDBN_HD inline double log_ieee(double x) {
+  if (!(x > 0.0)) return x == 0.0 ? -INFINITY : NAN;  // negative or NaN: NaN
+  if (x == INFINITY) return x;
+  double k;
+  const double m = split_exponent(x, k);
+  return log_reduced(m - 1.0, k);
+}
+
+// log(1 + y) for y >= 0, accurate for small y: (1 + y) rounds to u, and
+// log(u) y / (u - 1) corrects for that rounding (Goldberg 1991, theorem 4).
+PYMDBN_HD inline double log1p_ieee(double y) {
+  const double u = 1.0 + y;
+  return u == 1.0 ? y : log_ieee(u) * (y / (u - 1.0));
+}
+
+// exp(x): x = k ln2 + r, k = round(x / ln2) (by adding and subtracting 1.5 2^52), |r| <=
+// 0.347, exp(r) by its Taylor series to r^13 (the next term below 2^-57 relative), then
+// 2^k applied as two powers of two (exact unless the result is denormal).
+// Branch-free (selects), so loops over it vectorise.
+PYMDBN_HD inline double exp_ieee(double x) {
+  constexpr double hi = 709.782712893384, lo = -745.1332191019412;
+  const double xc = x > hi ? hi : (x < lo ? lo : (x == x ? x : 0.0));
+  constexpr double shift = 0x1.8p52, ln2_hi = 0x1.62e42fee00000p-1,
+                   ln2_lo = 0x1.a39ef35793c76p-33;
+  const double kd = (xc * 0x1.71547652b82fep0 + shift) - shift;
+  const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
+  double q = 1.0 / 6227020800.0;  // 1/13!
+  q = q * r + 1.0 / 479001600.0;
+  q = q * r + 1.0 / 39916800.0;
+  q = q * r + 1.0 / 3628800.0;
+  q = q * r + 1.0 / 362880.0;
+  q = q * r + 1.0 / 40320.0;
+  q = q * r + 1.0 / 5040.0;
+  q = q * r + 1.0 / 720.0;
+  q = q * r + 1.0 / 120.0;
+  q = q * r + 1.0 / 24.0;
+  q = q * r + 1.0 / 6.0;
+  q = q * r + 0.5;
+  const double e = 1.0 + (r + (r * r) * q);
+  const int k = int(kd), k1 = k / 2, k2 = k - k1;
+  const double p1 = float64_from_bits(std::uint64_t(k1 + 1023) << 52),
+               p2 = float64_from_bits(std::uint64_t(k2 + 1023) << 52);
+  const double y = (e * p1) * p2;
+  return x != x ? x : (x > hi ? double(INFINITY) : (x < lo ? 0.0 : y));
+}
+
+// b^t for an integer t >= 0 by repeated squaring (within about 2 log2(t) ulps).
+PYMDBN_HD inline double pow_int(double b, std::int64_t t) {
+  double r = 1.0;
+  for (; t > 0; t >>= 1) {
+    if (t & 1) r *= b;
+    b *= b;
+  }
+  return r;
+}
+
+#ifdef __CUDA_ARCH__
 PYMDBN_HD inline double exp_approx(double x) { return std::exp(x); }
+#else
+PYMDBN_HD inline double exp_approx(double x) { return exp_ieee(x); }
+#endif
 
 // Logistic sigmoid that returns exact 0 where the true value would be denormal.
 template <class T>
@@ -69,6 +192,10 @@ PYMDBN_HD inline T clipped_sigmoid(T x, T c) {
 // log(1 + exp(x)) without overflow.
 template <class T>
 PYMDBN_HD inline T softplus(T x) {
+#ifndef __CUDA_ARCH__
+  if constexpr (std::is_same<T, double>::value)
+    return (x > 0.0 ? x : 0.0) + log1p_ieee(exp_ieee(-std::fabs(x)));
+#endif
   return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
 }
 
