@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "pymdbn/hd.h"
+#include "pymdbn/numerics.h"
 
 namespace pymdbn {
 
@@ -54,38 +55,12 @@ struct CounterRNG {
 // Uniform in [0, 1) with 32 random bits; exact in double.
 PYMDBN_HD inline double u01(std::uint32_t x) { return double(x) * 0x1p-32; }
 
-// log(n 2^-32) for an integer n in [1, 2^32], in double, without the C library: n =
-// 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
-// log(1 + f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + R)), R = sum_j 2 s^2j / (2j + 1)
-// (Taylor: |s| < 0.172, so 10 terms leave a relative error below 1e-18); ln 2 split
-// into a head with 21 zero low bits (k ln2_hi exact) and the rest. Within about an ulp
-// of the true value (tests/test_libm_paths.py).
+// log(n 2^-32) for an integer n in [1, 2^32], in double, without the C library
+// (numerics.h's log): within about an ulp of the true value (tests/test_libm_paths.py).
 PYMDBN_HD inline double log_u32_scaled(std::uint64_t n) {
-  const double d = double(n);  // exact: n < 2^53
-  std::uint64_t bits;
-  std::memcpy(&bits, &d, sizeof(bits));
-  int k = int(bits >> 52) - 1023;
-  bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
-  double m;
-  std::memcpy(&m, &bits, sizeof(m));  // [1, 2)
-  const bool halve = m >= 0x1.6a09e667f3bcdp+0;
-  m = halve ? 0.5 * m : m;
-  k += halve ? 1 : 0;
-  const double f = m - 1.0, s = f / (2.0 + f), z = s * s;
-  double r = 2.0 / 21.0;
-  r = r * z + 2.0 / 19.0;
-  r = r * z + 2.0 / 17.0;
-  r = r * z + 2.0 / 15.0;
-  r = r * z + 2.0 / 13.0;
-  r = r * z + 2.0 / 11.0;
-  r = r * z + 2.0 / 9.0;
-  r = r * z + 2.0 / 7.0;
-  r = r * z + 2.0 / 5.0;
-  r = r * z + 2.0 / 3.0;
-  r = r * z;
-  const double hfsq = 0.5 * f * f, kd = double(k - 32);
-  constexpr double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
-  return kd * ln2_hi - ((hfsq - (s * (hfsq + r) + kd * ln2_lo)) - f);
+  double k;
+  const double m = split_exponent(double(n), k);  // double(n) exact: n < 2^53
+  return log_reduced(m - 1.0, k - 32.0);
 }
 
 // cos and sin of 2 pi b 2^-32 for a 32-bit b, in double, without the C library: the
