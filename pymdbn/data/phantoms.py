@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
+from . import _portable as pm
+
 __all__ = ["CLASSES", "MODALITIES", "Phantoms", "make_phantoms"]
 
 #: Modalities understood by :func:`make_phantoms`, in generation order.
@@ -431,7 +433,7 @@ def _wave(amp, phase, k, phi):
     """``amp * cos(k * phi + phase)``, a new array."""
     w = k * phi
     w += phase
-    np.cos(w, out=w)
+    pm.cos(w, out=w)
     w *= amp
     return w
 
@@ -466,7 +468,7 @@ def _gauss_filter(size, s):
         # Correlation lengths in pixels; a Gaussian kernel of width sigma
         # has transfer function exp(-2 pi^2 sigma^2 f^2).
         kx, ky = sx * size / 2, sy * size / 2
-        h = np.exp(-2 * np.pi**2 * ((kx * fx) ** 2 + (ky * fy) ** 2)).astype(np.float32)
+        h = pm.exp(-2 * np.pi**2 * ((kx * fx) ** 2 + (ky * fy) ** 2)).astype(np.float32)
         h[0, 0] = 0  # zero mean
         # Filtered unit white noise has variance mean(|h|^2) over the full
         # spectrum; dividing by it gives unit variance without a data pass.
@@ -594,9 +596,9 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     a, b = _pose(rng, 0.73, 0.06, n, s), _pose(rng, 0.87, 0.06, n, s)
     rot = _pose(rng, 0, 0.2, n, s)
     dx, dy = g.x - cx, g.y - cy
-    xr = dx * np.cos(rot) + dy * np.sin(rot)
-    yr = -dx * np.sin(rot) + dy * np.cos(rot)
-    theta = np.arctan2(yr, xr)
+    xr = dx * pm.cos(rot) + dy * pm.sin(rot)
+    yr = -dx * pm.sin(rot) + dy * pm.cos(rot)
+    theta = pm.arctan2(yr, xr)
     amp, phase = _u(rng, 0, 0.03, n), _u(rng, 0, 6.3, n)
     wobble = _wave(amp, phase, 2, theta)
     wobble += 1
@@ -626,7 +628,7 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     sulcus /= 0.2
     np.square(sulcus, out=sulcus)
     np.negative(sulcus, out=sulcus)
-    np.exp(sulcus, out=sulcus)
+    pm.exp(sulcus, out=sulcus)
     depth = rho - 0.55
     depth /= 0.1
     sulcus *= _clip01(depth)
@@ -636,7 +638,7 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     fissure = xr / g.px
     np.square(fissure, out=fissure)
     np.negative(fissure, out=fissure)
-    np.exp(fissure, out=fissure)
+    pm.exp(fissure, out=fissure)
     depth = np.abs(yr / b)
     depth -= 0.35
     depth /= 0.1
@@ -660,11 +662,11 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     for side in (-1, 1):
         vx = xr - side * v_off
         tilt = side * np.float32(-0.3)
-        ex = vx * np.cos(tilt)
-        ex += vy * np.sin(tilt)
+        ex = vx * pm.cos(tilt)
+        ex += vy * pm.sin(tilt)
         ey = np.negative(vx, out=vx)
-        ey *= np.sin(tilt)
-        ey += vy * np.cos(tilt)
+        ey *= pm.sin(tilt)
+        ey += vy * pm.cos(tilt)
         ex /= v_a
         np.square(ex, out=ex)
         ey /= v_b
@@ -701,12 +703,12 @@ def _brain(rng, lrng, nrng, g, lesion, difficulty):
     mask = np.zeros(tissue.shape, bool)
     i, n_lesions = _lesion_rows(lesion)
     if n_lesions:
-        px, py = cx + sx * np.cos(rot) - sy * np.sin(rot), cy + sx * np.sin(rot) + sy * np.cos(rot)
+        px, py = cx + sx * pm.cos(rot) - sy * pm.sin(rot), cy + sx * pm.sin(rot) + sy * pm.cos(rot)
         site = core[i] & (np.abs(xr[i]) > 0.2 * a[i]) & (np.abs(yr[i]) < 0.5 * b[i])
         rows, cols = _near(pick[i], g, _core(site, _core(core[i], organ[i])), px[i], py[i],
                            _site_spread(difficulty))
         tx, ty = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
-        phi = np.arctan2(ty, tx)
+        phi = pm.arctan2(ty, tx)
         shape = _wave(amp3[i], phase3[i], 3, phi)
         shape += 1
         shape += _wave(amp5[i], phase5[i], 5, phi)
@@ -766,7 +768,7 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     cy = _pose(rng, -0.15, 0.15, n, s)
     a, b = _pose(rng, 1.42, 0.22, n, s), _pose(rng, 1.05, 0.1, n, s)
     xa, yb = (g.x + 1) / a, (g.y - cy) / b
-    theta = np.arctan2(yb, xa)
+    theta = pm.arctan2(yb, xa)
     amp, phase = _u(rng, 0, 0.03, n), _u(rng, 0, 6.3, n)
     wobble = _wave(amp, phase, 3, theta)
     wobble += 1
@@ -792,14 +794,14 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     field += 3 * (density - 0.5)
     np.negative(field, out=field)
     field /= 0.6
-    np.exp(field, out=field)
+    pm.exp(field, out=field)
     field += 1
     gland = np.divide(1, field, out=field)
     tissue = np.sqrt(thick)
     tissue *= 0.2
     tissue += 0.14
     gland *= 0.4
-    gland *= np.power(thick, 0.3, out=thick)
+    gland *= pm.power(thick, 0.3, out=thick)
     tissue += gland
     fine *= 0.03
     tissue += fine
@@ -813,7 +815,7 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     tissue += skin
 
     pa, pb = _pose(rng, 0.52, 0.17, n, s), _pose(rng, 1.3, 0.4, n, s)
-    pec_line = (g.x + 1) / pa + ((g.y + 1) / pb) ** 1.3
+    pec_line = (g.x + 1) / pa + pm.power((g.y + 1) / pb, 1.3)
     pec = pec_line - 1
     pec *= pa
     pec = _inside(pec, g.px)
@@ -843,8 +845,8 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     vr, vc = _pick_pixels(rng, core)
     angle = _u(rng, -0.6, 0.6, n)
     ox, oy = g.x - g.coord(vc)[:, :, None], g.y - g.coord(vr)[:, :, None]
-    along = ox * np.cos(angle) + oy * np.sin(angle)
-    across = -ox * np.sin(angle) + oy * np.cos(angle)
+    along = ox * pm.cos(angle) + oy * pm.sin(angle)
+    across = -ox * pm.sin(angle) + oy * pm.cos(angle)
     bend = np.square(along)
     bend *= _u(rng, -0.8, 0.8, n)
     across -= bend
@@ -852,12 +854,12 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
     vessel /= 0.6 * g.px
     np.square(vessel, out=vessel)
     np.negative(vessel, out=vessel)
-    np.exp(vessel, out=vessel)
+    pm.exp(vessel, out=vessel)
     vessel *= np.abs(along) < _u(rng, 0.2, 0.6, n)
     calcified = _u(rng, 0, 1, n) < 0.25
     beads = along / g.px
     beads *= 2.2
-    beads = np.cos(beads, out=beads) > 0.3
+    beads = pm.cos(beads, out=beads) > 0.3
     # float64, as 0.35 * calcified is.
     vessel_att = 0.35 * calcified * beads
     vessel_att += 0.07
@@ -893,14 +895,14 @@ def _breast(rng, lrng, nrng, g, lesion, difficulty):
         py = cy[i] + np.where(upper[i], np.float32(-0.35), np.float32(0.25))
         rows, cols = _near(mass_pick[i], g, core[i], px, py, _site_spread(difficulty))
         mx, my = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
-        cos_t, sin_t = np.cos(tilt[i]), np.sin(tilt[i])
+        cos_t, sin_t = pm.cos(tilt[i]), pm.sin(tilt[i])
         mu = mx * cos_t + my * sin_t
         mv = -mx * sin_t + my * cos_t
         mv *= elong[i]
-        outline = np.arctan2(mv, mu)
+        outline = pm.arctan2(mv, mu)
         outline *= lobes[i]
         outline += phase[i]
-        np.cos(outline, out=outline)
+        pm.cos(outline, out=outline)
         for _ in range(3):
             np.square(outline, out=outline)
         outline *= spikes[i]
@@ -961,7 +963,7 @@ def _bone(rng, lrng, nrng, g, lesion, difficulty, site="long"):
     # heel-effect exposure gradient.
     heel = 1 + _u(rng, -0.08, 0.08, n) * g.y
     np.negative(image, out=image)
-    np.exp(image, out=image)
+    pm.exp(image, out=image)
     np.subtract(1, image, out=image)
     image *= 0.95
     image += 0.03
@@ -993,7 +995,7 @@ def _bone_lesion(lrng, g, lesion, difficulty, bone_att, organ, region, radius, s
     rows, cols = _near(pick[i], g, region, site[0][i], site[1][i], _site_spread(difficulty))
     lx, ly = g.x - g.coord(cols)[:, :, None], g.y - g.coord(rows)[:, :, None]
     if along is not None:
-        cos_a, sin_a = np.cos(along[i]), np.sin(along[i])
+        cos_a, sin_a = pm.cos(along[i]), pm.sin(along[i])
         lx, ly = lx * cos_a - ly * sin_a, (lx * sin_a + ly * cos_a) / stretch[i]
     d = _norm(lx, ly)
     d /= np.maximum(radius[i] * size[i], 1.5 * g.px)
@@ -1013,8 +1015,8 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
     alpha = _pose(rng, 0, 0.35, n, s)
     x0, r0 = _pose(rng, 0, 0.12, n, s), _pose(rng, 0.175, 0.035, n, s)
     ox = g.x - x0
-    u = ox * np.cos(alpha) - g.y * np.sin(alpha)
-    v = ox * np.sin(alpha) + g.y * np.cos(alpha)
+    u = ox * pm.cos(alpha) - g.y * pm.sin(alpha)
+    v = ox * pm.sin(alpha) + g.y * pm.cos(alpha)
     bow = np.square(v)
     bow *= _u(rng, -0.06, 0.06, n)  # gentle bowing
     u -= bow
@@ -1025,7 +1027,7 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
     flare /= 0.35
     np.square(flare, out=flare)
     np.negative(flare, out=flare)
-    np.exp(flare, out=flare)
+    pm.exp(flare, out=flare)
     r_out = _u(rng, 0.5, 1.0, n) * flare
     r_out += 1
     r_out *= r0
@@ -1077,8 +1079,8 @@ def _long_bone(rng, lrng, g, lesion, difficulty):
     # lesion is wide enough to breach the cortex.
     i, _ = _lesion_rows(lesion)
     region = _core((abs_u[i] < 0.5 * r_in[i]) & (v_end[i] > 0.1) & (v_end[i] < 0.8), organ[i])
-    site_x = x0 + 0.55 * end * np.sin(alpha)
-    site_y = 0.55 * end * np.cos(alpha)
+    site_x = x0 + 0.55 * end * pm.sin(alpha)
+    site_y = 0.55 * end * pm.cos(alpha)
     mask = _bone_lesion(lrng, g, lesion, difficulty, bone_att, organ, region, r0 * 1.6,
                         (site_x, site_y), 0.9, along=alpha)
     return bone_att, soft_att, mask, organ
@@ -1099,7 +1101,7 @@ def _spine(rng, lrng, g, lesion, difficulty):
     yc = y_shift + level * (height + gap)
     xc = x0 + curve * yc**2
     tilt = 2 * curve * yc
-    cos_t, sin_t = np.cos(tilt), np.sin(tilt)
+    cos_t, sin_t = pm.cos(tilt), pm.sin(tilt)
     oy = g.y - yc
     ox = g.x - xc
     bx = ox * cos_t
