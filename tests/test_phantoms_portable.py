@@ -5,7 +5,9 @@ baseline) and they round differently, so :mod:`pymdbn.data._portable` replaces t
 the phantoms. Here a worker process draws phantoms with NumPy's default loops and another
 with every dispatched loop disabled (``NPY_DISABLE_CPU_FEATURES``, the baseline only), as
 a CPU without AVX2 would run them; both must agree bit for bit. The portable functions
-are also checked against NumPy's for accuracy.
+are also checked against NumPy's for accuracy, and the compiled kernel
+(``csrc/cpu/portable_math.cpp``, at every SIMD level the CPU has) against their NumPy
+code, its twin, bit for bit.
 """
 
 import os
@@ -110,3 +112,53 @@ def test_special_values_and_out():
     assert pm.power(np.float32(0), 0.3) == 0 and isinstance(pm.exp(1.0), np.float64)
     buf = np.linspace(-3, 3, 7, dtype=np.float32)
     assert pm.cos(buf, out=buf) is buf and buf.dtype == np.float32
+
+
+KERNEL_WORKER = r"""
+import sys
+import numpy as np
+from pymdbn.data import _portable as pm
+
+rng = np.random.default_rng(5)
+out = {}
+for dt in (np.float32, np.float64):
+    x = np.concatenate([rng.standard_normal(20000) * 30, rng.uniform(-800, 800, 2000),
+                        [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-310, 2.0**40, -3e9, 1e300]])
+    x = x.astype(dt)
+    y = rng.standard_normal(x.size).astype(dt)
+    y[:5] = [0.0, -0.0, np.nan, np.inf, -1.0]
+    a = np.abs(x)
+    calls = {"exp": lambda: pm.exp(x / 10), "cos": lambda: pm.cos(x), "sin": lambda: pm.sin(x),
+             "arctan2": lambda: pm.arctan2(y, x), "arctan2_swap": lambda: pm.arctan2(x, y),
+             "power03": lambda: pm.power(a, 0.3), "power13": lambda: pm.power(a, 1.3)}
+    name = dt.__name__
+    with np.errstate(all="ignore"):
+        for key, call in calls.items():
+            out[f"kernel-{key}-{name}"] = call()
+        pm._KERNEL = None  # the NumPy twin
+        for key, call in calls.items():
+            out[f"numpy-{key}-{name}"] = call()
+        pm._KERNEL = pm._UNSET
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.skipif("cpu" not in __import__("pymdbn.backend", fromlist=["BACKENDS"]).BACKENDS,
+                    reason="the compiled CPU backend is not built")
+@pytest.mark.parametrize("level", ["sse2", "avx2", "avx512"])
+def test_kernel_equals_numpy_twin(tmp_path, level):
+    """csrc/cpu/portable_math.cpp computes _portable's NumPy code bit for bit, special
+    values included (PYMDBN_SIMD caps the kernel's SIMD variant; a level the CPU lacks
+    runs its best one)."""
+    path = tmp_path / "k.npz"
+    env = dict(os.environ, PYMDBN_SIMD=level)
+    subprocess.run([sys.executable, "-c", KERNEL_WORKER, str(path)], env=env, check=True,
+                   timeout=300, cwd=tmp_path)
+    with np.load(path) as z:
+        res = {k: z[k] for k in z.files}
+    for key in [k for k in res if k.startswith("kernel-")]:
+        a, b = res[key], res["numpy-" + key[len("kernel-"):]]
+        assert a.dtype == b.dtype
+        bad = np.flatnonzero(a.view(f"u{a.itemsize}") != b.view(f"u{b.itemsize}"))
+        assert bad.size == 0, f"{level} {key}: {bad.size} differ, first {a.flat[bad[0]]!r} " \
+                              f"vs {b.flat[bad[0]]!r}"

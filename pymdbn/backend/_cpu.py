@@ -56,6 +56,13 @@ def build_info():
     return info
 
 
+def portable_math(name, x, y, p, out):
+    """out = name(x) with the same bits on every CPU (exp, cos, sin; arctan2(y, x);
+    power(x, p)): :mod:`pymdbn.data._portable`'s functions, compiled. x (and y) and out
+    are C-contiguous arrays of one float dtype and size."""
+    _core.portable_math(name, x, y, p, out)
+
+
 def pool_enter():
     """Install the caching NumPy memory handler (csrc/bindings/host_pool.cpp) in this
     context; returns the handler to restore, or None where it is unavailable."""

@@ -11,6 +11,11 @@ float64 and rounded once to the argument's type: float32 arguments give float32
 results, anything else float64, as NumPy's functions do. The float64 results are within
 a few ulps of exact (``tests/test_phantoms_portable.py``), so float32 results are
 correctly rounded but for ties.
+
+With pymdbn's compiled core the functions run as its ``portable_math`` kernel
+(``csrc/cpu/portable_math.cpp``, numerics.h's functions), the same operations in the
+same order, vectorised and threaded: the same bits, faster. The NumPy code
+here is its twin and the fallback.
 """
 
 import numpy as np
@@ -38,18 +43,22 @@ _ATAN = [(-1.0) ** n / (2 * n + 1) for n in range(12, 0, -1)]
 _ATANH = [2.0 / (2 * j + 1) for j in range(10, 0, -1)]
 
 
+def _float_type(x):
+    """The result's float type: float32 for float32 arguments, else float64."""
+    return np.dtype(np.float32) if np.asarray(x).dtype == np.float32 else np.dtype(np.float64)
+
+
 def _float64(x):
     """x as a float64 array, and the float type of the result."""
-    a = np.asarray(x)
-    return a.astype(np.float64), (np.dtype(np.float32) if a.dtype == np.float32
-                                  else np.dtype(np.float64))
+    return np.asarray(x).astype(np.float64), _float_type(x)
 
 
 def _result(y, dtype, out):
-    if out is not None:
-        np.copyto(out, y, casting="same_kind")
-        return out
-    y = y.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range rounds to inf
+        if out is not None:
+            np.copyto(out, y, casting="same_kind")
+            return out
+        y = y.astype(dtype, copy=False)
     return y if y.ndim else y[()]
 
 
@@ -78,7 +87,7 @@ def _exp64(a):
 
 
 def _log64(a):
-    """log of a >= 0: a = 2^e m, m in [sqrt(2)/2, sqrt(2)), log(1 + f) = 2 atanh(f / (2 + f))."""
+    """log a: a = 2^e m, m in [sqrt(2)/2, sqrt(2)), log(1 + f) = 2 atanh(f / (2 + f))."""
     with np.errstate(all="ignore"):
         m, e = np.frexp(a)  # m in [0.5, 1)
         low = m < _SQRT1_2
@@ -89,59 +98,113 @@ def _log64(a):
         r = _horner(s * s, _ATANH) * (s * s)
         hfsq = 0.5 * f * f
         y = k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
-    y = np.where(a == 0, -np.inf, y)
-    return np.where(np.isinf(a), a, y)
+    y = np.where(a > 0, y, np.where(a == 0, -np.inf, np.nan))  # negative or NaN: NaN
+    return np.where(a == np.inf, a, y)
 
 
-def _quarter(a):
-    """a = q pi/2 + r, |r| <= pi/4 (accurate for |a| below about 10^5), and cos r, sin r."""
-    q = np.rint(a * _TWO_OVER_PI)
-    r = ((a - q * _PIO2_1) - q * _PIO2_2) - q * _PIO2_3
-    z = r * r
-    s = r + r * (z * _horner(z, _SIN))
-    c = 1.0 - (0.5 * z - z * (z * _horner(z, _COS)))
-    return np.mod(q, 4.0).astype(np.int64), c, s
+def _cos_sin64(a):
+    """cos a and sin a: a = q pi/2 + r, |r| <= pi/4 (accurate for |a| below about 10^5),
+    the Taylor series of cos r and sin r, the quarter's swaps; NaN for non-finite a."""
+    finite = np.isfinite(a)
+    with np.errstate(all="ignore"):
+        q = np.rint(a * _TWO_OVER_PI)
+        q = np.where(finite & (np.abs(q) < 2.0**30), q, 0.0)  # no accuracy left beyond
+        r = ((a - q * _PIO2_1) - q * _PIO2_2) - q * _PIO2_3
+        z = r * r
+        s = r + r * (z * _horner(z, _SIN))
+        c = 1.0 - (0.5 * z - z * (z * _horner(z, _COS)))
+    # Quarters 0-3 (q mod 4): (cos, sin) = (c, s), (-s, c), (-c, -s), (s, -c).
+    quarter = q.astype(np.int64) & 3
+    odd, neg_c, neg_s = (quarter & 1) != 0, ((quarter + 1) & 2) != 0, (quarter & 2) != 0
+    cv, sv = np.where(odd, s, c), np.where(odd, c, s)
+    return (np.where(finite, np.where(neg_c, -cv, cv), np.nan),
+            np.where(finite, np.where(neg_s, -sv, sv), np.nan))
+
+
+def _kernel():
+    """pymdbn's compiled ``portable_math``, or None where the CPU backend is not built."""
+    global _KERNEL
+    if _KERNEL is _UNSET:
+        from pymdbn import backend
+
+        _KERNEL = backend.get("cpu").portable_math if "cpu" in backend.BACKENDS else None
+    return _KERNEL
+
+
+_UNSET = object()
+_KERNEL = _UNSET
+
+
+def _compiled(name, dtype, x, y=None, p=0.0, out=None):
+    """name(x[, y]) by the kernel, in dtype (float32 or float64), into out if given."""
+    x = np.asarray(x, dtype=dtype, order="C")  # 0-d stays 0-d
+    if y is not None:
+        y, x = (np.asarray(v, dtype=dtype, order="C") for v in np.broadcast_arrays(y, x))
+    direct = (out is not None and out.dtype == dtype and out.shape == x.shape
+              and out.flags.c_contiguous and out.flags.writeable)
+    res = out if direct else np.empty(x.shape, dtype)
+    _kernel()(name, x, y, float(p), res)
+    if out is not None:
+        if not direct:
+            np.copyto(out, res, casting="same_kind")
+        return out
+    return res if res.ndim else res[()]
 
 
 def exp(x, out=None):
     """e ** x."""
+    if _kernel() is not None:
+        return _compiled("exp", _float_type(x), x, out=out)
     a, dtype = _float64(x)
     return _result(_exp64(a), dtype, out)
 
 
 def cos(x, out=None):
     """cos x."""
+    if _kernel() is not None:
+        return _compiled("cos", _float_type(x), x, out=out)
     a, dtype = _float64(x)
-    q, c, s = _quarter(a)
-    return _result(np.choose(q, [c, -s, -c, s]), dtype, out)
+    return _result(_cos_sin64(a)[0], dtype, out)
 
 
 def sin(x, out=None):
     """sin x."""
+    if _kernel() is not None:
+        return _compiled("sin", _float_type(x), x, out=out)
     a, dtype = _float64(x)
-    q, c, s = _quarter(a)
-    return _result(np.choose(q, [s, c, -s, -c]), dtype, out)
+    return _result(_cos_sin64(a)[1], dtype, out)
 
 
 def arctan2(y, x, out=None):
-    """The angle of (x, y), in [-pi, pi], with NumPy's conventions for signed zeros."""
-    b, dtype_y = _float64(y)
-    a, dtype_x = _float64(x)
-    dtype = np.result_type(dtype_y, dtype_x)
+    """The angle of (x, y), in [-pi, pi], with NumPy's conventions for signed zeros; NaN
+    where either is NaN."""
+    dtype = np.result_type(_float_type(y), _float_type(x))
+    if _kernel() is not None:
+        return _compiled("arctan2", dtype, x, y, out=out)
+    b, _ = _float64(y)
+    a, _ = _float64(x)
+    return _result(_atan2_64(b, a), dtype, out)
+
+
+def _atan2_64(b, a):
     ay, ax = np.abs(b), np.abs(a)
-    big, small = np.maximum(ay, ax), np.minimum(ay, ax)
-    t = np.divide(small, big, out=np.zeros_like(big), where=big > 0)
-    # atan t for t in [0, 1]: the angle halved twice, atan t = 2 atan(t / (1 + sqrt(1 + t^2))),
-    # leaves t <= tan(pi/16) < 0.2, where 13 terms of the Taylor series suffice.
-    t = t / (1.0 + np.sqrt(1.0 + t * t))
-    t = t / (1.0 + np.sqrt(1.0 + t * t))
-    angle = 4.0 * (t + t * ((t * t) * _horner(t * t, _ATAN)))
+    big, small = np.where(ay > ax, ay, ax), np.where(ay > ax, ax, ay)
+    with np.errstate(all="ignore"):
+        t = np.divide(small, big, out=np.zeros_like(big), where=big > 0)
+        # atan t for t in [0, 1]: the angle halved twice, atan t = 2 atan(t / (1 +
+        # sqrt(1 + t^2))), leaves t <= tan(pi/16) < 0.2, where 13 terms of the Taylor
+        # series suffice.
+        t = t / (1.0 + np.sqrt(1.0 + t * t))
+        t = t / (1.0 + np.sqrt(1.0 + t * t))
+        angle = 4.0 * (t + t * ((t * t) * _horner(t * t, _ATAN)))
     angle = np.where(ay > ax, _PI_2 - angle, angle)
     angle = np.where(np.signbit(a), _PI - angle, angle)
-    return _result(np.copysign(angle, b), dtype, out)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, np.copysign(angle, b))
 
 
 def power(x, p, out=None):
-    """x ** p for x >= 0 and a real p > 0, as exp(p log x)."""
+    """x ** p for x >= 0 and a real p > 0, as exp(p log x); NaN for x < 0."""
+    if _kernel() is not None:
+        return _compiled("power", _float_type(x), x, p=float(p), out=out)
     a, dtype = _float64(x)
     return _result(_exp64(float(p) * _log64(a)), dtype, out)

@@ -161,6 +161,77 @@ PYMDBN_HD inline double pow_int(double b, std::int64_t t) {
   return r;
 }
 
+// cos and sin of a: a = q pi/2 + r with q = rint(2a / pi) and pi/2 in three parts
+// (accurate for |a| below about 10^5), |r| <= pi/4 by Taylor series (to r^17 and r^18),
+// then the quarter's exact swaps and sign changes. NaN for a non-finite a.
+// pymdbn/data/_portable.py is the twin: the same operations in the same order.
+struct CosSin {
+  double cos, sin;
+};
+PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
+  constexpr double two_over_pi = 0x1.45f306dc9c883p-1, p1 = 0x1.921fb54400000p+0,
+                   p2 = 0x1.0b4611a600000p-34, p3 = 0x1.3198a2e037073p-69, shift = 0x1.8p52;
+  // q = rint(2a / pi) by adding and subtracting 1.5 2^52; q = 0 where that is not below
+  // 2^30 in size (no accuracy is left there) or a is not finite, so int(q) is defined.
+  const bool finite = a - a == 0.0;
+  double q = (a * two_over_pi + shift) - shift;
+  q = finite && std::fabs(q) < 0x1p30 ? q : 0.0;
+  const double r = ((a - q * p1) - q * p2) - q * p3, z = r * r;
+  double ps = 1.0 / 355687428096000.0;  // 1/17!
+  ps = ps * z - 1.0 / 1307674368000.0;
+  ps = ps * z + 1.0 / 6227020800.0;
+  ps = ps * z - 1.0 / 39916800.0;
+  ps = ps * z + 1.0 / 362880.0;
+  ps = ps * z - 1.0 / 5040.0;
+  ps = ps * z + 1.0 / 120.0;
+  ps = ps * z - 1.0 / 6.0;
+  double pc = -1.0 / 6402373705728000.0;  // -1/18!
+  pc = pc * z + 1.0 / 20922789888000.0;
+  pc = pc * z - 1.0 / 87178291200.0;
+  pc = pc * z + 1.0 / 479001600.0;
+  pc = pc * z - 1.0 / 3628800.0;
+  pc = pc * z + 1.0 / 40320.0;
+  pc = pc * z - 1.0 / 720.0;
+  pc = pc * z + 1.0 / 24.0;
+  const double sn = r + r * (z * ps), cs = 1.0 - (0.5 * z - z * (z * pc));
+  // Quarters 0-3 (q mod 4): (cos, sin) = (cs, sn), (-sn, cs), (-cs, -sn), (sn, -cs).
+  const int quarter = int(q) & 3;
+  const bool odd = (quarter & 1) != 0, neg_c = ((quarter + 1) & 2) != 0,
+             neg_s = (quarter & 2) != 0;
+  const double cv = odd ? sn : cs, sv = odd ? cs : sn;
+  return {finite ? (neg_c ? -cv : cv) : double(NAN), finite ? (neg_s ? -sv : sv) : double(NAN)};
+}
+
+// The angle of (x, y) in [-pi, pi] with the C library's signed-zero conventions: atan t
+// for t = min / max of |x|, |y| in [0, 1], the angle halved twice (atan t = 2 atan(t /
+// (1 + sqrt(1 + t^2)))) to t <= tan(pi/16), then 13 terms of the Taylor series; NaN if
+// either is NaN. pymdbn/data/_portable.py is the twin.
+PYMDBN_HD inline double atan2_ieee(double y, double x) {
+  const double ay = std::fabs(y), ax = std::fabs(x);
+  const double big = ay > ax ? ay : ax, small = ay > ax ? ax : ay;
+  double t = big > 0.0 ? small / big : 0.0;
+  t = t / (1.0 + std::sqrt(1.0 + t * t));
+  t = t / (1.0 + std::sqrt(1.0 + t * t));
+  const double z = t * t;
+  double p = 1.0 / 25.0;
+  p = p * z - 1.0 / 23.0;
+  p = p * z + 1.0 / 21.0;
+  p = p * z - 1.0 / 19.0;
+  p = p * z + 1.0 / 17.0;
+  p = p * z - 1.0 / 15.0;
+  p = p * z + 1.0 / 13.0;
+  p = p * z - 1.0 / 11.0;
+  p = p * z + 1.0 / 9.0;
+  p = p * z - 1.0 / 7.0;
+  p = p * z + 1.0 / 5.0;
+  p = p * z - 1.0 / 3.0;
+  double angle = 4.0 * (t + t * (z * p));
+  constexpr double pi = 0x1.921fb54442d18p+1, pi_2 = 0x1.921fb54442d18p+0;
+  angle = ay > ax ? pi_2 - angle : angle;
+  angle = std::signbit(x) ? pi - angle : angle;
+  return (x != x || y != y) ? double(NAN) : std::copysign(angle, y);
+}
+
 #ifdef __CUDA_ARCH__
 PYMDBN_HD inline double exp_approx(double x) { return std::exp(x); }
 #else
