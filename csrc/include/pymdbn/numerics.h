@@ -168,15 +168,11 @@ PYMDBN_HD inline double pow_int(double b, std::int64_t t) {
 struct CosSin {
   double cos, sin;
 };
-PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
-  constexpr double two_over_pi = 0x1.45f306dc9c883p-1, p1 = 0x1.921fb54400000p+0,
-                   p2 = 0x1.0b4611a600000p-34, p3 = 0x1.3198a2e037073p-69, shift = 0x1.8p52;
-  // q = rint(2a / pi) by adding and subtracting 1.5 2^52; q = 0 where that is not below
-  // 2^30 in size (no accuracy is left there) or a is not finite, so int(q) is defined.
-  const bool finite = a - a == 0.0;
-  double q = (a * two_over_pi + shift) - shift;
-  q = finite && std::fabs(q) < 0x1p30 ? q : 0.0;
-  const double r = ((a - q * p1) - q * p2) - q * p3, z = r * r;
+
+// cos r and sin r for |r| <= pi/4 by their Taylor series (to r^17 and r^18: the first
+// omitted terms are below 2^-60 relative).
+PYMDBN_HD inline CosSin cos_sin_reduced(double r) {
+  const double z = r * r;
   double ps = 1.0 / 355687428096000.0;  // 1/17!
   ps = ps * z - 1.0 / 1307674368000.0;
   ps = ps * z + 1.0 / 6227020800.0;
@@ -193,13 +189,32 @@ PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
   pc = pc * z + 1.0 / 40320.0;
   pc = pc * z - 1.0 / 720.0;
   pc = pc * z + 1.0 / 24.0;
-  const double sn = r + r * (z * ps), cs = 1.0 - (0.5 * z - z * (z * pc));
-  // Quarters 0-3 (q mod 4): (cos, sin) = (cs, sn), (-sn, cs), (-cs, -sn), (sn, -cs).
-  const int quarter = int(q) & 3;
+  return {1.0 - (0.5 * z - z * (z * pc)), r + r * (z * ps)};
+}
+
+// cos and sin of quarter pi/2 + r from those of r (quarter in 0-3): (c, s), (-s, c),
+// (-c, -s), (s, -c); exact, and selects without branches.
+PYMDBN_HD inline CosSin add_quarters(CosSin v, int quarter) {
   const bool odd = (quarter & 1) != 0, neg_c = ((quarter + 1) & 2) != 0,
              neg_s = (quarter & 2) != 0;
-  const double cv = odd ? sn : cs, sv = odd ? cs : sn;
-  return {finite ? (neg_c ? -cv : cv) : double(NAN), finite ? (neg_s ? -sv : sv) : double(NAN)};
+  const double cv = odd ? v.sin : v.cos, sv = odd ? v.cos : v.sin;
+  return {neg_c ? -cv : cv, neg_s ? -sv : sv};
+}
+
+// cos and sin of a: a = q pi/2 + r with q = rint(2a / pi) and pi/2 in three parts
+// (accurate for |a| below about 10^5), then cos_sin_reduced and add_quarters. NaN for a
+// non-finite a. pymdbn/data/_portable.py is the twin: the same operations in the same
+// order.
+PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
+  constexpr double two_over_pi = 0x1.45f306dc9c883p-1, p1 = 0x1.921fb54400000p+0,
+                   p2 = 0x1.0b4611a600000p-34, p3 = 0x1.3198a2e037073p-69, shift = 0x1.8p52;
+  // q = rint(2a / pi) by adding and subtracting 1.5 2^52; q = 0 where that is not below
+  // 2^30 in size (no accuracy is left there) or a is not finite, so int(q) is defined.
+  const bool finite = a - a == 0.0;
+  double q = (a * two_over_pi + shift) - shift;
+  q = finite && std::fabs(q) < 0x1p30 ? q : 0.0;
+  const CosSin v = add_quarters(cos_sin_reduced(((a - q * p1) - q * p2) - q * p3), int(q) & 3);
+  return {finite ? v.cos : double(NAN), finite ? v.sin : double(NAN)};
 }
 
 // The angle of (x, y) in [-pi, pi] with the C library's signed-zero conventions: atan t

@@ -70,28 +70,9 @@ PYMDBN_HD inline double log_u32_scaled(std::uint64_t n) {
 PYMDBN_HD inline void cos_sin_turns_u32(std::uint32_t b, double& c, double& s) {
   const std::uint64_t q = (std::uint64_t(b) + (1u << 29)) >> 30;  // 0..4
   const double x = double(std::int64_t(b) - std::int64_t(q << 30)) * 0x1.921fb54442d18p-30;
-  const double x2 = x * x;
-  double ps = 1.0 / 355687428096000.0;  // 1/17!
-  ps = ps * x2 - 1.0 / 1307674368000.0;
-  ps = ps * x2 + 1.0 / 6227020800.0;
-  ps = ps * x2 - 1.0 / 39916800.0;
-  ps = ps * x2 + 1.0 / 362880.0;
-  ps = ps * x2 - 1.0 / 5040.0;
-  ps = ps * x2 + 1.0 / 120.0;
-  ps = ps * x2 - 1.0 / 6.0;
-  const double sn = x + x * (x2 * ps);
-  double pc = -1.0 / 6402373705728000.0;  // -1/18!
-  pc = pc * x2 + 1.0 / 20922789888000.0;
-  pc = pc * x2 - 1.0 / 87178291200.0;
-  pc = pc * x2 + 1.0 / 479001600.0;
-  pc = pc * x2 - 1.0 / 3628800.0;
-  pc = pc * x2 + 1.0 / 40320.0;
-  pc = pc * x2 - 1.0 / 720.0;
-  pc = pc * x2 + 1.0 / 24.0;
-  const double cs = 1.0 - (0.5 * x2 - x2 * (x2 * pc));
-  const int quarter = int(q & 3);
-  c = quarter == 0 ? cs : quarter == 1 ? -sn : quarter == 2 ? -cs : sn;
-  s = quarter == 0 ? sn : quarter == 1 ? cs : quarter == 2 ? -sn : -cs;
+  const CosSin v = add_quarters(cos_sin_reduced(x), int(q & 3));
+  c = v.cos;
+  s = v.sin;
 }
 
 // Box-Muller on one pair of words, both outputs; |z| <= 6.66 since u1 is in [2^-32, 1].
