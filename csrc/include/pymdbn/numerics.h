@@ -161,10 +161,6 @@ PYMDBN_HD inline double pow_int(double b, std::int64_t t) {
   return r;
 }
 
-// cos and sin of a: a = q pi/2 + r with q = rint(2a / pi) and pi/2 in three parts
-// (accurate for |a| below about 10^5), |r| <= pi/4 by Taylor series (to r^17 and r^18),
-// then the quarter's exact swaps and sign changes. NaN for a non-finite a.
-// pymdbn/data/_portable.py is the twin: the same operations in the same order.
 struct CosSin {
   double cos, sin;
 };

@@ -67,12 +67,10 @@ PYMDBN_HD inline double log_u32_scaled(std::uint64_t n) {
 // nearest quarter turn q = round(b / 2^30) split off in integers (exact), the rest x,
 // |x| <= pi/4, by Taylor series (the first omitted terms below 2^-60 relative), then the
 // quarter's exact swaps and sign changes.
-PYMDBN_HD inline void cos_sin_turns_u32(std::uint32_t b, double& c, double& s) {
+PYMDBN_HD inline CosSin cos_sin_turns_u32(std::uint32_t b) {
   const std::uint64_t q = (std::uint64_t(b) + (1u << 29)) >> 30;  // 0..4
   const double x = double(std::int64_t(b) - std::int64_t(q << 30)) * 0x1.921fb54442d18p-30;
-  const CosSin v = add_quarters(cos_sin_reduced(x), int(q & 3));
-  c = v.cos;
-  s = v.sin;
+  return add_quarters(cos_sin_reduced(x), int(q & 3));
 }
 
 // Box-Muller on one pair of words, both outputs; |z| <= 6.66 since u1 is in [2^-32, 1].
@@ -86,10 +84,9 @@ PYMDBN_HD inline void box_muller(std::uint32_t a, std::uint32_t b, T& z0, T& z1)
 #ifndef __CUDA_ARCH__
   if constexpr (std::is_same<T, double>::value) {
     const double r = std::sqrt(-2.0 * log_u32_scaled(std::uint64_t(a) + 1));
-    double c, s;
-    cos_sin_turns_u32(b, c, s);
-    z0 = r * c;
-    z1 = r * s;
+    const CosSin t = cos_sin_turns_u32(b);
+    z0 = r * t.cos;
+    z1 = r * t.sin;
     return;
   }
 #endif
