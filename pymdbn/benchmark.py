@@ -585,10 +585,12 @@ def _pymdbn(spec):
         rbm.n_steps_ = steps
 
     def info():
+        native = precision == "bfloat16" and backend.bfloat16_status()[0]
         return {"num_threads": pymdbn.get_num_threads(),
                 "dtype": str(rbm.components_.dtype),
                 "products": backend.bfloat16_status()[1] if precision == "bfloat16"
-                else "float32"}
+                else "float32",
+                "bfloat16_products": bool(native)}
 
     precision = backend.precision_of(spec["dtype"])
 
@@ -845,12 +847,21 @@ def _measure(spec, impls, rounds, env, quiet):
     else:
         med_bound = None
     row["ratios"] = _ratios(med, med_bound)
+    if _fell_back(row):
+        # pymdbn ran float32 and torch emulated bfloat16: no bfloat16 bound to compare with.
+        row["ratios"]["pymdbn_over_bound"] = None
     row["loadavg_1min_before_after"] = [load0, os.getloadavg()[0]]
     _log(f"  {spec['V']},{spec['H']},{spec['B']} N={spec['N']} threads={spec['threads']} "
          f"{spec['dtype']}: " + ", ".join(f"{k} {v:.4f}s" for k, v in med.items())
          + (f"; skipped {sorted(row['skipped'])}" if row["skipped"] else "")
          + f" ({time.perf_counter() - t_start:.0f} s)", quiet)
     return row
+
+
+def _fell_back(row):
+    """A bfloat16 row whose pymdbn worker computed in float32 (no bfloat16 products)."""
+    info = row.get("workers", {}).get("pymdbn", {})
+    return row["dtype"] == "bfloat16" and info.get("bfloat16_products") is False
 
 
 def _ratio(a, b):
@@ -1136,12 +1147,20 @@ def _cd_md(cd, rounds):
     for r in cd["rows"]:
         bound = r.get("bound_used", "bound")
         rr = r["ratios"]
-        rows.append([r["V"], r["H"], r["B"], r["N"], r["threads"], r["dtype"],
+        rows.append([r["V"], r["H"], r["B"], r["N"], r["threads"],
+                     r["dtype"] + (" (ran float32)" if _fell_back(r) else ""),
                      _cell(r, "pymdbn"), _cell(r, bound), _cell(r, "bound_numpy"),
                      _cell(r, "numpy"), _cell(r, "sklearn"), _cell(r, "torch"),
                      _num(rr["pymdbn_over_bound"]), _num(rr["numpy_over_pymdbn"]),
                      _num(rr["sklearn_over_pymdbn"]), _num(rr["torch_over_pymdbn"])])
     out += _table(header, rows)
+    fell = [r for r in cd["rows"] if _fell_back(r)]
+    if fell:
+        why = fell[0]["workers"]["pymdbn"].get("products", "")
+        out += ["", f"bfloat16 rows marked (ran float32): {why}. pymdbn fell back to float32 "
+                "products, as it does (with a warning) on such CPUs, and torch's bfloat16 "
+                "matmul was emulated: these rows measure no bfloat16 path, and their "
+                "pym/bound is left out."]
     skipped = [(r, k, why) for r in cd["rows"] for k, why in r["skipped"].items()]
     if skipped:
         out += ["", "Skipped:"]

@@ -155,3 +155,21 @@ def test_the_parser_and_the_module_stay_light(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bench_marks_bfloat16_rows_that_ran_float32(tmp_path, capsys):
+    from pymdbn import backend
+
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = ["bench", "--quick", "--suite", "cd", "--shapes", "16,8,4", "--n", "24",
+            "--rounds", "1", "--threads", "1", "--dtype", "bfloat16", "--implementations",
+            "pymdbn", "--json", str(out_json), "--markdown", str(out_md), "--quiet"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    (row,) = json.loads(out_json.read_text())["cd"]["rows"]
+    native = backend.bfloat16_status()[0]
+    assert row["dtype"] == "bfloat16" and not row["skipped"]
+    assert row["workers"]["pymdbn"]["bfloat16_products"] is native
+    md = out_md.read_text()
+    assert ("| bfloat16 (ran float32) |" in md) is (not native)
+    assert ("these rows measure no bfloat16 path" in md) is (not native)
