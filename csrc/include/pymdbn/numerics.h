@@ -13,7 +13,7 @@
 namespace pymdbn {
 
 // The float whose bits are `bits` (std::bit_cast is C++20).
-PYMDBN_HD inline float float_from_bits(std::int32_t bits) {
+PYMDBN_HD_INLINE float float_from_bits(std::int32_t bits) {
 #ifdef __CUDA_ARCH__
   return __int_as_float(bits);
 #else
@@ -24,7 +24,7 @@ PYMDBN_HD inline float float_from_bits(std::int32_t bits) {
 }
 
 // The double whose bits are `bits`.
-PYMDBN_HD inline double float64_from_bits(std::uint64_t bits) {
+PYMDBN_HD_INLINE double float64_from_bits(std::uint64_t bits) {
 #ifdef __CUDA_ARCH__
   return __longlong_as_double(static_cast<long long>(bits));
 #else
@@ -37,7 +37,7 @@ PYMDBN_HD inline double float64_from_bits(std::uint64_t bits) {
 // exp for float without branches, so loops vectorise (Cephes expf, ~1 ulp on the
 // range used here). Inputs are clamped to [-87, 88], where the result is normal.
 // The clamps are std::max then std::min written out, so the result is unchanged.
-PYMDBN_HD inline float exp_approx(float x) {
+PYMDBN_HD_INLINE float exp_approx(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = 88.0f < x ? 88.0f : x;
   const float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round
@@ -67,7 +67,7 @@ PYMDBN_HD inline float exp_approx(float x) {
 // log(1 + f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + R)), R = sum_j 2 s^2j / (2j + 1) (Taylor:
 // |s| < 0.172, so 10 terms leave a relative error below 1e-18); ln 2 split into a head
 // with 21 zero low bits (k ln2_hi exact) and the rest.
-PYMDBN_HD inline double log_reduced(double f, double k) {
+PYMDBN_HD_INLINE double log_reduced(double f, double k) {
   const double s = f / (2.0 + f), z = s * s;
   double r = 2.0 / 21.0;
   r = r * z + 2.0 / 19.0;
@@ -85,37 +85,42 @@ PYMDBN_HD inline double log_reduced(double f, double k) {
   return k * ln2_hi - ((hfsq - (s * (hfsq + r) + k * ln2_lo)) - f);
 }
 
-// x = 2^k m, m in [sqrt(2)/2, sqrt(2)), for a positive finite x (denormals scaled first).
-PYMDBN_HD inline double split_exponent(double x, double& k) {
+// The bits of a double (std::bit_cast is C++20).
+PYMDBN_HD_INLINE std::uint64_t bits_of(double x) {
   std::uint64_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
-  int e = int(bits >> 52);
-  int bias = 1023;
-  if (e == 0) {  // denormal: scale by 2^54 (exact)
-    x *= 0x1p54;
-    std::memcpy(&bits, &x, sizeof(bits));
-    e = int(bits >> 52);
-    bias += 54;
-  }
+  return bits;
+}
+
+// Whether x's sign bit is set (-0 and negative NaNs included). std::signbit on a double
+// kept GCC 12 from vectorising the loops around it; this does not.
+PYMDBN_HD_INLINE bool sign_bit(double x) { return std::int64_t(bits_of(x)) < 0; }
+
+// x = 2^k m, m in [sqrt(2)/2, sqrt(2)), for a positive finite x (denormals scaled by 2^54
+// first, exactly). Selects, not branches, so loops over it vectorise; for other x, m and
+// k are meaningless and the caller discards them.
+PYMDBN_HD_INLINE double split_exponent(double x, double& k) {
+  const bool denormal = (bits_of(x) >> 52) == 0;
+  std::uint64_t bits = bits_of(denormal ? x * 0x1p54 : x);
+  const int e = int(bits >> 52), bias = denormal ? 1023 + 54 : 1023;
   bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
-  double m;
-  std::memcpy(&m, &bits, sizeof(m));  // [1, 2)
+  const double m = float64_from_bits(bits);  // [1, 2)
   const bool halve = m >= 0x1.6a09e667f3bcdp+0;
   k = double(e - bias + (halve ? 1 : 0));
   return halve ? 0.5 * m : m;
 }
 
-PYMDBN_HD inline double log_ieee(double x) {
-  if (!(x > 0.0)) return x == 0.0 ? -INFINITY : NAN;  // negative or NaN: NaN
-  if (x == INFINITY) return x;
+// -inf at +-0, NaN below 0 and at NaN, +inf at +inf. Branch-free, like exp_ieee.
+PYMDBN_HD_INLINE double log_ieee(double x) {
   double k;
   const double m = split_exponent(x, k);
-  return log_reduced(m - 1.0, k);
+  const double r = log_reduced(m - 1.0, k);
+  return x > 0.0 ? (x == double(INFINITY) ? x : r) : (x == 0.0 ? -double(INFINITY) : double(NAN));
 }
 
 // log(1 + y) for y >= 0, accurate for small y: (1 + y) rounds to u, and
 // log(u) y / (u - 1) corrects for that rounding (Goldberg 1991, theorem 4).
-PYMDBN_HD inline double log1p_ieee(double y) {
+PYMDBN_HD_INLINE double log1p_ieee(double y) {
   const double u = 1.0 + y;
   return u == 1.0 ? y : log_ieee(u) * (y / (u - 1.0));
 }
@@ -124,7 +129,7 @@ PYMDBN_HD inline double log1p_ieee(double y) {
 // 0.347, exp(r) by its Taylor series to r^13 (the next term below 2^-57 relative), then
 // 2^k applied as two powers of two (exact unless the result is denormal).
 // Branch-free (selects), so loops over it vectorise.
-PYMDBN_HD inline double exp_ieee(double x) {
+PYMDBN_HD_INLINE double exp_ieee(double x) {
   constexpr double hi = 709.782712893384, lo = -745.1332191019412;
   const double xc = x > hi ? hi : (x < lo ? lo : (x == x ? x : 0.0));
   constexpr double shift = 0x1.8p52, ln2_hi = 0x1.62e42fee00000p-1,
@@ -167,7 +172,7 @@ struct CosSin {
 
 // cos r and sin r for |r| <= pi/4 by their Taylor series (to r^17 and r^18: the first
 // omitted terms are below 2^-60 relative).
-PYMDBN_HD inline CosSin cos_sin_reduced(double r) {
+PYMDBN_HD_INLINE CosSin cos_sin_reduced(double r) {
   const double z = r * r;
   double ps = 1.0 / 355687428096000.0;  // 1/17!
   ps = ps * z - 1.0 / 1307674368000.0;
@@ -190,7 +195,7 @@ PYMDBN_HD inline CosSin cos_sin_reduced(double r) {
 
 // cos and sin of quarter pi/2 + r from those of r (quarter in 0-3): (c, s), (-s, c),
 // (-c, -s), (s, -c); exact, and selects without branches.
-PYMDBN_HD inline CosSin add_quarters(CosSin v, int quarter) {
+PYMDBN_HD_INLINE CosSin add_quarters(CosSin v, int quarter) {
   const bool odd = (quarter & 1) != 0, neg_c = ((quarter + 1) & 2) != 0,
              neg_s = (quarter & 2) != 0;
   const double cv = odd ? v.sin : v.cos, sv = odd ? v.cos : v.sin;
@@ -201,7 +206,7 @@ PYMDBN_HD inline CosSin add_quarters(CosSin v, int quarter) {
 // (accurate for |a| below about 10^5), then cos_sin_reduced and add_quarters. NaN for a
 // non-finite a. pymdbn/data/_portable.py is the twin: the same operations in the same
 // order.
-PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
+PYMDBN_HD_INLINE CosSin cos_sin_ieee(double a) {
   constexpr double two_over_pi = 0x1.45f306dc9c883p-1, p1 = 0x1.921fb54400000p+0,
                    p2 = 0x1.0b4611a600000p-34, p3 = 0x1.3198a2e037073p-69, shift = 0x1.8p52;
   // q = rint(2a / pi) by adding and subtracting 1.5 2^52; q = 0 where that is not below
@@ -217,7 +222,7 @@ PYMDBN_HD inline CosSin cos_sin_ieee(double a) {
 // for t = min / max of |x|, |y| in [0, 1], the angle halved twice (atan t = 2 atan(t /
 // (1 + sqrt(1 + t^2)))) to t <= tan(pi/16), then 13 terms of the Taylor series; NaN if
 // either is NaN. pymdbn/data/_portable.py is the twin.
-PYMDBN_HD inline double atan2_ieee(double y, double x) {
+PYMDBN_HD_INLINE double atan2_ieee(double y, double x) {
   const double ay = std::fabs(y), ax = std::fabs(x);
   const double big = ay > ax ? ay : ax, small = ay > ax ? ax : ay;
   double t = big > 0.0 ? small / big : 0.0;
@@ -239,19 +244,19 @@ PYMDBN_HD inline double atan2_ieee(double y, double x) {
   double angle = 4.0 * (t + t * (z * p));
   constexpr double pi = 0x1.921fb54442d18p+1, pi_2 = 0x1.921fb54442d18p+0;
   angle = ay > ax ? pi_2 - angle : angle;
-  angle = std::signbit(x) ? pi - angle : angle;
+  angle = sign_bit(x) ? pi - angle : angle;
   return (x != x || y != y) ? double(NAN) : std::copysign(angle, y);
 }
 
 #ifdef __CUDA_ARCH__
-PYMDBN_HD inline double exp_approx(double x) { return std::exp(x); }
+PYMDBN_HD_INLINE double exp_approx(double x) { return std::exp(x); }
 #else
-PYMDBN_HD inline double exp_approx(double x) { return exp_ieee(x); }
+PYMDBN_HD_INLINE double exp_approx(double x) { return exp_ieee(x); }
 #endif
 
 // Logistic sigmoid that returns exact 0 where the true value would be denormal.
 template <class T>
-PYMDBN_HD inline T sigmoid(T x) {
+PYMDBN_HD_INLINE T sigmoid(T x) {
   constexpr T lo = std::is_same<T, float>::value ? T(-87.33) : T(-708.39);
   const T s = T(1) / (T(1) + exp_approx(-x));
   return x < lo ? T(0) : s;
@@ -266,7 +271,7 @@ PYMDBN_HD inline T clip_bound(T c) {
 
 // sigma(clip(x, -c, c)) with c from clip_bound.
 template <class T>
-PYMDBN_HD inline T clipped_sigmoid(T x, T c) {
+PYMDBN_HD_INLINE T clipped_sigmoid(T x, T c) {
   x = x < -c ? -c : x;
   return sigmoid(c < x ? c : x);
 }
