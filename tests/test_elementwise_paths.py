@@ -1,9 +1,9 @@
 """The SIMD variants of the CPU element-wise loops (csrc/cpu/common.h, sample.cpp, dense.cpp).
 
 The affine and dense-layer epilogues (bias + clipped sigmoid or identity), the sigmoid's
-derivative in the dense backward pass, the CD weight update (cd_apply) and the Bernoulli
-and Gaussian draws are compiled for SSE2 (the baseline), AVX2 and AVX-512 and picked at
-run time;
+derivative in the dense backward pass, the CD weight update (cd_apply), the Bernoulli
+and Gaussian draws and the optimisers' steps (SGD with momentum, Adam) are compiled for
+SSE2 (the baseline), AVX2 and AVX-512 and picked at run time;
 ``PYMDBN_SIMD=sse2|avx2|avx512``, read once per process, caps the choice. Each variant
 the CPU has runs here in its own process, at 1 and at 3 threads, on shapes whose rows
 end in every kind of tail (1 to 65 columns; the Bernoulli path groups 16 Philox blocks
@@ -104,6 +104,25 @@ for threads in (1, 3):
                           np.zeros(cols, dt)]
                     k.cd_apply(hh, vv, *st, 0.05, mom, decay, 0.1, 0.01)
                     res[f"cdw{mom}-" + key], res[f"cdv{mom}-" + key] = st[0], st[3]
+        # The optimisers' steps (fine-tuning): sizes below and above the threads' split,
+        # tiny values for the denormal flush, a zero gradient and v for Adam's sqrt(0).
+        for n in (1, 17, 70001):
+            key = f"{dt}-{n}-{threads}"
+            prm = rng.standard_normal(n).astype(dt)
+            grd = rng.standard_normal(n).astype(dt)
+            grd[::5] = 0.0
+            grd[1::7] = 1e-30
+            mom, ada_m, ada_v = (rng.standard_normal(n).astype(dt) for _ in range(3))
+            ada_v = np.abs(ada_v)
+            mom[2::9], ada_m[3::9], ada_v[::5] = 1e-37, 1e-37, 0.0
+            p1 = prm.copy()
+            k.sgd_momentum_update(p1, grd, mom, 0.1, 0.9, 1e-4)
+            res["sgdp-" + key], res["sgdv-" + key] = p1, mom
+            for t in (1, 7):
+                p2, m2, v2 = prm.copy(), ada_m.copy(), ada_v.copy()
+                k.adam_update(p2, grd, m2, v2, 1e-3, 0.9, 0.999, 1e-8, t, 1e-4)
+                res[f"adp{t}-" + key], res[f"adm{t}-" + key] = p2, m2
+                res[f"adv{t}-" + key] = v2
         # Sigmoid edge inputs: z = a_i * 1 + b_j through a one-column product.
         a = np.array(EDGE, dt)
         for cols in (1, 17, 32):

@@ -267,3 +267,20 @@ def test_dbn_fine_tune_dropout(rng):
         .decision_function(X), d.decision_function(X))
     with pytest.raises(ValueError, match="fine_tune_dropout|dropout"):
         DBN(fine_tune_dropout=1.5, **kw).fit(X, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rate", [0.2, 0.3, 0.5, 0.7])
+def test_dropout_scales_as_keep_over_one_minus_rate(dtype, rate):
+    """The mask scale is keep / (1 - rate) computed in float64 and rounded to the dtype,
+    bit for bit (signed zeros and non-finite inputs included), from the seed's draws."""
+    a = np.random.default_rng(3).standard_normal((13, 37)).astype(dtype)
+    a.flat[::17] = [np.inf, -np.inf, np.nan, -0.0, 0.0, -1e-30, 2.5, -3.0, 1.0, 7.0,
+                    -7.0, 0.5, 1e30, -1e30, 4.0, 8.0, 9.0, -9.0, 3.3, 1.1, -1.1,
+                    0.1, -0.1, 6.0, -6.0, 2.0, -2.0, 5.0, -5.0][:len(a.flat[::17])]
+    keep = np.random.default_rng([5, 2, 9]).random(a.shape, dtype=np.float32) >= rate
+    with np.errstate(invalid="ignore"):  # inf * 0
+        got = finetune.Dropout(rate, rate, [5, 2, 9]).apply(a, inputs=True)
+        want = a * (keep / (1 - rate)).astype(dtype)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(f"u{a.itemsize}"), want.view(f"u{a.itemsize}"))

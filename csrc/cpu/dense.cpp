@@ -21,6 +21,89 @@ void gemv_call(bool trans, index_t m, index_t n, const double* a, index_t lda, c
                     1.0, a, blasint(lda), x, 1, 0.0, y, 1);
 }
 
+// -- The optimisers' element-wise steps ------------------------------------------------
+// One loop each, compiled per SIMD variant (common.h): the same bits at every width, as
+// every operation (division and sqrt included) is exact per element. Adam's three
+// divisions and square root per element ran as SSE code on one core before: 4.8 ms of
+// each 32-row fine-tuning batch of the demo's model (2.2 M parameters), half the epoch.
+// The scalars live in the step, copied into registers by value: no store through p, m
+// or v can change them.
+template <class T>
+struct SgdStep {
+  T* p;
+  const T* g;
+  T* v;
+  T lr, momentum, wd;
+};
+template <class T>
+struct AdamStep {
+  T* p;
+  const T* g;
+  T* m;
+  T* v;
+  T lr, beta1, beta2, eps, wd, c1, c2;
+};
+
+template <class T>
+PYMDBN_ALWAYS_INLINE void sgd_range(SgdStep<T> s, index_t i0, index_t i1) {
+  T* __restrict p = s.p;
+  const T* __restrict g = s.g;
+  T* __restrict v = s.v;
+#pragma omp simd
+  for (index_t i = i0; i < i1; ++i) {
+    v[i] = flush_denormal(s.momentum * v[i] - s.lr * (g[i] + s.wd * p[i]));
+    p[i] += v[i];
+  }
+}
+
+template <class T>
+PYMDBN_ALWAYS_INLINE void adam_range(AdamStep<T> s, index_t i0, index_t i1) {
+  T* __restrict p = s.p;
+  const T* __restrict g = s.g;
+  T* __restrict m = s.m;
+  T* __restrict v = s.v;
+#pragma omp simd
+  for (index_t i = i0; i < i1; ++i) {
+    const T gi = g[i] + s.wd * p[i];
+    const T mi = flush_denormal(s.beta1 * m[i] + (T(1) - s.beta1) * gi);
+    const T vi = flush_denormal(s.beta2 * v[i] + (T(1) - s.beta2) * gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= s.lr * (mi / s.c1) / (std::sqrt(vi / s.c2) + s.eps);
+  }
+}
+#ifdef PYMDBN_SIMD_VARIANTS
+template <class T>
+PYMDBN_TARGET_AVX2 void sgd_range_avx2(SgdStep<T> s, index_t i0, index_t i1) {
+  sgd_range(s, i0, i1);
+}
+template <class T>
+PYMDBN_TARGET_AVX512 void sgd_range_avx512(SgdStep<T> s, index_t i0, index_t i1) {
+  sgd_range(s, i0, i1);
+}
+template <class T>
+PYMDBN_TARGET_AVX2 void adam_range_avx2(AdamStep<T> s, index_t i0, index_t i1) {
+  adam_range(s, i0, i1);
+}
+template <class T>
+PYMDBN_TARGET_AVX512 void adam_range_avx512(AdamStep<T> s, index_t i0, index_t i1) {
+  adam_range(s, i0, i1);
+}
+#endif
+
+// f(simd, i0, i1) over [0, n) cut evenly over the threads; elements are independent, so
+// any cut gives the same bits. The FP environment is the caller's, as before.
+template <class F>
+void parallel_elements(index_t n, const F& f) {
+  const Simd simd = simd_level();
+#pragma omp parallel if (n >= kParallelWork && !omp_in_parallel())
+  {
+    const index_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const index_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    if (i0 < i1) f(simd, i0, i1);
+  }
+}
+
 // A block of a one-row product streams at least this many matrix elements (4 MiB of
 // float32, ~180 us at the ~22 GB/s that one core of the 2-core Xeon reads from L3;
 // waking a second thread costs far less): 4096 x 512 is cut in 2, 512 x 256 not at all.
@@ -262,11 +345,15 @@ double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double
 
 template <class T>
 void sgd_momentum_update(Vec<T> p, CVec<T> g, Vec<T> v, T lr, T momentum, T wd) {
-#pragma omp parallel for simd if (p.size >= kParallelWork)
-  for (index_t i = 0; i < p.size; ++i) {
-    v[i] = flush_denormal(momentum * v[i] - lr * (g[i] + wd * p[i]));
-    p[i] += v[i];
-  }
+  parallel_elements(p.size, [&](Simd simd, index_t i0, index_t i1) {
+    const SgdStep<T> step{p.data, g.data, v.data, lr, momentum, wd};
+#ifdef PYMDBN_SIMD_VARIANTS
+    if (simd == Simd::avx512) return sgd_range_avx512(step, i0, i1);
+    if (simd == Simd::avx2) return sgd_range_avx2(step, i0, i1);
+#endif
+    (void)simd;
+    sgd_range(step, i0, i1);
+  });
 }
 
 template <class T>
@@ -274,13 +361,15 @@ void adam_update(Vec<T> p, CVec<T> g, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2
                  std::int64_t t, T wd) {
   const T c1 = T(1) - T(pow_of<T>(double(beta1), t));
   const T c2 = T(1) - T(pow_of<T>(double(beta2), t));
-#pragma omp parallel for simd if (p.size >= kParallelWork)
-  for (index_t i = 0; i < p.size; ++i) {
-    const T gi = g[i] + wd * p[i];
-    m[i] = flush_denormal(beta1 * m[i] + (T(1) - beta1) * gi);
-    v[i] = flush_denormal(beta2 * v[i] + (T(1) - beta2) * gi * gi);
-    p[i] -= lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps);
-  }
+  parallel_elements(p.size, [&](Simd simd, index_t i0, index_t i1) {
+    const AdamStep<T> step{p.data, g.data, m.data, v.data, lr, beta1, beta2, eps, wd, c1, c2};
+#ifdef PYMDBN_SIMD_VARIANTS
+    if (simd == Simd::avx512) return adam_range_avx512(step, i0, i1);
+    if (simd == Simd::avx2) return adam_range_avx2(step, i0, i1);
+#endif
+    (void)simd;
+    adam_range(step, i0, i1);
+  });
 }
 
 PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_DENSE)

@@ -76,7 +76,11 @@ class Dropout:
         if rate == 0:
             return a
         keep = self.rng.random(a.shape, dtype=np.float32) >= rate
-        scale = backend.to_device((keep / (1 - rate)).astype(a.dtype), backend.device_of(a))
+        # keep / (1 - rate) rounded to a.dtype, without its float64 temporary: 0 or the
+        # rounded 1 / (1 - rate) (1 * s is exact).
+        scale = keep.astype(a.dtype)
+        scale *= a.dtype.type(1.0 / (1.0 - rate))
+        scale = backend.to_device(scale, backend.device_of(a))
         self.scales[id(a)] = scale
         self._keep.append(a)
         return backend.namespace(a).ascontiguousarray(a * scale)
