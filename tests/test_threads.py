@@ -96,6 +96,12 @@ for name, dt in cases:
         for k, v in e.relevance.items():
             out[f"mdbn_lrp_{comp}_{k}_{name}"] = v
     products.__exit__(None, None, None)
+# Phantoms: their chunks (64 patients at 64x64, one task per modality) run on pymdbn's
+# threads.
+ph = pymdbn.data.make_phantoms(300, size=64, random_state=5)
+for k in ph.X:
+    out[f"phantoms_{k}_float32"] = ph.X[k]
+    out[f"phantoms_mask_{k}_float32"] = (ph.masks[k] + 2 * ph.organ_masks[k]).astype(np.float32)
 np.savez(path, **out)
 """
 
@@ -106,9 +112,11 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
-@pytest.mark.parametrize("what", ["affine", "rbm", "dbn", "mdbn"])
+@pytest.mark.parametrize("what", ["affine", "rbm", "dbn", "mdbn", "phantoms"])
 @pytest.mark.parametrize("threads", THREADS[1:])
 def test_bit_identical_to_one_thread(runs, threads, what, dtype):
+    if what == "phantoms" and dtype != "float32":
+        pytest.skip("phantoms are float32")
     one, other = runs[1], runs[threads]
     keys = [k for k in one if k.startswith(what + "_") or k.startswith(what + "2_")]
     keys = [k for k in keys if k.endswith("_" + dtype)]

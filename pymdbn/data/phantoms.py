@@ -210,7 +210,9 @@ def make_phantoms(
     and without its lesions; the difference is zero outside the masks.
     Changing ``difficulty`` rescales lesion contrast, noise, the scatter of
     lesion positions and the residual misregistration, and each modality has its own random stream, so dropping a
-    modality leaves the others unchanged.
+    modality leaves the others unchanged. Chunks of patients are generated on
+    pymdbn's threads (:func:`pymdbn.set_num_threads`); the arrays do not depend
+    on their number.
 
     Examples
     --------
@@ -245,23 +247,46 @@ def make_phantoms(
     masks = {m: np.empty((n_patients, size, size), bool) for m in modalities}
     organs = {m: np.empty((n_patients, size, size), bool) for m in modalities}
     chunk = max(1, _CHUNK_PIXELS // (size * size))
-    for k, start in enumerate(range(0, n_patients, chunk)):
+
+    def generate(task):
+        k, start, m = task
         stop = min(start + chunk, n_patients)
         # Child seeds are keyed by chunk and modality index, never by which
         # modalities were requested, so images do not depend on that choice.
         per_modality = np.random.SeedSequence(
             chunk_root.entropy, spawn_key=chunk_root.spawn_key + (k,)
         ).spawn(len(MODALITIES))
-        for m in modalities:
-            rngs = [np.random.default_rng(s) for s in per_modality[MODALITIES.index(m)].spawn(3)]
-            image, mask, organ = _GENERATORS[m](
-                *rngs, _Grid(size), lesion_labels[m][start:stop], difficulty,
-                **options.get(m, {})
-            )
-            X[m][start:stop] = image
-            masks[m][start:stop] = mask
-            organs[m][start:stop] = organ
+        rngs = [np.random.default_rng(s) for s in per_modality[MODALITIES.index(m)].spawn(3)]
+        image, mask, organ = _GENERATORS[m](
+            *rngs, _Grid(size), lesion_labels[m][start:stop], difficulty,
+            **options.get(m, {})
+        )
+        X[m][start:stop] = image
+        masks[m][start:stop] = mask
+        organs[m][start:stop] = organ
+
+    tasks = [(k, start, m) for k, start in enumerate(range(0, n_patients, chunk))
+             for m in modalities]
+    # Each task has its own seeds and writes its own rows, so running them on threads
+    # (NumPy releases the GIL in its loops) gives the same arrays as running them in turn.
+    workers = min(_threads(), len(tasks))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(generate, tasks):
+                pass
+    else:
+        for task in tasks:
+            generate(task)
     return Phantoms(X, y, masks, lesion_labels, organs)
+
+
+def _threads():
+    """pymdbn's thread count (:func:`pymdbn.set_num_threads`)."""
+    import pymdbn
+
+    return pymdbn.get_num_threads()["openmp"]
 
 
 # --------------------------------------------------------------------------
