@@ -186,6 +186,32 @@ def test_resized_averages_blocks_and_keeps_small_lesions():
         d.resized(24)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7, 8, 9, 16])
+def test_resized_equals_numpy_block_mean_and_any_bit_for_bit(k):
+    """resized sums blocks its own way: the bits must stay those of
+    ``mean(axis=(2, 4), dtype=float32)`` and ``any(axis=(2, 4))`` (signed zeros,
+    denormals and values of very different size included)."""
+    from pymdbn.data.phantoms import Phantoms
+
+    rng = np.random.default_rng(k)
+    n, size = 40, 3
+    side = size * k
+    X = (rng.standard_normal((n, side, side))
+         * np.exp(3 * rng.standard_normal((n, side, side)))).astype(np.float32)
+    X.flat[::7], X.flat[::11] = -0.0, 0.0
+    X[:5] = -0.0
+    X[5:9] = np.where(rng.random((4, side, side)) < 0.5, -0.0, 1e-45)
+    masks = rng.random((n, side, side)) < 0.05
+    d = Phantoms({"brain": X}, np.zeros(n, np.int64), {"brain": masks},
+                 {"brain": np.zeros(n, bool)}, {"brain": ~masks})
+    r = d.resized(size)
+    blocks = X.reshape(n, size, k, size, k)
+    want = blocks.mean(axis=(2, 4), dtype=np.float32)
+    np.testing.assert_array_equal(r.X["brain"].view(np.uint32), want.view(np.uint32))
+    for got, m in ((r.masks["brain"], masks), (r.organ_masks["brain"], ~masks)):
+        np.testing.assert_array_equal(got, m.reshape(n, size, k, size, k).any(axis=(2, 4)))
+
+
 def test_phantoms_carry_class_names():
     from pymdbn.metrics import positive_class
 
