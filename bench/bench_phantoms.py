@@ -1,13 +1,15 @@
 """Time pymdbn.data.make_phantoms.
 
-Usage: ``python bench/bench_phantoms.py [--n N] [--size S] [--repeat R] [--reference]
-[--preview PNG]``
+Usage: ``python bench/bench_phantoms.py [--n N] [--size S] [--repeat R] [--threads T]
+[--resize SIDE] [--reference] [--preview PNG]``
 
 Prints the wall-clock seconds (median of ``--repeat`` runs) and one JSON line with the
 configuration, so results can be collected by scripts. ``--reference`` also times the
 pre-vectorisation implementation kept in a source checkout's
 ``tests/_phantoms_reference.py``, alternating with the current one, and reports the
-speed-up and whether both gave identical arrays. ``--preview`` also writes a grid of the
+speed-up and whether both gave identical arrays. ``--threads`` sets pymdbn's threads
+(chunks of patients are generated on them); ``--resize SIDE`` also times
+``Phantoms.resized(SIDE)``, as ``pymdbn demo`` resizes its 64x64 phantoms to 32x32. ``--preview`` also writes a grid of the
 first four patients (rows) by modality (columns) with lesion contours in red.
 """
 
@@ -80,15 +82,22 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="timed runs (median reported)")
     parser.add_argument("--reference", action="store_true",
                         help="also time the reference twin (source checkout only)")
+    parser.add_argument("--threads", type=int, help="pymdbn's threads (default: its own)")
+    parser.add_argument("--resize", type=int, help="also time .resized(RESIZE)")
     parser.add_argument("--preview", help="also save a preview PNG here")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.threads is not None:
+        import pymdbn
+
+        pymdbn.set_num_threads(args.threads)
 
     versions = {"current": make_phantoms}
     if args.reference:
         versions["reference"] = load_reference()
     seconds = {name: [] for name in versions}
+    resize_seconds = []
     results = {}
     # Alternating runs share whatever else loads the machine.
     for _ in range(args.repeat):
@@ -97,10 +106,19 @@ def main(argv=None):
             results[name] = make(args.n, size=args.size, modalities=MODALITIES,
                                  random_state=args.seed)
             seconds[name].append(time.perf_counter() - start)
+            if args.resize and name == "current":
+                start = time.perf_counter()
+                results[name].resized(args.resize)
+                resize_seconds.append(time.perf_counter() - start)
     median = {name: statistics.median(times) for name, times in seconds.items()}
 
-    print(f"make_phantoms({args.n}, size={args.size}) x {len(MODALITIES)} modalities: "
-          f"{median['current']:.2f} s")
+    import pymdbn
+
+    threads = pymdbn.get_num_threads()["openmp"]
+    print(f"make_phantoms({args.n}, size={args.size}) x {len(MODALITIES)} modalities, "
+          f"{threads} threads: {median['current']:.2f} s")
+    if resize_seconds:
+        print(f".resized({args.resize}): {statistics.median(resize_seconds):.2f} s")
     report = {
         "bench": "make_phantoms",
         "n_patients": args.n,
@@ -108,6 +126,10 @@ def main(argv=None):
         "modalities": len(MODALITIES),
         "seconds": round(median["current"], 3),
         "repeat": args.repeat,
+        "threads": threads,
+        **({"resize": args.resize,
+            "resize_seconds": round(statistics.median(resize_seconds), 3)}
+           if resize_seconds else {}),
         "runs": [round(t, 3) for t in seconds["current"]],
         "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),
