@@ -231,3 +231,29 @@ def test_old_and_package_paths_name_the_same_objects():
     for name in ("CLASSES", "MODALITIES", "Phantoms", "make_phantoms"):
         assert getattr(pymdbn.datasets, name) is getattr(pymdbn.data.phantoms, name)
         assert getattr(pymdbn.data, name) is getattr(pymdbn.data.phantoms, name)
+
+
+def test_an_error_in_one_chunk_stops_the_rest(monkeypatch):
+    """Chunks run on pymdbn's threads: an error (or Ctrl-C) in one is raised at once and
+    the chunks not started yet are dropped, not generated first."""
+    import pymdbn
+    from pymdbn.data import phantoms
+
+    generate = phantoms._GENERATORS["brain"]
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 3:
+            raise RuntimeError("chunk 3 failed")
+        return generate(*args, **kwargs)
+
+    monkeypatch.setitem(phantoms._GENERATORS, "brain", failing)
+    before = pymdbn.get_num_threads()["openmp"]
+    pymdbn.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="chunk 3 failed"):
+            make_phantoms(64 * 40, size=64, random_state=0)
+    finally:
+        pymdbn.set_num_threads(before)
+    assert len(calls) < 10  # of 40 brain chunks

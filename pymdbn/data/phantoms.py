@@ -268,9 +268,12 @@ def make_phantoms(
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             for _ in pool.map(generate, tasks):
                 pass
+        finally:  # on an error or Ctrl-C, drop the tasks not started yet
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for task in tasks:
             generate(task)
