@@ -91,6 +91,20 @@ inline Simd simd_level() {
   return level;
 }
 
+// f(simd, i0, i1) over [0, n) cut evenly over the threads, for loops whose elements are
+// independent (any cut gives the same bits). Unlike for_row_ranges, no FTZ/DAZ: the FP
+// environment stays the caller's (denormals kept, as in the NumPy twins).
+template <class F>
+void parallel_elements(index_t n, const F& f) {
+  const Simd simd = simd_level();
+#pragma omp parallel if (n >= kParallelWork && !omp_in_parallel())
+  {
+    const index_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const index_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    if (i0 < i1) f(simd, i0, i1);
+  }
+}
+
 // o[j] = map(o[j] + b[j]) on rows [r0, r1) of out: the one loop, compiled per variant.
 template <class T, class Map>
 PYMDBN_ALWAYS_INLINE void bias_map_rows(Mat<T> out, const T* b, const Map& map, index_t r0,

@@ -91,19 +91,6 @@ PYMDBN_TARGET_AVX512 void adam_range_avx512(AdamStep<T> s, index_t i0, index_t i
 }
 #endif
 
-// f(simd, i0, i1) over [0, n) cut evenly over the threads; elements are independent, so
-// any cut gives the same bits. The FP environment is the caller's, as before.
-template <class F>
-void parallel_elements(index_t n, const F& f) {
-  const Simd simd = simd_level();
-#pragma omp parallel if (n >= kParallelWork && !omp_in_parallel())
-  {
-    const index_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const index_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-    if (i0 < i1) f(simd, i0, i1);
-  }
-}
-
 // A block of a one-row product streams at least this many matrix elements (4 MiB of
 // float32, ~180 us at the ~22 GB/s that one core of the 2-core Xeon reads from L3;
 // waking a second thread costs far less): 4096 x 512 is cut in 2, 512 x 256 not at all.

@@ -49,23 +49,15 @@ PYMDBN_TARGET_AVX512 void portable_range_avx512(PortableFn fn, const T* x, const
 
 template <class T>
 void portable_math(PortableFn fn, const T* x, const T* y, double p, T* out, index_t n) {
-  const Simd simd = simd_level();
-  // Elements are independent: any split over threads gives the same bits. No FTZ/DAZ
-  // (unlike for_row_ranges): denormals stay, as in NumPy.
-#pragma omp parallel if (n >= kParallelWork && !omp_in_parallel())
-  {
-    const index_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const index_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+  // Denormals stay, as in NumPy (parallel_elements sets no FTZ/DAZ).
+  parallel_elements(n, [&](Simd simd, index_t i0, index_t i1) {
 #ifdef PYMDBN_SIMD_VARIANTS
-    if (simd == Simd::avx512)
-      portable_range_avx512<T>(fn, x, y, p, out, i0, i1);
-    else if (simd == Simd::avx2)
-      portable_range_avx2<T>(fn, x, y, p, out, i0, i1);
-    else
+    if (simd == Simd::avx512) return portable_range_avx512<T>(fn, x, y, p, out, i0, i1);
+    if (simd == Simd::avx2) return portable_range_avx2<T>(fn, x, y, p, out, i0, i1);
 #endif
-      portable_range<T>(fn, x, y, p, out, i0, i1);
-  }
-  (void)simd;
+    (void)simd;
+    portable_range<T>(fn, x, y, p, out, i0, i1);
+  });
 }
 
 template void portable_math<float>(PortableFn, const float*, const float*, double, float*, index_t);
