@@ -74,12 +74,18 @@ def test_binary_data_has_the_asked_share_of_ones():
     assert set(np.unique(X)) == {0.0, 1.0} and abs(X.mean() - 0.3) < 0.02
 
 
-def test_bench_quick_cd_writes_the_record_and_the_tables(tmp_path, capsys):
+def _quick_cd(tmp_path, *options):
+    """Run a tiny `pymdbn bench --suite cd` with ``options``; (json path, markdown path)."""
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--quick", "--suite", "cd", "--shapes", "16,8,4", "--n", "24",
-            "--rounds", "1", "--threads", "1", "--implementations", "pymdbn", "bound",
-            "numpy", "--json", str(out_json), "--markdown", str(out_md), "--quiet"]
+            "--rounds", "1", "--threads", "1", *options, "--json", str(out_json),
+            "--markdown", str(out_md), "--quiet"]
     assert cli.main(argv) == 0
+    return out_json, out_md
+
+
+def test_bench_quick_cd_writes_the_record_and_the_tables(tmp_path, capsys):
+    out_json, out_md = _quick_cd(tmp_path, "--implementations", "pymdbn", "bound", "numpy")
     stdout = capsys.readouterr().out
     rec = json.loads(out_json.read_text())
     for key in ("argv", "date", "settings", "machine", "versions", "pymdbn_config", "openblas",
@@ -160,11 +166,8 @@ def test_the_parser_and_the_module_stay_light(tmp_path):
 def test_bench_marks_bfloat16_rows_that_ran_float32(tmp_path, capsys):
     from pymdbn import backend
 
-    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
-    argv = ["bench", "--quick", "--suite", "cd", "--shapes", "16,8,4", "--n", "24",
-            "--rounds", "1", "--threads", "1", "--dtype", "bfloat16", "--implementations",
-            "pymdbn", "--json", str(out_json), "--markdown", str(out_md), "--quiet"]
-    assert cli.main(argv) == 0
+    out_json, out_md = _quick_cd(tmp_path, "--dtype", "bfloat16", "--implementations",
+                                 "pymdbn")
     capsys.readouterr()
     (row,) = json.loads(out_json.read_text())["cd"]["rows"]
     native = backend.bfloat16_status()[0]
