@@ -301,7 +301,7 @@ def _block_mean(a, size):
     by k^2; so does this, through whole-array additions instead of an iterator over
     short strided axes (0.92 s for 25600 64x64 images against 0.43 s here).
     """
-    b, k = _blocks(a, size)
+    b, k = _blocks(a.astype(np.float32, copy=False), size)  # as mean(dtype=float32) casts
     total = None
     for i in range(k):
         if k < 8:
