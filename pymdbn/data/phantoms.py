@@ -268,12 +268,11 @@ def make_phantoms(
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(workers)
-        try:
+        with ThreadPoolExecutor(workers) as pool:
+            # When a task raises (or on Ctrl-C), map's iterator cancels the tasks not
+            # started yet before the error reaches here.
             for _ in pool.map(generate, tasks):
                 pass
-        finally:  # on an error or Ctrl-C, drop the tasks not started yet
-            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for task in tasks:
             generate(task)
