@@ -45,7 +45,7 @@ struct AdamStep {
 };
 
 template <class T>
-PYMDBN_ALWAYS_INLINE void sgd_range(SgdStep<T> s, index_t i0, index_t i1) {
+PYMDBN_ALWAYS_INLINE void step_range(SgdStep<T> s, index_t i0, index_t i1) {
   T* __restrict p = s.p;
   const T* __restrict g = s.g;
   T* __restrict v = s.v;
@@ -57,7 +57,7 @@ PYMDBN_ALWAYS_INLINE void sgd_range(SgdStep<T> s, index_t i0, index_t i1) {
 }
 
 template <class T>
-PYMDBN_ALWAYS_INLINE void adam_range(AdamStep<T> s, index_t i0, index_t i1) {
+PYMDBN_ALWAYS_INLINE void step_range(AdamStep<T> s, index_t i0, index_t i1) {
   T* __restrict p = s.p;
   const T* __restrict g = s.g;
   T* __restrict m = s.m;
@@ -73,23 +73,28 @@ PYMDBN_ALWAYS_INLINE void adam_range(AdamStep<T> s, index_t i0, index_t i1) {
   }
 }
 #ifdef PYMDBN_SIMD_VARIANTS
-template <class T>
-PYMDBN_TARGET_AVX2 void sgd_range_avx2(SgdStep<T> s, index_t i0, index_t i1) {
-  sgd_range(s, i0, i1);
+template <class Step>
+PYMDBN_TARGET_AVX2 void step_range_avx2(Step s, index_t i0, index_t i1) {
+  step_range(s, i0, i1);
 }
-template <class T>
-PYMDBN_TARGET_AVX512 void sgd_range_avx512(SgdStep<T> s, index_t i0, index_t i1) {
-  sgd_range(s, i0, i1);
-}
-template <class T>
-PYMDBN_TARGET_AVX2 void adam_range_avx2(AdamStep<T> s, index_t i0, index_t i1) {
-  adam_range(s, i0, i1);
-}
-template <class T>
-PYMDBN_TARGET_AVX512 void adam_range_avx512(AdamStep<T> s, index_t i0, index_t i1) {
-  adam_range(s, i0, i1);
+template <class Step>
+PYMDBN_TARGET_AVX512 void step_range_avx512(Step s, index_t i0, index_t i1) {
+  step_range(s, i0, i1);
 }
 #endif
+
+// The step over n elements, on the threads, in the CPU's widest variant.
+template <class Step>
+void run_step(index_t n, const Step& step) {
+  parallel_elements(n, [&](Simd simd, index_t i0, index_t i1) {
+#ifdef PYMDBN_SIMD_VARIANTS
+    if (simd == Simd::avx512) return step_range_avx512(step, i0, i1);
+    if (simd == Simd::avx2) return step_range_avx2(step, i0, i1);
+#endif
+    (void)simd;
+    step_range(step, i0, i1);
+  });
+}
 
 // A block of a one-row product streams at least this many matrix elements (4 MiB of
 // float32, ~180 us at the ~22 GB/s that one core of the 2-core Xeon reads from L3;
@@ -332,15 +337,7 @@ double softmax_cross_entropy(CMat<T> logits, const std::int64_t* y, const double
 
 template <class T>
 void sgd_momentum_update(Vec<T> p, CVec<T> g, Vec<T> v, T lr, T momentum, T wd) {
-  parallel_elements(p.size, [&](Simd simd, index_t i0, index_t i1) {
-    const SgdStep<T> step{p.data, g.data, v.data, lr, momentum, wd};
-#ifdef PYMDBN_SIMD_VARIANTS
-    if (simd == Simd::avx512) return sgd_range_avx512(step, i0, i1);
-    if (simd == Simd::avx2) return sgd_range_avx2(step, i0, i1);
-#endif
-    (void)simd;
-    sgd_range(step, i0, i1);
-  });
+  run_step(p.size, SgdStep<T>{p.data, g.data, v.data, lr, momentum, wd});
 }
 
 template <class T>
@@ -348,15 +345,7 @@ void adam_update(Vec<T> p, CVec<T> g, Vec<T> m, Vec<T> v, T lr, T beta1, T beta2
                  std::int64_t t, T wd) {
   const T c1 = T(1) - T(pow_of<T>(double(beta1), t));
   const T c2 = T(1) - T(pow_of<T>(double(beta2), t));
-  parallel_elements(p.size, [&](Simd simd, index_t i0, index_t i1) {
-    const AdamStep<T> step{p.data, g.data, m.data, v.data, lr, beta1, beta2, eps, wd, c1, c2};
-#ifdef PYMDBN_SIMD_VARIANTS
-    if (simd == Simd::avx512) return adam_range_avx512(step, i0, i1);
-    if (simd == Simd::avx2) return adam_range_avx2(step, i0, i1);
-#endif
-    (void)simd;
-    adam_range(step, i0, i1);
-  });
+  run_step(p.size, AdamStep<T>{p.data, g.data, m.data, v.data, lr, beta1, beta2, eps, wd, c1, c2});
 }
 
 PYMDBN_FOR_EACH_FLOAT(PYMDBN_INSTANTIATE_DENSE)
